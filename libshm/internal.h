@@ -1,0 +1,59 @@
+/*
+ * internal.h - what the library, the writer and the tools share beyond the public API:
+ * the mapping of one ring, OFD-lock liveness, clocks and the log sink.
+ */
+#ifndef SHMRING_INTERNAL_H
+#define SHMRING_INTERNAL_H
+
+#include <stdint.h>
+#include <time.h>
+
+#include "layout.h"
+#include "shmring.h"
+
+#define SHM_EXPORT __attribute__((visibility("default")))
+#define likely(x)   __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+
+/* One process's mapping of a ring: header + words, and the data area mapped twice. */
+struct shm_map {
+	int fd;                        /* O_CLOEXEC; its OFD carries this mapping's locks */
+	struct shm_hdr *hdr;
+	_Atomic uint64_t *words;
+	uint8_t *data;                 /* data_size bytes, then the same bytes again */
+	size_t front_len;              /* bytes mapped at hdr (header + words) */
+	struct shm_geom g;
+	char shm_name[SHM_NAME_MAX + 16];
+};
+
+enum { SHM_ATTACH = 0, SHM_CREATE = 1 };
+int  shm_map_open(const char *name, const struct shmring_options *opts, int create, struct shm_map *m);
+void shm_map_close(struct shm_map *m);
+int  shm_reopen_fd(struct shm_map *m);
+
+int  shm_lock_try(int fd, off_t byte);   /* 0 acquired, -EAGAIN held elsewhere, <0 error */
+int  shm_lock_held(int fd, off_t byte);  /* 1 held by another OFD, 0 free, <0 error */
+void shm_lock_drop(int fd, off_t byte);
+
+static inline uint64_t shm_lap(const struct shm_geom *g, uint64_t pos)
+{
+	return (pos >> g->cap_shift) & W_LAP_MASK;
+}
+
+/* Futex on a word in shared memory (process-shared: no FUTEX_PRIVATE). */
+int  shm_futex_wait(_Atomic uint32_t *addr, uint32_t val, uint64_t timeout_ns);
+void shm_futex_wake_all(_Atomic uint32_t *addr);
+
+uint64_t shm_now_ns(void);             /* CLOCK_MONOTONIC */
+void     shm_log(enum shmring_log_level lvl, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* Ring-wide producer counters summed over the producer table. */
+struct shm_psum { uint64_t sent, dropped_full, dropped_oversize, aborted, flushes; uint32_t live; };
+/* count_live: also count entries whose lock is held; self: our own entry index (our own
+ * OFD lock never conflicts with us, so GETLK cannot see it), or -1. */
+void shm_producer_sum(const struct shm_map *m, struct shm_psum *s, int count_live, int self);
+
+int shm_stats_read(const struct shm_map *m, struct shmring_stats *st, int self);
+
+#endif

@@ -1,0 +1,179 @@
+/*
+ * layout.h - the shared-memory layout of one shmring ring: the only struct that other
+ * processes see. Fixed-width types, offsets instead of pointers, one cache line per
+ * writer group. Every change to it bumps SHMRING_LAYOUT_VERSION; the fingerprint folds
+ * in the layout facts (sizes, offsets, cache line, page size) so that two builds that
+ * disagree on any of them refuse each other's rings with -EPROTO.
+ *
+ * The protocol that runs over it is described in docs/DESIGN.md; the slot word encoding
+ * is here because both the library and the writer decode it.
+ */
+#ifndef SHMRING_LAYOUT_H
+#define SHMRING_LAYOUT_H
+
+#include <assert.h>
+#include <semaphore.h>
+#include <stdalign.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define SHM_MAGIC          0x31474e4952484d53ull /* "SMHRING1", stored last by the creator */
+#define SHM_LAYOUT_VERSION 1u
+#define SHM_CACHELINE      64
+#define SHM_PAGE           4096u
+#define SHM_PREFIX         "shmring."          /* /dev/shm/shmring.NAME */
+#define SHM_NAME_MAX       200
+#define SHM_MAX_PRODUCERS  1024u               /* owner index: 10 bits */
+#define SHM_QMAX           64u                 /* quarantined runs (issue 4) */
+#define SHM_PATH_MAX       4096
+
+/* Limits on the geometry a ring may have. */
+#define SHM_CAP_MIN        4u
+#define SHM_CAP_MAX        (1u << 20)
+#define SHM_SLOT_MIN       64u
+#define SHM_SLOT_MAX       (1u << 16)
+#define SHM_SLOTS_PER_REC_MAX 0xffffu          /* 16 bits of n in a slot word */
+
+/* Each record starts with this header in the data area of its first slot. */
+struct shm_rec {
+	uint32_t len;   /* msgpack bytes that follow (sentinel: name length) */
+	uint32_t aux;   /* sentinel: flush token low bits; record: 0 */
+};
+#define SHM_REC_HDR ((uint32_t)sizeof(struct shm_rec))
+
+/*
+ * Slot words. One 64-bit word per slot, in its own array (the data area stays one
+ * contiguous byte range so that records spanning slots, and records wrapping past the
+ * end, are contiguous through the double mapping).
+ *
+ *   63         40 39        20 19        4  3    2  0
+ *  +-------------+------------+-----------+----+-----+
+ *  | lap (24)    | owner (20) |  n / q    |kind|state|
+ *  +-------------+------------+-----------+----+-----+
+ *
+ * lap   = (position >> log2(capacity)) mod 2^24: which turn of the ring the word speaks of.
+ * n     = slots the record spans (1..65535); for QUAR/HOLE the quarantine index q.
+ * kind  = 0 record, 1 flush sentinel.
+ * owner = producer table index (10 bits) and its registration generation (10 bits).
+ */
+enum shm_state {
+	W_FREE    = 0, /* free for the position of this lap */
+	W_CLAIMED = 1, /* claimed by owner, being filled */
+	W_READY   = 2, /* published: data complete */
+	W_PAD     = 3, /* producer padding: skip and free, count nothing */
+	W_DEAD    = 4, /* revoked, owner dead: skip, count abandoned, free */
+	W_QUAR    = 5, /* revoked, owner alive: skip, count abandoned, keep (issue 4) */
+	W_HOLE    = 6, /* a quarantined run carried to a later lap: skip, keep */
+};
+
+#define W_LAP_BITS   24
+#define W_LAP_MASK   ((1u << W_LAP_BITS) - 1)
+#define W_OWNER_ANON 0xfffffu
+
+static inline unsigned w_state(uint64_t w) { return (unsigned)(w & 7); }
+static inline unsigned w_kind(uint64_t w)  { return (unsigned)((w >> 3) & 1); }
+static inline unsigned w_n(uint64_t w)     { return (unsigned)((w >> 4) & 0xffff); }
+static inline unsigned w_owner(uint64_t w) { return (unsigned)((w >> 20) & 0xfffff); }
+static inline unsigned w_lap(uint64_t w)   { return (unsigned)(w >> 40); }
+
+static inline uint64_t w_make(unsigned lap, unsigned owner, unsigned n, unsigned kind, unsigned state)
+{
+	return ((uint64_t)(lap & W_LAP_MASK) << 40) | ((uint64_t)(owner & 0xfffff) << 20) |
+	       ((uint64_t)(n & 0xffff) << 4) | ((uint64_t)(kind & 1) << 3) | (state & 7);
+}
+
+/* One registered producer process; its liveness is an OFD lock on SHM_LOCK_PRODUCER(i). */
+struct shm_producer {
+	_Atomic uint32_t gen;             /* bumped at each registration (10 bits used in owner) */
+	_Atomic int32_t  pid;             /* informational: liveness comes from the lock */
+	_Atomic uint64_t sent;            /* records offered by this entry's processes */
+	_Atomic uint64_t dropped_full;
+	_Atomic uint64_t dropped_oversize;
+	_Atomic uint64_t aborted;         /* reservations aborted (not counted in sent) */
+	_Atomic uint64_t flushes;         /* flush calls */
+	uint64_t reserved[2];
+} __attribute__((aligned(SHM_CACHELINE)));
+
+/* A run of slots the writer revoked while its owner was alive (issue 4). */
+struct shm_quarantine {
+	_Atomic uint64_t start;   /* position of the run's first slot when revoked */
+	_Atomic uint32_t n;       /* slots */
+	_Atomic uint32_t owner;   /* owner id as in the slot word; 0 = entry free */
+	_Atomic uint32_t released;/* set by the owner when it resumes and sees the revocation */
+	uint32_t pad;
+};
+
+struct shm_hdr {
+	/* Line 0: identity, immutable once magic is set. */
+	_Atomic uint64_t magic;
+	uint32_t version;
+	uint32_t hdr_size;
+	uint64_t fingerprint;
+	uint32_t capacity;      /* slots, power of two */
+	uint32_t slot_size;     /* bytes */
+	uint32_t cap_shift;     /* log2(capacity) */
+	uint32_t max_slots;     /* largest record in slots */
+	uint64_t words_off;     /* slot words: capacity * 8 bytes */
+	uint64_t data_off;      /* data area: capacity * slot_size bytes, page aligned */
+	uint64_t data_size;
+	uint64_t total_size;    /* the object's size; openers compare it with fstat */
+
+	/* Producers' line: claims. */
+	alignas(SHM_CACHELINE) _Atomic uint64_t tail; /* next position to claim */
+
+	/* Wake line: producers touch it only when the writer sleeps or someone waits for room. */
+	alignas(SHM_CACHELINE) _Atomic uint32_t writer_sleeping;
+	_Atomic uint32_t space_seq;      /* futex word, bumped when the writer frees slots */
+	_Atomic uint32_t space_waiters;
+
+	/* Writer's line: only shmring-writer stores here. */
+	alignas(SHM_CACHELINE) _Atomic uint64_t head;     /* every slot below head is free again */
+	_Atomic uint64_t confirmed;      /* every record below this position is in the file */
+	_Atomic uint64_t written;        /* records whose line was written (including invalid) */
+	_Atomic uint64_t invalid;        /* records written as a shmring_error line */
+	_Atomic uint64_t abandoned;      /* records revoked after the stall timeout */
+	_Atomic uint64_t flushes_done;   /* sentinels confirmed */
+	_Atomic uint64_t corrupt;        /* unreadable slot words skipped */
+	_Atomic int32_t  writer_pid;     /* pid of the serving writer (0 = none yet) */
+	_Atomic uint32_t writer_epoch;   /* bumped by each writer that starts serving */
+
+	alignas(SHM_CACHELINE) sem_t wake; /* process-shared; posted when writer_sleeping */
+
+	alignas(SHM_CACHELINE) _Atomic uint32_t path_seq;  /* seqlock over out_path */
+	char out_path[SHM_PATH_MAX];     /* the file the writer appends to, for tools */
+
+	alignas(SHM_CACHELINE) struct shm_quarantine quarantine[SHM_QMAX];
+	uint64_t reserved[64];
+
+	struct shm_producer producers[SHM_MAX_PRODUCERS];
+};
+
+static_assert(sizeof(struct shm_producer) == SHM_CACHELINE, "one line per producer");
+static_assert(offsetof(struct shm_hdr, tail) % SHM_CACHELINE == 0, "tail on its own line");
+static_assert(offsetof(struct shm_hdr, writer_sleeping) - offsetof(struct shm_hdr, tail) >= SHM_CACHELINE,
+	      "producer and wake lines apart");
+static_assert(offsetof(struct shm_hdr, head) - offsetof(struct shm_hdr, writer_sleeping) >= SHM_CACHELINE,
+	      "writer line apart from producers'");
+static_assert(offsetof(struct shm_hdr, producers) % SHM_CACHELINE == 0, "producer table aligned");
+static_assert(sizeof(uint64_t) == 8 && sizeof(_Atomic uint64_t) == 8, "64-bit words");
+
+/* OFD lock bytes on the shm object (far past its end: locks do not need data there). */
+#define SHM_LOCK_BASE          ((off_t)1 << 40)
+#define SHM_LOCK_WRITER        (SHM_LOCK_BASE + 0)  /* held by the serving writer */
+#define SHM_LOCK_SPAWN         (SHM_LOCK_BASE + 1)  /* serialises writer autostart */
+#define SHM_LOCK_PRODUCER(i)   (SHM_LOCK_BASE + 64 + (off_t)(i))
+
+/* Geometry and validation shared by the library, the writer and the tools. */
+struct shm_geom {
+	uint32_t capacity, slot_size, cap_shift, max_slots;
+	uint64_t words_off, data_off, data_size, total_size;
+};
+
+uint64_t shm_fingerprint(void);
+int      shm_geom_make(uint32_t capacity, uint32_t slot_size, struct shm_geom *g);
+int      shm_hdr_check(const struct shm_hdr *h, uint64_t object_size, struct shm_geom *g);
+int      shm_name_check(const char *name, char out[SHM_NAME_MAX + 16]);
+
+#endif

@@ -1,0 +1,279 @@
+/*
+ * map.c - create or attach one ring's shm object, map it (data area twice, back to back,
+ * so that a record wrapping past the end is still one contiguous range), and the OFD
+ * locks through which the kernel tells who is alive.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <linux/futex.h>
+#include <limits.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+uint64_t shm_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+int shm_futex_wait(_Atomic uint32_t *addr, uint32_t val, uint64_t timeout_ns)
+{
+	struct timespec ts = { (time_t)(timeout_ns / 1000000000ull), (long)(timeout_ns % 1000000000ull) };
+	if (syscall(SYS_futex, addr, FUTEX_WAIT, val, &ts, NULL, 0) < 0)
+		return -errno;
+	return 0;
+}
+
+void shm_futex_wake_all(_Atomic uint32_t *addr)
+{
+	syscall(SYS_futex, addr, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+}
+
+static int ofd_lock(int fd, int cmd, short type, off_t byte, struct flock *out)
+{
+	struct flock fl = { .l_type = type, .l_whence = SEEK_SET, .l_start = byte, .l_len = 1 };
+	if (fcntl(fd, cmd, &fl) < 0)
+		return -errno;
+	if (out)
+		*out = fl;
+	return 0;
+}
+
+int shm_lock_try(int fd, off_t byte)
+{
+	int rc = ofd_lock(fd, F_OFD_SETLK, F_WRLCK, byte, NULL);
+	return rc == -EACCES ? -EAGAIN : rc;
+}
+
+int shm_lock_held(int fd, off_t byte)
+{
+	struct flock fl = { .l_type = F_UNLCK };
+	int rc = ofd_lock(fd, F_OFD_GETLK, F_WRLCK, byte, &fl);
+	if (rc)
+		return rc;
+	return fl.l_type != F_UNLCK;
+}
+
+void shm_lock_drop(int fd, off_t byte)
+{
+	(void)ofd_lock(fd, F_OFD_SETLK, F_UNLCK, byte, NULL);
+}
+
+/* Reserve 2 * data_size of address space, then map the data range into both halves. */
+static int map_data_twice(struct shm_map *m)
+{
+	size_t sz = m->g.data_size;
+	uint8_t *base = mmap(NULL, 2 * sz, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (base == MAP_FAILED)
+		return -errno;
+	for (int i = 0; i < 2; i++) {
+		void *p = mmap(base + i * sz, sz, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED,
+			       m->fd, (off_t)m->g.data_off);
+		if (p == MAP_FAILED) {
+			int e = -errno;
+			munmap(base, 2 * sz);
+			return e;
+		}
+	}
+	m->data = base;
+	return 0;
+}
+
+static int map_front(struct shm_map *m, size_t len)
+{
+	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, m->fd, 0);
+	if (p == MAP_FAILED)
+		return -errno;
+	m->hdr = p;
+	m->front_len = len;
+	return 0;
+}
+
+/* Initialise a fresh object; magic is stored last (release) so openers see all of it. */
+static int init_new(struct shm_map *m, const struct shmring_options *o)
+{
+	uint32_t cap = o && o->capacity ? o->capacity : SHMRING_DEFAULT_CAPACITY;
+	uint32_t slot = o && o->slot_size ? o->slot_size : SHMRING_DEFAULT_SLOT_SIZE;
+	int rc = shm_geom_make(cap, slot, &m->g);
+	if (rc)
+		return rc;
+	if (ftruncate(m->fd, (off_t)m->g.total_size) < 0)
+		return -errno;
+	if ((rc = map_front(m, m->g.data_off)))
+		return rc;
+	struct shm_hdr *h = m->hdr;
+	/* The object is zero-filled: every slot word is FREE at lap 0, all counters 0. */
+	h->version = SHM_LAYOUT_VERSION;
+	h->hdr_size = sizeof(*h);
+	h->fingerprint = shm_fingerprint();
+	h->capacity = m->g.capacity;
+	h->slot_size = m->g.slot_size;
+	h->cap_shift = m->g.cap_shift;
+	h->max_slots = m->g.max_slots;
+	h->words_off = m->g.words_off;
+	h->data_off = m->g.data_off;
+	h->data_size = m->g.data_size;
+	h->total_size = m->g.total_size;
+	if (sem_init(&h->wake, 1, 0) < 0)
+		return -errno;
+	/* M1: publishes the initialised header; pairs with the acquire in shm_hdr_check. */
+	atomic_store_explicit(&h->magic, SHM_MAGIC, memory_order_release);
+	return 0;
+}
+
+static int attach_existing(struct shm_map *m)
+{
+	struct stat st;
+	/* A creator is between shm_open and the magic store for microseconds; wait up to 1 s. */
+	for (int tries = 0;; tries++) {
+		if (fstat(m->fd, &st) < 0)
+			return -errno;
+		if ((uint64_t)st.st_size >= sizeof(struct shm_hdr)) {
+			if (!m->hdr) {
+				int rc = map_front(m, sizeof(struct shm_hdr));
+				if (rc)
+					return rc;
+			}
+			if (atomic_load_explicit(&m->hdr->magic, memory_order_acquire) == SHM_MAGIC)
+				break;
+		}
+		/* Only a young object can still be in its creator's hands. */
+		struct timespec now;
+		clock_gettime(CLOCK_REALTIME, &now);
+		if (tries >= 100 || now.tv_sec - st.st_ctim.tv_sec > 2)
+			return -EPROTO;
+		struct timespec ts = { 0, 10 * 1000 * 1000 };
+		nanosleep(&ts, NULL);
+	}
+	int rc = shm_hdr_check(m->hdr, (uint64_t)st.st_size, &m->g);
+	if (rc)
+		return rc;
+	munmap(m->hdr, m->front_len);
+	m->hdr = NULL;
+	return map_front(m, m->g.data_off);
+}
+
+int shm_map_open(const char *name, const struct shmring_options *opts, int create, struct shm_map *m)
+{
+	memset(m, 0, sizeof(*m));
+	m->fd = -1;
+	int rc = shm_name_check(name, m->shm_name);
+	if (rc)
+		return rc;
+	if (opts && opts->capacity) {
+		struct shm_geom g;
+		if ((rc = shm_geom_make(opts->capacity,
+					opts->slot_size ? opts->slot_size : SHMRING_DEFAULT_SLOT_SIZE, &g)))
+			return rc;
+	}
+	mode_t mode = opts && opts->mode ? (opts->mode & 0777) : 0600;
+	for (int attempt = 0; attempt < 8; attempt++) {
+		m->fd = shm_open(m->shm_name, O_RDWR | O_CLOEXEC, 0);
+		if (m->fd >= 0) {
+			rc = attach_existing(m);
+			break;
+		}
+		if (errno != ENOENT || !create)
+			return -errno;
+		m->fd = shm_open(m->shm_name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+		if (m->fd < 0) {
+			if (errno == EEXIST)
+				continue; /* lost the creation race: attach to the winner's */
+			return -errno;
+		}
+		/* umask must not narrow what the caller asked for. */
+		if (fchmod(m->fd, mode) < 0 || (rc = init_new(m, opts))) {
+			rc = rc ? rc : -errno;
+			shm_unlink(m->shm_name);
+		}
+		break;
+	}
+	if (m->fd < 0)
+		return -EAGAIN;
+	if (!rc) {
+		m->words = (_Atomic uint64_t *)((uint8_t *)m->hdr + m->g.words_off);
+		rc = map_data_twice(m);
+	}
+	if (rc)
+		shm_map_close(m);
+	return rc;
+}
+
+int shm_reopen_fd(struct shm_map *m)
+{
+	int fd = shm_open(m->shm_name, O_RDWR | O_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	m->fd = fd;
+	return 0;
+}
+
+void shm_map_close(struct shm_map *m)
+{
+	if (m->data)
+		munmap(m->data, 2 * m->g.data_size);
+	if (m->hdr)
+		munmap(m->hdr, m->front_len);
+	if (m->fd >= 0)
+		close(m->fd);
+	m->data = NULL;
+	m->hdr = NULL;
+	m->fd = -1;
+}
+
+void shm_producer_sum(const struct shm_map *m, struct shm_psum *s, int count_live, int self)
+{
+	memset(s, 0, sizeof(*s));
+	for (unsigned i = 0; i < SHM_MAX_PRODUCERS; i++) {
+		const struct shm_producer *p = &m->hdr->producers[i];
+		/* Relaxed: counters are independent monotone figures, read for reporting. */
+		s->sent += atomic_load_explicit(&p->sent, memory_order_relaxed);
+		s->dropped_full += atomic_load_explicit(&p->dropped_full, memory_order_relaxed);
+		s->dropped_oversize += atomic_load_explicit(&p->dropped_oversize, memory_order_relaxed);
+		s->aborted += atomic_load_explicit(&p->aborted, memory_order_relaxed);
+		s->flushes += atomic_load_explicit(&p->flushes, memory_order_relaxed);
+		if (count_live && atomic_load_explicit(&p->pid, memory_order_relaxed) &&
+		    ((int)i == self || shm_lock_held(m->fd, SHM_LOCK_PRODUCER(i)) == 1))
+			s->live++;
+	}
+}
+
+int shm_stats_read(const struct shm_map *m, struct shmring_stats *st, int self)
+{
+	const struct shm_hdr *h = m->hdr;
+	struct shm_psum ps;
+	memset(st, 0, sizeof(*st));
+	st->capacity = m->g.capacity;
+	st->slot_size = m->g.slot_size;
+	st->max_record = (uint64_t)m->g.max_slots * m->g.slot_size - SHM_REC_HDR;
+	/* Writer figures first, producer figures after: pending can only be over-, never
+	 * under-estimated by a racing writer. */
+	st->head = atomic_load_explicit(&h->head, memory_order_acquire);
+	st->written = atomic_load_explicit(&h->written, memory_order_relaxed);
+	st->invalid = atomic_load_explicit(&h->invalid, memory_order_relaxed);
+	st->abandoned = atomic_load_explicit(&h->abandoned, memory_order_relaxed);
+	st->flushes_done = atomic_load_explicit(&h->flushes_done, memory_order_relaxed);
+	st->corrupt = atomic_load_explicit(&h->corrupt, memory_order_relaxed);
+	st->writer_pid = atomic_load_explicit(&h->writer_pid, memory_order_relaxed);
+	shm_producer_sum(m, &ps, 1, self);
+	st->tail = atomic_load_explicit(&h->tail, memory_order_acquire);
+	st->sent = ps.sent;
+	st->dropped_full = ps.dropped_full;
+	st->dropped_oversize = ps.dropped_oversize;
+	st->flushes = ps.flushes;
+	st->producers = ps.live;
+	uint64_t done = st->written + st->dropped_full + st->dropped_oversize + st->abandoned;
+	st->pending = st->sent > done ? st->sent - done : 0;
+	int live = shm_lock_held(m->fd, SHM_LOCK_WRITER);
+	st->writer_alive = live == 1;
+	return live < 0 ? live : 0;
+}

@@ -1,0 +1,914 @@
+/* mp2json.c: streaming msgpack -> compact JSON for the record writer.
+ *
+ * One forward pass over the input with an explicit, fixed stack: no object tree, no
+ * allocation, no recursion. Records are mostly short ASCII strings and small integers, so the
+ * hot path is: a 256-entry table for the type byte, a SIMD/SWAR scan that finds the first
+ * byte of a string needing care (copy the clean run with memcpy), and a digit-pair table.
+ * Everything else (floats, timestamps, non-string keys, invalid UTF-8) takes a slow but exact
+ * path. Output rules are in include/shmring/json.h.
+ *
+ * Space is checked exactly before every write, so a too-small buffer gives -ENOSPC and never
+ * a wrong answer; a buffer of shmring_json_bound() bytes can never run out (see there).
+ */
+#include "shmring/json.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__SSE2__) && !defined(MP2JSON_NO_SIMD)
+#include <emmintrin.h>
+#define MP2JSON_SSE2 1
+#endif
+
+#define SHMRING_EXPORT __attribute__((visibility("default")))
+
+#define MAX_FRAMES (SHMRING_JSON_MAX_DEPTH + SHMRING_JSON_MAX_KEY_NEST)
+
+static const char R_TRUNC[] = "truncated";
+static const char R_C1[] = "invalid byte 0xc1";
+static const char R_DEEP[] = "nesting deeper than 64";
+static const char R_KEYNEST[] = "non-string keys nested deeper than 2";
+static const char R_TRAIL[] = "trailing bytes";
+
+/* Type of an object by its first byte. */
+enum {
+	K_POSFIX, K_FIXMAP, K_FIXARR, K_FIXSTR, K_NIL, K_BAD, K_FALSE, K_TRUE,
+	K_BIN8, K_BIN16, K_BIN32, K_EXT8, K_EXT16, K_EXT32, K_F32, K_F64,
+	K_U8, K_U16, K_U32, K_U64, K_I8, K_I16, K_I32, K_I64,
+	K_FIXEXT1, K_FIXEXT2, K_FIXEXT4, K_FIXEXT8, K_FIXEXT16,
+	K_STR8, K_STR16, K_STR32, K_ARR16, K_ARR32, K_MAP16, K_MAP32, K_NEGFIX,
+};
+
+#define X4(k) k, k, k, k
+#define X16(k) X4(k), X4(k), X4(k), X4(k)
+static const uint8_t kind_of[] = {
+	X16(K_POSFIX), X16(K_POSFIX), X16(K_POSFIX), X16(K_POSFIX),	/* 0x00 */
+	X16(K_POSFIX), X16(K_POSFIX), X16(K_POSFIX), X16(K_POSFIX),	/* 0x40 */
+	X16(K_FIXMAP), X16(K_FIXARR), X16(K_FIXSTR), X16(K_FIXSTR),	/* 0x80 */
+	K_NIL, K_BAD, K_FALSE, K_TRUE, K_BIN8, K_BIN16, K_BIN32,	/* 0xc0 */
+	K_EXT8, K_EXT16, K_EXT32, K_F32, K_F64,				/* 0xc7 */
+	K_U8, K_U16, K_U32, K_U64, K_I8, K_I16, K_I32, K_I64,		/* 0xcc */
+	K_FIXEXT1, K_FIXEXT2, K_FIXEXT4, K_FIXEXT8, K_FIXEXT16,		/* 0xd4 */
+	K_STR8, K_STR16, K_STR32, K_ARR16, K_ARR32, K_MAP16, K_MAP32,	/* 0xd9 */
+	X16(K_NEGFIX), X16(K_NEGFIX),					/* 0xe0 */
+};
+_Static_assert(sizeof(kind_of) == 256, "one class per byte value");
+
+/* What a string byte below 0x80 turns into: 0 = itself, 'u' = \u00XX, else \<that char>.
+ * Same set as serde_json: control bytes, '"' and '\\'; 0x7f and '/' pass as they are. */
+static const char esc_of[128] = {
+	'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'b', 't', 'n', 'u', 'f', 'r', 'u', 'u',
+	'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u', 'u',
+	0, 0, '"', 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, '\\', 0, 0, 0,
+};
+
+static const char hexdig[] = "0123456789abcdef";
+static const char b64dig[] =
+	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+static const char digit_pairs[201] =
+	"00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+	"40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+	"8081828384858687888990919293949596979899";
+
+static inline uint16_t be16(const uint8_t *p)
+{
+	return (uint16_t)(p[0] << 8 | p[1]);
+}
+
+static inline uint32_t be32(const uint8_t *p)
+{
+	uint32_t v;
+
+	memcpy(&v, p, 4);
+	return __builtin_bswap32(v);
+}
+
+static inline uint64_t be64(const uint8_t *p)
+{
+	uint64_t v;
+
+	memcpy(&v, p, 8);
+	return __builtin_bswap64(v);
+}
+
+static inline bool is_str_byte(uint8_t b)
+{
+	return (b & 0xe0) == 0xa0 || (b >= 0xd9 && b <= 0xdb);
+}
+
+static inline unsigned ndigits(uint64_t v)
+{
+	static const uint64_t p10[20] = {
+		1ull, 10ull, 100ull, 1000ull, 10000ull, 100000ull, 1000000ull, 10000000ull,
+		100000000ull, 1000000000ull, 10000000000ull, 100000000000ull,
+		1000000000000ull, 10000000000000ull, 100000000000000ull,
+		1000000000000000ull, 10000000000000000ull, 100000000000000000ull,
+		1000000000000000000ull, 10000000000000000000ull,
+	};
+	/* log10 from the bit length (1233/4096 ~ log10(2)), then one correction. */
+	unsigned t = (unsigned)(64 - __builtin_clzll(v | 1)) * 1233 >> 12;
+
+	return t + 1 - ((v | 1) < p10[t]);
+}
+
+/* Writes exactly nd digits of v ending at o + nd, two at a time from the back. */
+static inline void put_digits(char *o, uint64_t v, unsigned nd)
+{
+	char *q = o + nd;
+
+	while (v >= 100) {
+		unsigned r = (unsigned)(v % 100);
+
+		v /= 100;
+		q -= 2;
+		memcpy(q, digit_pairs + 2 * r, 2);
+	}
+	if (v >= 10) {
+		q -= 2;
+		memcpy(q, digit_pairs + 2 * v, 2);
+	} else {
+		*--q = (char)('0' + v);
+	}
+}
+
+static inline uint64_t b64_len(uint64_t n)
+{
+	return (n + 2) / 3 * 4;
+}
+
+static char *put_b64(char *o, const uint8_t *s, size_t n)
+{
+	for (; n >= 3; n -= 3, s += 3) {
+		uint32_t v = (uint32_t)s[0] << 16 | (uint32_t)s[1] << 8 | s[2];
+
+		o[0] = b64dig[v >> 18];
+		o[1] = b64dig[v >> 12 & 63];
+		o[2] = b64dig[v >> 6 & 63];
+		o[3] = b64dig[v & 63];
+		o += 4;
+	}
+	if (n) {
+		uint32_t v = (uint32_t)s[0] << 16 | (n == 2 ? (uint32_t)s[1] << 8 : 0);
+
+		o[0] = b64dig[v >> 18];
+		o[1] = b64dig[v >> 12 & 63];
+		o[2] = n == 2 ? b64dig[v >> 6 & 63] : '=';
+		o[3] = '=';
+		o += 4;
+	}
+	return o;
+}
+
+/* Length of the run at s (within [s, e)) of bytes that copy through unchanged: printable
+ * ASCII other than '"' and '\\'. May read up to iend (the end of the readable input, iend >= e),
+ * never past it, so whole vectors are loaded even for short strings in the middle of a record. */
+static inline size_t clean_prefix(const uint8_t *s, const uint8_t *e, const uint8_t *iend)
+{
+	const uint8_t *q = s;
+
+#ifdef MP2JSON_SSE2
+	/* Signed compare: bytes >= 0x80 are negative, so "< 0x20" also catches non-ASCII. */
+	const __m128i sp = _mm_set1_epi8(0x20), dq = _mm_set1_epi8('"'),
+		      bs = _mm_set1_epi8('\\');
+
+	while (q < e && iend - q >= 16) {
+		__m128i v = _mm_loadu_si128((const __m128i *)(const void *)q);
+		__m128i m = _mm_or_si128(_mm_cmplt_epi8(v, sp),
+					 _mm_or_si128(_mm_cmpeq_epi8(v, dq), _mm_cmpeq_epi8(v, bs)));
+		unsigned bits = (unsigned)_mm_movemask_epi8(m);
+
+		if (bits) {
+			size_t r = (size_t)(q - s) + (size_t)__builtin_ctz(bits);
+
+			return r < (size_t)(e - s) ? r : (size_t)(e - s);
+		}
+		q += 16;
+	}
+#endif
+	/* SWAR, eight bytes at a time. The lowest flagged byte of each test is exact (a false
+	 * flag can only sit above a true one), and that is the only one we use. */
+	while (q < e && iend - q >= 8) {
+		const uint64_t ones = 0x0101010101010101ull, high = 0x8080808080808080ull;
+		uint64_t w, x, y, m;
+
+		memcpy(&w, q, 8);
+		x = w ^ (ones * '"');
+		y = w ^ (ones * '\\');
+		m = (w & high) | ((w - ones * 0x20) & ~w & high) | ((x - ones) & ~x & high) |
+		    ((y - ones) & ~y & high);
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+		m = __builtin_bswap64(m);
+#endif
+		if (m) {
+			size_t r = (size_t)(q - s) + (size_t)(__builtin_ctzll(m) >> 3);
+
+			return r < (size_t)(e - s) ? r : (size_t)(e - s);
+		}
+		q += 8;
+	}
+	if (q >= e)
+		return (size_t)(e - s);
+	while (q < e && *q >= 0x20 && *q < 0x80 && !esc_of[*q])
+		q++;
+	return (size_t)(q - s);
+}
+
+/* One UTF-8 sequence at s (*s >= 0x80, s < e): its length when valid, else minus the length
+ * of its maximal invalid subpart (Unicode 3.9 / WHATWG: that many bytes become one U+FFFD,
+ * and the byte that broke the sequence is looked at again). */
+static inline int utf8_seq(const uint8_t *s, const uint8_t *e)
+{
+	size_t avail = (size_t)(e - s);
+	uint8_t c = s[0], lo = 0x80, hi = 0xbf;
+	int need;
+
+	if (c < 0xc2 || c > 0xf4)
+		return -1;
+	if (c < 0xe0) {
+		need = 1;
+	} else if (c < 0xf0) {
+		need = 2;
+		if (c == 0xe0)
+			lo = 0xa0;	/* overlong */
+		else if (c == 0xed)
+			hi = 0x9f;	/* surrogates */
+	} else {
+		need = 3;
+		if (c == 0xf0)
+			lo = 0x90;	/* overlong */
+		else if (c == 0xf4)
+			hi = 0x8f;	/* > U+10FFFF */
+	}
+	if (avail < 2 || s[1] < lo || s[1] > hi)
+		return -1;
+	for (int i = 2; i <= need; i++)
+		if (avail <= (size_t)i || (s[i] & 0xc0) != 0x80)
+			return -i;
+	return need + 1;
+}
+
+/* Writes s[0..n) as a JSON string. iend bounds what may be read ahead (see clean_prefix).
+ * Returns the new cursor, or NULL when out of space. Every input byte gives at least one
+ * output byte, so one check up front covers the common case and each expansion checks for
+ * its extra bytes with the rest of the string still owed. */
+static char *put_str(char *o, char *oend, const uint8_t *s, size_t n, const uint8_t *iend)
+{
+	const uint8_t *e = s + n;
+
+	if ((uint64_t)(oend - o) < (uint64_t)n + 2)
+		return NULL;
+	*o++ = '"';
+	for (;;) {
+		size_t run = clean_prefix(s, e, iend);
+
+		memcpy(o, s, run);
+		o += run;
+		s += run;
+		if (s == e)
+			break;
+		while (s < e && *s >= 0x80) {
+			int k = utf8_seq(s, e);
+
+			if (k > 0) {
+				memcpy(o, s, (size_t)k);
+				o += k;
+				s += k;
+			} else {
+				/* -k bytes in, 3 out (plus the rest and the closing quote). */
+				if ((size_t)(oend - o) < (size_t)(e - s) - (size_t)-k + 4)
+					return NULL;
+				memcpy(o, "\xef\xbf\xbd", 3);
+				o += 3;
+				s += -k;
+			}
+		}
+		if (s < e && (*s < 0x20 || esc_of[*s])) {
+			char c = esc_of[*s];
+			size_t extra = c == 'u' ? 5 : 1;
+
+			if ((size_t)(oend - o) < (size_t)(e - s) + extra + 1)
+				return NULL;
+			o[0] = '\\';
+			if (c == 'u') {
+				memcpy(o + 1, "u00", 3);
+				o[4] = hexdig[*s >> 4];
+				o[5] = hexdig[*s & 15];
+				o += 6;
+			} else {
+				o[1] = c;
+				o += 2;
+			}
+			s++;
+		}
+	}
+	*o++ = '"';
+	return o;
+}
+
+/* A finished non-string key: its JSON text sits in [start, o); escape it in place as string
+ * content and close the quote opened before it. The text is our own output, so it holds no
+ * control bytes and valid UTF-8 only: '"' and '\\' are all that change. Nested keys were
+ * escaped when they finished, so their text is escaped once more here, as the spec says. */
+static char *close_key(char *start, char *o, char *oend)
+{
+	size_t q = 0, grow;
+
+	for (char *c = start; c < o; c++)
+		q += *c == '"' || *c == '\\';
+	if ((size_t)(oend - o) < q + 1)
+		return NULL;
+	/* Back to front, so nothing is overwritten before it has moved. */
+	grow = q;
+	for (char *src = o - 1, *dst = o - 1 + q; q; src--) {
+		*dst-- = *src;
+		if (*src == '"' || *src == '\\') {
+			*dst-- = '\\';
+			q--;
+		}
+	}
+	o += grow;
+	*o++ = '"';
+	return o;
+}
+
+/* The text of a finite value: the first %.{p}g that reads back as the same value, in the C
+ * locale's form whatever the process locale, with ".0" when it would read as an integer.
+ * Floats are rare in records, so plain snprintf/strtod is fine. buf has room for 40. */
+static size_t fmt_float(char *buf, double v, bool f32)
+{
+	char t[48];
+	int n = 0, saved = errno;
+	size_t k = 0;
+	bool frac = false;
+
+	if (isnan(v) || isinf(v)) {
+		memcpy(buf, "null", 4);
+		return 4;
+	}
+	for (int p = 1; p <= (f32 ? 9 : 17); p++) {
+		n = snprintf(t, sizeof(t), "%.*g", p, v);
+		if (f32 ? strtof(t, NULL) == (float)v : strtod(t, NULL) == v)
+			break;
+	}
+	errno = saved;
+	if (n < 0 || (size_t)n >= sizeof(t))
+		n = 0;
+	/* snprintf and strtod agree on the locale's radix; JSON wants '.'. */
+	for (int i = 0; i < n && k < 38; i++) {
+		char c = t[i];
+
+		if ((c >= '0' && c <= '9') || c == '-' || c == '+' || c == 'e') {
+			buf[k++] = c;
+			frac |= c == 'e';
+		} else if (!frac) {
+			buf[k++] = '.';
+			frac = true;
+			while (i + 1 < n && !(t[i + 1] >= '0' && t[i + 1] <= '9') &&
+			       t[i + 1] != 'e')
+				i++;
+		}
+	}
+	if (!frac) {
+		memcpy(buf + k, ".0", 2);
+		k += 2;
+	}
+	return k;
+}
+
+/* msgpack timestamp (ext -1) as a quoted RFC 3339 UTC string into buf (room for 40), or 0 when
+ * it is not one we render: wrong size, nanoseconds >= 1e9, or a year outside 0000..9999. */
+static size_t fmt_timestamp(char *buf, const uint8_t *d, size_t n)
+{
+	/* 0000-01-01T00:00:00Z and 9999-12-31T23:59:59Z */
+	const int64_t min_sec = -62167219200LL, max_sec = 253402300799LL;
+	int64_t sec, days, doe, yoe, y, doy, mp, era;
+	uint32_t nsec, sod;
+	unsigned mon, day;
+	char *o = buf;
+
+	if (n == 4) {
+		sec = be32(d);
+		nsec = 0;
+	} else if (n == 8) {
+		uint64_t x = be64(d);
+
+		nsec = (uint32_t)(x >> 34);
+		sec = (int64_t)(x & 0x3ffffffffull);
+	} else if (n == 12) {
+		nsec = be32(d);
+		sec = (int64_t)be64(d + 4);
+	} else {
+		return 0;
+	}
+	if (nsec >= 1000000000u || sec < min_sec || sec > max_sec)
+		return 0;
+	/* Floor division, then days-to-civil (H. Hinnant's algorithm, proleptic Gregorian). */
+	days = sec / 86400;
+	if (sec % 86400 < 0)
+		days--;
+	sod = (uint32_t)(sec - days * 86400);
+	days += 719468;
+	era = (days >= 0 ? days : days - 146096) / 146097;
+	doe = days - era * 146097;
+	yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+	doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+	mp = (5 * doy + 2) / 153;
+	day = (unsigned)(doy - (153 * mp + 2) / 5 + 1);
+	mon = (unsigned)(mp < 10 ? mp + 3 : mp - 9);
+	y = yoe + era * 400 + (mon <= 2);
+
+	*o++ = '"';
+	memcpy(o, digit_pairs + 2 * (y / 100), 2);
+	memcpy(o + 2, digit_pairs + 2 * (y % 100), 2);
+	o[4] = '-';
+	memcpy(o + 5, digit_pairs + 2 * mon, 2);
+	o[7] = '-';
+	memcpy(o + 8, digit_pairs + 2 * day, 2);
+	o[10] = 'T';
+	memcpy(o + 11, digit_pairs + 2 * (sod / 3600), 2);
+	o[13] = ':';
+	memcpy(o + 14, digit_pairs + 2 * (sod / 60 % 60), 2);
+	o[16] = ':';
+	memcpy(o + 17, digit_pairs + 2 * (sod % 60), 2);
+	o += 19;
+	if (nsec) {
+		unsigned nd = 9;
+
+		while (nsec % 10 == 0) {
+			nsec /= 10;
+			nd--;
+		}
+		*o++ = '.';
+		/* put_digits writes exactly nd digits, so leading zeros come out too */
+		memset(o, '0', nd);
+		put_digits(o + nd - ndigits(nsec), nsec, ndigits(nsec));
+		o += nd;
+	}
+	memcpy(o, "Z\"", 2);
+	o += 2;
+	return (size_t)(o - buf);
+}
+
+struct frame {
+	uint64_t left;		/* items still to come: elements, or keys plus values */
+	size_t kstart;		/* F_KEY: where the key's JSON text starts in out */
+	uint8_t kind;
+};
+
+enum { F_ARRAY, F_MAP, F_KEY };
+
+#define NEED_IN(n)                                              \
+	do {                                                    \
+		if ((size_t)(end - p) < (size_t)(n))            \
+			goto truncated;                         \
+	} while (0)
+#define ROOM(n)                                                 \
+	do {                                                    \
+		if ((uint64_t)(oend - o) < (uint64_t)(n))       \
+			goto nospace;                           \
+	} while (0)
+
+SHMRING_EXPORT size_t shmring_json_bound(size_t len)
+{
+	/* Worst output per input byte, found by walking every construct (tests/test_json.c
+	 * checks each of these):
+	 *   fixext1 (3 bytes) as a key inside a key: {"ext":-128,"base64":"AA=="} has 6 quotes,
+	 *     each 4 bytes after two escapes, plus its own escaped quotes and a separator:
+	 *     22 + 24 + 4 + 1 = 51 bytes, 17 per byte, the largest;
+	 *   a control byte in a string inside a key inside a key: \\\\u001f, 9 per byte;
+	 *   false as a key inside a key: \"false\": 10 per byte; false in an array 6 per byte.
+	 * The error record is 2 * len + at most 830 bytes (why is capped at
+	 * SHMRING_JSON_WHY_MAX bytes, 6 out per byte). */
+	if (len > (SIZE_MAX - 1024) / 18)
+		return SIZE_MAX;
+	return 18 * len + 1024;
+}
+
+SHMRING_EXPORT ssize_t shmring_msgpack_to_json(const void *in, size_t len, char *out,
+					       size_t cap, const char **why)
+{
+	struct frame stk[MAX_FRAMES];
+	unsigned sp = 0, depth = 0, klev = 0;
+	const uint8_t *p = in, *end;
+	const char *err;
+	char tmp[48], dummy, *o, *oend;
+	uint64_t v, n;
+	int64_t sv;
+	size_t tl, hdr;
+	unsigned nd;
+	uint8_t b;
+
+	if (len == 0)
+		goto truncated;
+	end = p + len;
+	if (!out) {
+		out = &dummy;
+		cap = 0;
+	}
+	o = out;
+	oend = out + cap;
+
+next:
+	if (p == end)
+		goto truncated;
+	b = *p;
+	if (sp && stk[sp - 1].kind == F_MAP && !(stk[sp - 1].left & 1) && !is_str_byte(b)) {
+		/* A non-string key: render it as usual after an opening quote; close_key()
+		 * escapes the text when the key is complete. */
+		if (b == 0xc1)
+			goto bad_c1;
+		if (klev == SHMRING_JSON_MAX_KEY_NEST) {
+			err = R_KEYNEST;
+			goto bad;
+		}
+		ROOM(1);
+		*o++ = '"';
+		stk[sp].kind = F_KEY;
+		stk[sp].left = 1;
+		stk[sp].kstart = (size_t)(o - out);
+		sp++;
+		klev++;
+	}
+	switch (kind_of[b]) {
+	case K_POSFIX:
+		v = b;
+		p += 1;
+		goto emit_u;
+	case K_NEGFIX:
+		sv = (int64_t)b - 256;
+		p += 1;
+		goto emit_s;
+	case K_U8:
+		NEED_IN(2);
+		v = p[1];
+		p += 2;
+		goto emit_u;
+	case K_U16:
+		NEED_IN(3);
+		v = be16(p + 1);
+		p += 3;
+		goto emit_u;
+	case K_U32:
+		NEED_IN(5);
+		v = be32(p + 1);
+		p += 5;
+		goto emit_u;
+	case K_U64:
+		NEED_IN(9);
+		v = be64(p + 1);
+		p += 9;
+		goto emit_u;
+	case K_I8:
+		NEED_IN(2);
+		sv = (int8_t)p[1];
+		p += 2;
+		goto emit_s;
+	case K_I16:
+		NEED_IN(3);
+		sv = (int16_t)be16(p + 1);
+		p += 3;
+		goto emit_s;
+	case K_I32:
+		NEED_IN(5);
+		sv = (int32_t)be32(p + 1);
+		p += 5;
+		goto emit_s;
+	case K_I64:
+		NEED_IN(9);
+		sv = (int64_t)be64(p + 1);
+		p += 9;
+		goto emit_s;
+	case K_NIL:
+		ROOM(4);
+		memcpy(o, "null", 4);
+		o += 4;
+		p += 1;
+		goto done;
+	case K_FALSE:
+		ROOM(5);
+		memcpy(o, "false", 5);
+		o += 5;
+		p += 1;
+		goto done;
+	case K_TRUE:
+		ROOM(4);
+		memcpy(o, "true", 4);
+		o += 4;
+		p += 1;
+		goto done;
+	case K_BAD:
+		goto bad_c1;
+	case K_F32: {
+		float f;
+		uint32_t u;
+
+		NEED_IN(5);
+		u = be32(p + 1);
+		memcpy(&f, &u, 4);
+		tl = fmt_float(tmp, f, true);
+		p += 5;
+		goto emit_tmp;
+	}
+	case K_F64: {
+		double d;
+
+		NEED_IN(9);
+		v = be64(p + 1);
+		memcpy(&d, &v, 8);
+		tl = fmt_float(tmp, d, false);
+		p += 9;
+		goto emit_tmp;
+	}
+	case K_FIXSTR:
+		n = b & 31;
+		p += 1;
+		goto str;
+	case K_STR8:
+		NEED_IN(2);
+		n = p[1];
+		p += 2;
+		goto str;
+	case K_STR16:
+		NEED_IN(3);
+		n = be16(p + 1);
+		p += 3;
+		goto str;
+	case K_STR32:
+		NEED_IN(5);
+		n = be32(p + 1);
+		p += 5;
+		goto str;
+	case K_BIN8:
+		NEED_IN(2);
+		n = p[1];
+		p += 2;
+		goto bin;
+	case K_BIN16:
+		NEED_IN(3);
+		n = be16(p + 1);
+		p += 3;
+		goto bin;
+	case K_BIN32:
+		NEED_IN(5);
+		n = be32(p + 1);
+		p += 5;
+		goto bin;
+	case K_FIXEXT1:
+	case K_FIXEXT2:
+	case K_FIXEXT4:
+	case K_FIXEXT8:
+	case K_FIXEXT16:
+		n = 1u << (kind_of[b] - K_FIXEXT1);
+		hdr = 2;
+		goto ext;
+	case K_EXT8:
+		NEED_IN(3);
+		n = p[1];
+		hdr = 3;
+		goto ext;
+	case K_EXT16:
+		NEED_IN(4);
+		n = be16(p + 1);
+		hdr = 4;
+		goto ext;
+	case K_EXT32:
+		NEED_IN(6);
+		n = be32(p + 1);
+		hdr = 6;
+		goto ext;
+	case K_FIXARR:
+		n = b & 15;
+		p += 1;
+		goto array;
+	case K_ARR16:
+		NEED_IN(3);
+		n = be16(p + 1);
+		p += 3;
+		goto array;
+	case K_ARR32:
+		NEED_IN(5);
+		n = be32(p + 1);
+		p += 5;
+		goto array;
+	case K_FIXMAP:
+		n = b & 15;
+		p += 1;
+		goto map;
+	case K_MAP16:
+		NEED_IN(3);
+		n = be16(p + 1);
+		p += 3;
+		goto map;
+	case K_MAP32:
+		NEED_IN(5);
+		n = be32(p + 1);
+		p += 5;
+		goto map;
+	}
+	__builtin_unreachable();
+
+emit_s:
+	if (sv >= 0) {
+		v = (uint64_t)sv;
+		goto emit_u;
+	}
+	v = 0 - (uint64_t)sv;	/* exact for INT64_MIN too */
+	nd = ndigits(v);
+	ROOM(nd + 1);
+	*o++ = '-';
+	put_digits(o, v, nd);
+	o += nd;
+	goto done;
+emit_u:
+	nd = ndigits(v);
+	ROOM(nd);
+	put_digits(o, v, nd);
+	o += nd;
+	goto done;
+emit_tmp:
+	ROOM(tl);
+	memcpy(o, tmp, tl);
+	o += tl;
+	goto done;
+str:
+	if ((uint64_t)(end - p) < n)
+		goto truncated;
+	o = put_str(o, oend, p, (size_t)n, end);
+	if (!o)
+		goto nospace;
+	p += n;
+	goto done;
+bin:
+	if ((uint64_t)(end - p) < n)
+		goto truncated;
+	ROOM(b64_len(n) + 2);
+	*o++ = '"';
+	o = put_b64(o, p, (size_t)n);
+	*o++ = '"';
+	p += n;
+	goto done;
+ext: {
+	int8_t type;
+
+	NEED_IN(hdr);
+	type = (int8_t)p[hdr - 1];
+	p += hdr;
+	if ((uint64_t)(end - p) < n)
+		goto truncated;
+	if (type == -1 && (tl = fmt_timestamp(tmp, p, (size_t)n)) != 0) {
+		p += n;
+		goto emit_tmp;
+	}
+	sv = type;
+	nd = sv < 0 ? ndigits((uint64_t)-sv) + 1 : ndigits((uint64_t)sv);
+	ROOM(sizeof("{\"ext\":,\"base64\":\"\"}") - 1 + nd + b64_len(n));
+	memcpy(o, "{\"ext\":", 7);
+	o += 7;
+	if (sv < 0) {
+		*o++ = '-';
+		put_digits(o, (uint64_t)-sv, nd - 1);
+		o += nd - 1;
+	} else {
+		put_digits(o, (uint64_t)sv, nd);
+		o += nd;
+	}
+	memcpy(o, ",\"base64\":\"", 11);
+	o = put_b64(o + 11, p, (size_t)n);
+	memcpy(o, "\"}", 2);
+	o += 2;
+	p += n;
+	goto done;
+}
+array:
+	if (depth == SHMRING_JSON_MAX_DEPTH)
+		goto deep;
+	/* Each element takes at least one byte: refuse a count the input cannot hold now,
+	 * rather than discover it one element at a time. */
+	if (n > (uint64_t)(end - p))
+		goto truncated;
+	if (n == 0) {
+		ROOM(2);
+		memcpy(o, "[]", 2);
+		o += 2;
+		goto done;
+	}
+	ROOM(1);
+	*o++ = '[';
+	stk[sp].kind = F_ARRAY;
+	stk[sp].left = n;
+	sp++;
+	depth++;
+	goto next;
+map:
+	if (depth == SHMRING_JSON_MAX_DEPTH)
+		goto deep;
+	if (n > (uint64_t)(end - p) / 2)
+		goto truncated;
+	if (n == 0) {
+		ROOM(2);
+		memcpy(o, "{}", 2);
+		o += 2;
+		goto done;
+	}
+	ROOM(1);
+	*o++ = '{';
+	stk[sp].kind = F_MAP;
+	stk[sp].left = 2 * n;
+	sp++;
+	depth++;
+	goto next;
+
+done:
+	/* An item is complete: separate it from the next one, or close what it completed. */
+	while (sp) {
+		struct frame *f = &stk[sp - 1];
+
+		if (--f->left) {
+			ROOM(1);
+			/* In a map an odd count left means a value comes next. */
+			*o++ = f->kind == F_MAP && (f->left & 1) ? ':' : ',';
+			goto next;
+		}
+		if (f->kind == F_KEY) {
+			o = close_key(out + f->kstart, o, oend);
+			if (!o)
+				goto nospace;
+			klev--;
+		} else {
+			ROOM(1);
+			*o++ = f->kind == F_MAP ? '}' : ']';
+			depth--;
+		}
+		sp--;
+	}
+	if (p != end) {
+		err = R_TRAIL;
+		goto bad;
+	}
+	return (ssize_t)(o - out);
+
+truncated:
+	err = R_TRUNC;
+	goto bad;
+bad_c1:
+	err = R_C1;
+	goto bad;
+deep:
+	err = R_DEEP;
+bad:
+	if (why)
+		*why = err;
+	return -EBADMSG;
+nospace:
+	return -ENOSPC;
+}
+
+SHMRING_EXPORT ssize_t shmring_json_error_record(const char *why, uint64_t seq, const void *raw,
+						 size_t len, char *out, size_t cap)
+{
+	static const char head[] = "{\"shmring_error\":";
+	static const char mid[] = ",\"seq\":";
+	static const char tail[] = ",\"base64\":\"";
+	char dummy, *o, *oend;
+	size_t wl;
+	unsigned nd = ndigits(seq);
+
+	if (!why)
+		why = "unknown";
+	wl = strnlen(why, SHMRING_JSON_WHY_MAX);
+	if (!out) {
+		out = &dummy;
+		cap = 0;
+	}
+	o = out;
+	oend = out + cap;
+	ROOM(sizeof(head) - 1);
+	memcpy(o, head, sizeof(head) - 1);
+	o = put_str(o + sizeof(head) - 1, oend, (const uint8_t *)why, wl,
+		    (const uint8_t *)why + wl);
+	if (!o)
+		goto nospace;
+	ROOM(sizeof(mid) - 1 + nd + sizeof(tail) - 1 + b64_len(len) + 2);
+	memcpy(o, mid, sizeof(mid) - 1);
+	o += sizeof(mid) - 1;
+	put_digits(o, seq, nd);
+	o += nd;
+	memcpy(o, tail, sizeof(tail) - 1);
+	o += sizeof(tail) - 1;
+	if (len)
+		o = put_b64(o, raw, len);
+	memcpy(o, "\"}", 2);
+	o += 2;
+	return (ssize_t)(o - out);
+nospace:
+	return -ENOSPC;
+}

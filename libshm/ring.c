@@ -1,0 +1,539 @@
+/*
+ * ring.c - the producer side of shmring: claim, fill, publish; the flush barrier.
+ *
+ * Protocol in one picture (docs/DESIGN.md has the argument):
+ *
+ *   producer                                   writer
+ *   T = tail                         (C1 acq)
+ *   w = word[T]                      (C2 acq)
+ *   CAS word[T]: FREE(lap) ->                  ...
+ *       CLAIMED(lap,owner,n,kind)    (C3 acq_rel)  the claim point: owner and size
+ *   CAS tail: T -> T+n               (C4 rel)      anyone who sees CLAIMED helps C4
+ *   copy header + bytes into data[T..T+n)
+ *   CAS word[T]: CLAIMED -> READY    (P1 seq_cst)  w = word[head]         (W1 acq, pairs P1)
+ *   if writer_sleeping: post wake    (P2 seq_cst)  convert, write(2)
+ *                                                  word[p] = FREE(lap+1)  (W3 rel, pairs C2)
+ *                                                  head = p               (W4 rel)
+ *
+ * A claim is a single CAS on the first slot's word that records who claims and how
+ * many slots: there is never a claimed-but-anonymous slot, so the writer can always
+ * tell who to wait for and how far to skip. The tail only moves after the claim point
+ * and any producer that finds a claimed word at the tail moves the tail for it, so a
+ * producer stopped after C3 never stops the others (no spinning on another producer).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <semaphore.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define SEM_POOL_MAX 64
+
+struct shmring {
+	struct shm_map m;
+	uint32_t owner;             /* owner id written into claims (idx << 10 | gen) */
+	uint32_t entry;             /* producer table index */
+	unsigned fork_gen;          /* g_fork_gen when this process took its entry */
+	pthread_mutex_t mu;         /* entry re-registration and the semaphore pool */
+	_Atomic uint64_t local_drops;
+	struct flush_sem {
+		sem_t *sem;
+		char name[SHM_NAME_MAX + 64];
+	} pool[SEM_POOL_MAX];
+	unsigned pool_n;            /* idle semaphores in pool */
+	unsigned sem_seq;           /* names this process has used */
+	struct shmring *next;       /* g_handles */
+	char name[SHM_NAME_MAX + 1];
+};
+
+static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct shmring *g_handles;
+static _Atomic unsigned g_fork_gen;
+static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+
+/* fork(): the child must not share the parent's producer entry, lock or semaphores.
+ * prepare takes every lock the child could inherit held; child drops its copy of the
+ * parent's OFD (the parent keeps the lock) and marks every handle for re-registration. */
+static void atfork_prepare(void)
+{
+	pthread_mutex_lock(&g_mu);
+	for (struct shmring *r = g_handles; r; r = r->next)
+		pthread_mutex_lock(&r->mu);
+}
+
+static void atfork_parent(void)
+{
+	for (struct shmring *r = g_handles; r; r = r->next)
+		pthread_mutex_unlock(&r->mu);
+	pthread_mutex_unlock(&g_mu);
+}
+
+static void atfork_child(void)
+{
+	atomic_fetch_add_explicit(&g_fork_gen, 1, memory_order_relaxed);
+	for (struct shmring *r = g_handles; r; r = r->next) {
+		if (r->m.fd >= 0)
+			close(r->m.fd);
+		r->m.fd = -1;
+		pthread_mutex_unlock(&r->mu);
+	}
+	pthread_mutex_unlock(&g_mu);
+}
+
+static void init_once(void)
+{
+	pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+}
+
+/* Take a producer entry: the first whose OFD lock we can get. The lock is this
+ * process's liveness; the kernel drops it when the process dies. */
+static int register_entry(struct shmring *r)
+{
+	struct shm_hdr *h = r->m.hdr;
+	unsigned start = (unsigned)getpid() % (SHM_MAX_PRODUCERS - 1);
+	for (unsigned k = 0; k < SHM_MAX_PRODUCERS - 1; k++) {
+		unsigned i = (start + k) % (SHM_MAX_PRODUCERS - 1);
+		int rc = shm_lock_try(r->m.fd, SHM_LOCK_PRODUCER(i));
+		if (rc == -EAGAIN)
+			continue;
+		if (rc)
+			return rc;
+		struct shm_producer *p = &h->producers[i];
+		/* R1: a new generation makes claims of a dead predecessor distinguishable. */
+		uint32_t gen = atomic_fetch_add_explicit(&p->gen, 1, memory_order_acq_rel) + 1;
+		atomic_store_explicit(&p->pid, (int32_t)getpid(), memory_order_relaxed);
+		r->entry = i;
+		r->owner = (i << 10) | (gen & 1023);
+		return 0;
+	}
+	/* The last entry is shared and unlocked: counters still add up, but a stalled
+	 * claim under it cannot be told dead from stopped (see DESIGN caveats). */
+	r->entry = SHM_MAX_PRODUCERS - 1;
+	r->owner = W_OWNER_ANON;
+	return 0;
+}
+
+static void pool_forget(struct shmring *r, int unlink_them)
+{
+	for (unsigned i = 0; i < r->pool_n; i++) {
+		sem_close(r->pool[i].sem);
+		if (unlink_them)
+			sem_unlink(r->pool[i].name);
+	}
+	r->pool_n = 0;
+}
+
+/* In a forked child: a fresh fd (own OFD), a fresh entry, no inherited semaphores. */
+static int refork(struct shmring *r)
+{
+	int rc = 0;
+	pthread_mutex_lock(&r->mu);
+	unsigned g = atomic_load_explicit(&g_fork_gen, memory_order_relaxed);
+	if (r->fork_gen != g) {
+		pool_forget(r, 0);
+		r->sem_seq = 0;
+		if (r->m.fd < 0 && (rc = shm_reopen_fd(&r->m)) == 0)
+			rc = register_entry(r);
+		if (rc) {
+			r->entry = SHM_MAX_PRODUCERS - 1;
+			r->owner = W_OWNER_ANON;
+		}
+		r->fork_gen = g;
+	}
+	pthread_mutex_unlock(&r->mu);
+	return rc;
+}
+
+static inline void check_fork(struct shmring *r)
+{
+	if (unlikely(r->fork_gen != atomic_load_explicit(&g_fork_gen, memory_order_relaxed)))
+		(void)refork(r);
+}
+
+static int open_common(const char *name, const struct shmring_options *opts, int create,
+		       shmring **out)
+{
+	if (!out)
+		return -EINVAL;
+	*out = NULL;
+	pthread_once(&g_once, init_once);
+	struct shmring *r = calloc(1, sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	int rc = shm_map_open(name, opts, create, &r->m);
+	if (rc) {
+		free(r);
+		return rc;
+	}
+	snprintf(r->name, sizeof(r->name), "%s", name[0] == '/' ? name + 1 : name);
+	pthread_mutex_init(&r->mu, NULL);
+	if ((rc = register_entry(r))) {
+		shm_map_close(&r->m);
+		free(r);
+		return rc;
+	}
+	pthread_mutex_lock(&g_mu);
+	r->fork_gen = atomic_load_explicit(&g_fork_gen, memory_order_relaxed);
+	r->next = g_handles;
+	g_handles = r;
+	pthread_mutex_unlock(&g_mu);
+	*out = r;
+	return 0;
+}
+
+SHM_EXPORT int shmring_open(const char *name, const struct shmring_options *opts, shmring **out)
+{
+	return open_common(name, opts, SHM_CREATE, out);
+}
+
+SHM_EXPORT int shmring_attach(const char *name, shmring **out)
+{
+	return open_common(name, NULL, SHM_ATTACH, out);
+}
+
+SHM_EXPORT const char *shmring_name(const shmring *r)
+{
+	return r ? r->name : NULL;
+}
+
+static void note_drop(struct shmring *r, const char *why)
+{
+	uint64_t n = atomic_fetch_add_explicit(&r->local_drops, 1, memory_order_relaxed) + 1;
+	if ((n & (n - 1)) == 0) /* the first drop, then each power of two */
+		shm_log(SHMRING_LOG_WARN, "ring %s: record dropped (%s); %llu dropped by this handle",
+			r->name, why, (unsigned long long)n);
+}
+
+static inline unsigned slots_for(const struct shmring *r, size_t bytes)
+{
+	return (unsigned)((bytes + SHM_REC_HDR + r->m.g.slot_size - 1) / r->m.g.slot_size);
+}
+
+/* Slots a claimed word spans, as any producer may read it to help the tail along. */
+static unsigned claimed_span(const struct shmring *r, uint64_t w)
+{
+	unsigned s = w_state(w);
+	if (s == W_QUAR || s == W_HOLE) {
+		unsigned q = w_n(w);
+		return q < SHM_QMAX ? atomic_load_explicit(&r->m.hdr->quarantine[q].n, memory_order_acquire) : 0;
+	}
+	return s == W_FREE ? 0 : w_n(w);
+}
+
+/*
+ * Claim n slots at the tail. Returns 0 and *pos, or -EAGAIN when the ring is full.
+ * Bounded: every failed CAS means another producer made progress, and the retry count
+ * is capped so that a corrupt ring costs a drop, never a hang.
+ */
+static int claim(struct shmring *r, unsigned n, const unsigned kind, uint64_t *pos)
+{
+	struct shm_hdr *h = r->m.hdr;
+	const struct shm_geom *g = &r->m.g;
+	const uint64_t mask = g->capacity - 1;
+	for (int tries = 0; tries < 10000; tries++) {
+		/* C1: pairs with C4/H1 so that the word at T is at least as new as the tail. */
+		uint64_t T = atomic_load_explicit(&h->tail, memory_order_acquire);
+		unsigned lap = (unsigned)shm_lap(g, T);
+		/* C2: pairs with W3 (the writer freeing the slot for this lap). */
+		uint64_t w = atomic_load_explicit(&r->m.words[T & mask], memory_order_acquire);
+		if (w == w_make(lap, 0, 0, 0, W_FREE)) {
+			/* Continuation slots must be free for their own lap too. Only the claimer
+			 * at T can take them, so checking before the CAS is enough. */
+			unsigned k = 1, want = n;
+			for (; k < n; k++) {
+				uint64_t p = T + k;
+				uint64_t wk = atomic_load_explicit(&r->m.words[p & mask], memory_order_acquire);
+				if (wk == w_make((unsigned)shm_lap(g, p), 0, 0, 0, W_FREE))
+					continue;
+				/* A quarantined run starts inside our range: pad up to it so that the
+				 * tail reaches the run's start, where it becomes a hole. */
+				if (w_state(wk) != W_QUAR && w_state(wk) != W_HOLE)
+					return -EAGAIN;
+				break;
+			}
+			if (k < n)
+				want = k;
+			/* C3: the claim point. acq_rel: orders after C2's view, and the release
+			 * half lets helpers that read CLAIMED see a consistent word. */
+			uint64_t nw = want == n ? w_make(lap, r->owner, n, kind, W_CLAIMED)
+						: w_make(lap, 0, want, 0, W_PAD);
+			if (atomic_compare_exchange_strong_explicit(&r->m.words[T & mask], &w, nw,
+					memory_order_acq_rel, memory_order_acquire)) {
+				/* C4: failure means a helper already moved it for us. */
+				uint64_t t = T;
+				atomic_compare_exchange_strong_explicit(&h->tail, &t, T + want,
+					memory_order_release, memory_order_relaxed);
+				if (want == n) {
+					*pos = T;
+					return 0;
+				}
+			}
+			continue;
+		}
+		if (w_lap(w) == lap) {
+			/* Someone claimed T but has not moved the tail yet: move it for them. */
+			unsigned m = claimed_span(r, w);
+			if (m == 0 || m > g->max_slots)
+				return -EAGAIN; /* corrupt word: drop rather than spin */
+			uint64_t t = T;
+			atomic_compare_exchange_strong_explicit(&h->tail, &t, T + m,
+				memory_order_release, memory_order_relaxed);
+			continue;
+		}
+		if (((w_lap(w) + 1) & W_LAP_MASK) == lap) {
+			/* Last lap's occupant. A quarantined run the writer has already passed
+			 * becomes a hole of this lap: the tail steps over it (DESIGN §6). */
+			unsigned s = w_state(w), m = claimed_span(r, w);
+			if ((s != W_QUAR && s != W_HOLE) || m == 0 || m > g->max_slots ||
+			    atomic_load_explicit(&h->head, memory_order_acquire) < T - g->capacity + m)
+				return -EAGAIN; /* not consumed yet: full */
+			if (atomic_compare_exchange_strong_explicit(&r->m.words[T & mask], &w,
+					w_make(lap, w_owner(w), w_n(w), w_kind(w), W_HOLE),
+					memory_order_acq_rel, memory_order_acquire)) {
+				uint64_t t = T;
+				atomic_compare_exchange_strong_explicit(&h->tail, &t, T + m,
+					memory_order_release, memory_order_relaxed);
+			}
+			continue;
+		}
+		/* Our T is stale (the word is from a later lap): read the tail again. */
+	}
+	return -EAGAIN;
+}
+
+/* P1/P2: publish, then wake the writer if it announced it sleeps. */
+static int publish(struct shmring *r, uint64_t pos, unsigned n, unsigned kind)
+{
+	struct shm_hdr *h = r->m.hdr;
+	const struct shm_geom *g = &r->m.g;
+	unsigned lap = (unsigned)shm_lap(g, pos);
+	uint64_t exp = w_make(lap, r->owner, n, kind, W_CLAIMED);
+	/* P1: release makes the record's bytes visible to W1; seq_cst orders it before P2
+	 * in the single total order, against the writer's S1 -> S2 (Dekker). */
+	if (!atomic_compare_exchange_strong_explicit(&r->m.words[pos & (g->capacity - 1)], &exp,
+			w_make(lap, 0, n, kind, W_READY), memory_order_seq_cst, memory_order_acquire)) {
+		/* The writer revoked the claim after its stall timeout. If it quarantined the
+		 * run because we were alive, tell it we are done with the bytes. */
+		unsigned s = w_state(exp);
+		if ((s == W_QUAR || s == W_HOLE) && w_n(exp) < SHM_QMAX) {
+			struct shm_quarantine *q = &h->quarantine[w_n(exp)];
+			if (atomic_load_explicit(&q->owner, memory_order_acquire) == r->owner &&
+			    (atomic_load_explicit(&q->start, memory_order_relaxed) & (g->capacity - 1)) ==
+				    (pos & (g->capacity - 1)))
+				/* Q1: pairs with the writer's acquire when it passes the run. */
+				atomic_store_explicit(&q->released, 1, memory_order_release);
+		}
+		return -ECANCELED;
+	}
+	/* P2: seq_cst load; if it reads 0 the writer's S2 re-check will see our READY. */
+	if (atomic_load_explicit(&h->writer_sleeping, memory_order_seq_cst) &&
+	    atomic_exchange_explicit(&h->writer_sleeping, 0, memory_order_seq_cst))
+		sem_post(&h->wake); /* only the producer that cleared the flag posts */
+	return 0;
+}
+
+static inline uint8_t *slot_ptr(const struct shmring *r, uint64_t pos)
+{
+	return r->m.data + (size_t)(pos & (r->m.g.capacity - 1)) * r->m.g.slot_size;
+}
+
+SHM_EXPORT int shmring_send(shmring *r, const void *msgpack, size_t len)
+{
+	if (unlikely(!r || !msgpack || len == 0))
+		return -EINVAL;
+	check_fork(r);
+	struct shm_producer *p = &r->m.hdr->producers[r->entry];
+	/* Relaxed: a counter, read only for reporting; sent before the outcome's counter so
+	 * that sent >= written + dropped + abandoned at every instant. */
+	atomic_fetch_add_explicit(&p->sent, 1, memory_order_relaxed);
+	if (unlikely(len > (uint64_t)r->m.g.max_slots * r->m.g.slot_size - SHM_REC_HDR)) {
+		atomic_fetch_add_explicit(&p->dropped_oversize, 1, memory_order_relaxed);
+		note_drop(r, "larger than the ring's max record");
+		return -EMSGSIZE;
+	}
+	unsigned n = slots_for(r, len);
+	uint64_t pos;
+	if (unlikely(claim(r, n, 0, &pos))) {
+		atomic_fetch_add_explicit(&p->dropped_full, 1, memory_order_relaxed);
+		note_drop(r, "ring full");
+		return -EAGAIN;
+	}
+	uint8_t *dst = slot_ptr(r, pos);
+	struct shm_rec rec = { .len = (uint32_t)len, .aux = 0 };
+	memcpy(dst, &rec, sizeof(rec));
+	memcpy(dst + SHM_REC_HDR, msgpack, len);
+	return publish(r, pos, n, 0);
+}
+
+SHM_EXPORT uint64_t shmring_dropped_count(const shmring *r)
+{
+	if (!r)
+		return 0;
+	struct shm_psum s;
+	shm_producer_sum(&r->m, &s, 0, -1);
+	return s.dropped_full;
+}
+
+SHM_EXPORT int shmring_stats(const shmring *r, struct shmring_stats *out)
+{
+	if (!r || !out)
+		return -EINVAL;
+	if (r->m.fd < 0)
+		check_fork((shmring *)r);
+	return shm_stats_read(&r->m, out, r->owner == W_OWNER_ANON ? -1 : (int)r->entry);
+}
+
+/* ---- flush ---------------------------------------------------------------------- */
+
+static int pool_get(struct shmring *r, struct flush_sem *out)
+{
+	pthread_mutex_lock(&r->mu);
+	if (r->pool_n) {
+		*out = r->pool[--r->pool_n];
+		pthread_mutex_unlock(&r->mu);
+		return 0;
+	}
+	unsigned seq = r->sem_seq++;
+	uint32_t gen = atomic_load_explicit(&r->m.hdr->producers[r->entry].gen, memory_order_relaxed);
+	pthread_mutex_unlock(&r->mu);
+	/* The name says whose it is: ring, producer entry and generation, so leftovers of
+	 * dead processes can be told from live ones. */
+	snprintf(out->name, sizeof(out->name), "/%s%s.f.%u.%u.%u", SHM_PREFIX, r->name,
+		 r->entry, gen, seq);
+	struct stat st;
+	mode_t mode = fstat(r->m.fd, &st) == 0 ? (st.st_mode & 0777) : 0600;
+	for (int tries = 0; tries < 2; tries++) {
+		out->sem = sem_open(out->name, O_CREAT | O_EXCL, mode, 0);
+		if (out->sem != SEM_FAILED)
+			return 0;
+		if (errno != EEXIST)
+			return -errno;
+		sem_unlink(out->name); /* a leftover of a dead process with our entry and gen */
+	}
+	return -EEXIST;
+}
+
+static void pool_put(struct shmring *r, struct flush_sem *s)
+{
+	pthread_mutex_lock(&r->mu);
+	if (r->pool_n < SEM_POOL_MAX) {
+		r->pool[r->pool_n++] = *s;
+		s = NULL;
+	}
+	pthread_mutex_unlock(&r->mu);
+	if (s) {
+		sem_close(s->sem);
+		sem_unlink(s->name);
+	}
+}
+
+static int writer_alive(const struct shmring *r)
+{
+	return shm_lock_held(r->m.fd, SHM_LOCK_WRITER) == 1;
+}
+
+static void ns_to_ts(uint64_t ns, struct timespec *ts)
+{
+	ts->tv_sec = (time_t)(ns / 1000000000ull);
+	ts->tv_nsec = (long)(ns % 1000000000ull);
+}
+
+SHM_EXPORT int shmring_flush(shmring *r)
+{
+	if (!r)
+		return -EINVAL;
+	check_fork(r);
+	if (r->m.fd < 0)
+		return -ENOTCONN;
+	struct shm_hdr *h = r->m.hdr;
+	uint64_t deadline = shm_now_ns() + SHMRING_FLUSH_TIMEOUT_MS * 1000000ull;
+	atomic_fetch_add_explicit(&h->producers[r->entry].flushes, 1, memory_order_relaxed);
+	if (!writer_alive(r))
+		return -ENOTCONN;
+	struct flush_sem fs;
+	int rc = pool_get(r, &fs);
+	if (rc)
+		return rc;
+	/* A post for an earlier flush that timed out may still be counted: drop it, and
+	 * re-check our own position after every wake anyway. */
+	while (sem_trywait(fs.sem) == 0)
+		;
+	size_t nlen = strlen(fs.name);
+	unsigned n = slots_for(r, nlen);
+	uint64_t pos;
+	struct timespec ts;
+	while ((rc = claim(r, n, 1, &pos)) == -EAGAIN) {
+		/* Full: wait for the writer to free slots, within the same 100 ms. */
+		uint64_t now = shm_now_ns();
+		if (now >= deadline) {
+			rc = writer_alive(r) ? -ETIMEDOUT : -ENOTCONN;
+			goto out;
+		}
+		ts.tv_sec = 0;
+		ts.tv_nsec = (long)((deadline - now) < 1000000 ? (deadline - now) : 1000000);
+		nanosleep(&ts, NULL);
+	}
+	uint8_t *dst = slot_ptr(r, pos);
+	struct shm_rec rec = { .len = (uint32_t)nlen, .aux = 0 };
+	memcpy(dst, &rec, sizeof(rec));
+	memcpy(dst + SHM_REC_HDR, fs.name, nlen);
+	if ((rc = publish(r, pos, n, 1)))
+		goto out;
+	for (;;) {
+		/* F1: pairs with the writer's release of confirmed after write(2) returned. */
+		if ((int64_t)(atomic_load_explicit(&h->confirmed, memory_order_acquire) - (pos + n)) >= 0) {
+			rc = 0;
+			break;
+		}
+		ns_to_ts(deadline, &ts);
+		if (sem_clockwait(fs.sem, CLOCK_MONOTONIC, &ts) < 0 && errno == ETIMEDOUT) {
+			if ((int64_t)(atomic_load_explicit(&h->confirmed, memory_order_acquire) - (pos + n)) >= 0)
+				rc = 0;
+			else
+				rc = writer_alive(r) ? -ETIMEDOUT : -ENOTCONN;
+			break;
+		}
+	}
+out:
+	pool_put(r, &fs);
+	return rc;
+}
+
+/* ---- close / unlink ------------------------------------------------------------- */
+
+SHM_EXPORT void shmring_close(shmring *r)
+{
+	if (!r)
+		return;
+	pthread_mutex_lock(&g_mu);
+	for (struct shmring **pp = &g_handles; *pp; pp = &(*pp)->next)
+		if (*pp == r) {
+			*pp = r->next;
+			break;
+		}
+	pthread_mutex_unlock(&g_mu);
+	int own = r->fork_gen == atomic_load_explicit(&g_fork_gen, memory_order_relaxed);
+	/* Only this process's semaphores: a child that never flushed has none of its own. */
+	pool_forget(r, own);
+	if (own && r->m.fd >= 0 && r->owner != W_OWNER_ANON)
+		atomic_store_explicit(&r->m.hdr->producers[r->entry].pid, 0, memory_order_relaxed);
+	shm_map_close(&r->m); /* closing the fd drops our OFD lock */
+	pthread_mutex_destroy(&r->mu);
+	free(r);
+}
+
+SHM_EXPORT int shmring_unlink(const char *name)
+{
+	char shm[SHM_NAME_MAX + 16];
+	int rc = shm_name_check(name, shm);
+	if (rc)
+		return rc;
+	return shm_unlink(shm) < 0 ? -errno : 0;
+}

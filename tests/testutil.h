@@ -1,0 +1,229 @@
+/*
+ * testutil.h - shared helpers for the fork-based tests: unique ring names, a writer
+ * started from the build tree, reading the JSONL back with an independent parser.
+ */
+#ifndef SHMRING_TESTUTIL_H
+#define SHMRING_TESTUTIL_H
+
+#include <errno.h>
+#include <jansson.h>
+#include <msgpack.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "shmring.h"
+
+#ifndef SHMRING_WRITER_PATH
+#error "tests are built with SHMRING_WRITER_PATH"
+#endif
+
+static inline uint64_t tu_now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static inline void tu_sleep_ms(unsigned ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+static inline void tu_track(pid_t pid, const char *name);
+
+/* A ring name and an output path unique to this process and call. */
+struct tu_ring {
+	char name[96];
+	char out[256];
+	char dir[128];
+	pid_t writer;
+};
+
+static inline void tu_ring_init(struct tu_ring *t, const char *tag)
+{
+	static int seq;
+	snprintf(t->name, sizeof(t->name), "test-%s-%d-%d-%ld", tag, (int)getpid(), seq++, (long)time(NULL));
+	const char *tmp = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+	snprintf(t->dir, sizeof(t->dir), "%s/shmring-%s", tmp, t->name);
+	snprintf(t->out, sizeof(t->out), "%s/out.jsonl", t->dir);
+	t->writer = 0;
+	shmring_unlink(t->name);
+	tu_track(0, t->name);
+}
+
+/* Writers and rings a failed assertion would leave behind: removed at exit. */
+static pid_t tu_pids[256];
+static char tu_names[256][96];
+static int tu_npids, tu_nnames;
+static void tu_atexit(void)
+{
+	for (int i = 0; i < tu_npids; i++)
+		if (tu_pids[i] > 0 && kill(tu_pids[i], SIGKILL) == 0)
+			waitpid(tu_pids[i], NULL, 0);
+	for (int i = 0; i < tu_nnames; i++)
+		shmring_unlink(tu_names[i]);
+}
+
+static inline void tu_track(pid_t pid, const char *name)
+{
+	static pid_t owner;
+	if (owner != getpid()) { /* atexit handlers are inherited: only the test process cleans */
+		owner = getpid();
+		tu_npids = tu_nnames = 0;
+		atexit(tu_atexit);
+	}
+	if (pid > 0 && tu_npids < 256)
+		tu_pids[tu_npids++] = pid;
+	if (name && tu_nnames < 256)
+		snprintf(tu_names[tu_nnames++], sizeof(tu_names[0]), "%s", name);
+}
+
+/* Start shmring-writer on t (extra args: capacity, slot size as strings or NULL). */
+static inline pid_t tu_writer_start(struct tu_ring *t, const char *cap, const char *slot)
+{
+	pid_t pid = fork();
+	if (pid == 0) {
+		const char *argv[16];
+		int n = 0;
+		argv[n++] = SHMRING_WRITER_PATH;
+		argv[n++] = "--ring";
+		argv[n++] = t->name;
+		argv[n++] = "--out";
+		argv[n++] = t->out;
+		if (cap) {
+			argv[n++] = "--capacity";
+			argv[n++] = cap;
+		}
+		if (slot) {
+			argv[n++] = "--slot-size";
+			argv[n++] = slot;
+		}
+		argv[n] = NULL;
+		if (!getenv("SHMRING_TEST_VERBOSE"))
+			freopen("/dev/null", "w", stderr);
+		execv(argv[0], (char **)argv);
+		_exit(127);
+	}
+	t->writer = pid;
+	tu_track(pid, NULL);
+	/* Serving = it holds the writer lock and has published its pid. */
+	shmring *r = NULL;
+	for (int i = 0; i < 400; i++) {
+		if (!r && shmring_attach(t->name, &r) != 0)
+			r = NULL;
+		if (r) {
+			struct shmring_stats st;
+			if (shmring_stats(r, &st) == 0 && st.writer_alive && st.writer_pid == pid) {
+				shmring_close(r);
+				return pid;
+			}
+		}
+		tu_sleep_ms(5);
+	}
+	if (r)
+		shmring_close(r);
+	return -1;
+}
+
+/* SIGTERM the writer (it drains, then exits 0); returns its exit status. */
+static inline int tu_writer_stop(struct tu_ring *t)
+{
+	int st = -1;
+	if (t->writer <= 0)
+		return -1;
+	kill(t->writer, SIGCONT);
+	kill(t->writer, SIGTERM);
+	waitpid(t->writer, &st, 0);
+	t->writer = 0;
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+static inline void tu_ring_cleanup(struct tu_ring *t)
+{
+	if (t->writer > 0) {
+		kill(t->writer, SIGKILL);
+		waitpid(t->writer, NULL, 0);
+		t->writer = 0;
+	}
+	shmring_unlink(t->name);
+	unlink(t->out);
+	rmdir(t->dir);
+}
+
+/* Read the whole file; every line must parse as JSON. Returns an array of json_t*, or
+ * NULL with *bad set to the first line that did not parse. */
+static inline json_t *tu_read_jsonl(const char *path, long *bad)
+{
+	FILE *f = fopen(path, "r");
+	*bad = -1;
+	json_t *arr = json_array();
+	if (!f)
+		return arr;
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t n;
+	long no = 0;
+	while ((n = getline(&line, &cap, f)) > 0) {
+		if (line[n - 1] != '\n') {
+			*bad = no; /* partial line */
+			break;
+		}
+		json_error_t err;
+		json_t *v = json_loadb(line, (size_t)n - 1, JSON_DECODE_ANY | JSON_ALLOW_NUL, &err);
+		if (!v) {
+			*bad = no;
+			break;
+		}
+		json_array_append_new(arr, v);
+		no++;
+	}
+	free(line);
+	fclose(f);
+	if (*bad >= 0) {
+		json_decref(arr);
+		return NULL;
+	}
+	return arr;
+}
+
+/* The test record: {"p":P,"i":I,"s":"<pad>"} packed with msgpack-c. */
+static inline size_t tu_pack_record(msgpack_sbuffer *sb, int p, long i, size_t pad)
+{
+	msgpack_sbuffer_clear(sb);
+	msgpack_packer pk;
+	msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+	msgpack_pack_map(&pk, 3);
+	msgpack_pack_str_with_body(&pk, "p", 1);
+	msgpack_pack_int(&pk, p);
+	msgpack_pack_str_with_body(&pk, "i", 1);
+	msgpack_pack_long(&pk, i);
+	msgpack_pack_str_with_body(&pk, "s", 1);
+	char buf[8192];
+	size_t n = pad < sizeof(buf) ? pad : sizeof(buf);
+	for (size_t k = 0; k < n; k++)
+		buf[k] = (char)('a' + (k + (size_t)i) % 26);
+	msgpack_pack_str_with_body(&pk, buf, n);
+	return sb->size;
+}
+
+/* Wait for child processes; returns how many exited non-zero. */
+static inline int tu_wait_children(int n)
+{
+	int bad = 0;
+	for (int i = 0; i < n; i++) {
+		int st;
+		if (wait(&st) < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+			bad++;
+	}
+	return bad;
+}
+
+#endif

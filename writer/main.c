@@ -1,0 +1,97 @@
+/*
+ * main.c - shmring-writer: command line, signals, then writer_run().
+ *
+ *   shmring-writer --ring NAME --out PATH [--capacity N] [--slot-size B]
+ *                  [--stall-timeout MS] [--batch-bytes B] [--exit-when-idle S]
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "writer.h"
+
+static void on_stop(int sig)
+{
+	(void)sig;
+	writer_stop++;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: shmring-writer --ring NAME --out PATH [options]\n"
+		"Drain shmring ring NAME into PATH, one JSON line per record.\n\n"
+		"  -r, --ring NAME          ring to serve (created if missing)\n"
+		"  -o, --out PATH           file to append to (parents created, mode 0600); - for stdout\n"
+		"  -c, --capacity N         slots, power of two, when creating the ring (default 4096)\n"
+		"  -s, --slot-size B        bytes per slot, multiple of 64, when creating (default 1024)\n"
+		"      --stall-timeout MS   revoke a claim not published after MS (default 1000)\n"
+		"      --batch-bytes B      write(2) once B bytes of lines are buffered (default 1 MiB)\n"
+		"      --exit-when-idle S   exit after S seconds with no producer attached and nothing to write\n"
+		"  -h, --help               this text\n\n"
+		"SIGTERM/SIGINT: write everything already in the ring, then exit 0.\n"
+		"Exit status: 0 ok, 1 error, 2 usage, 3 another live writer serves the ring, 4 ring damaged.\n");
+}
+
+static int parse_u64(const char *s, uint64_t *out)
+{
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 0);
+	if (errno || !*s || *end || s[0] == '-')
+		return -1;
+	*out = v;
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{ "ring", required_argument, 0, 'r' },      { "out", required_argument, 0, 'o' },
+		{ "capacity", required_argument, 0, 'c' },  { "slot-size", required_argument, 0, 's' },
+		{ "stall-timeout", required_argument, 0, 'T' }, { "batch-bytes", required_argument, 0, 'B' },
+		{ "exit-when-idle", required_argument, 0, 'I' }, { "help", no_argument, 0, 'h' },
+		{ 0, 0, 0, 0 },
+	};
+	struct writer_opts o = { .stall_ns = 1000000000ull, .batch_bytes = 1 << 20 };
+	int c;
+	uint64_t v;
+	while ((c = getopt_long(argc, argv, "r:o:c:s:h", lo, NULL)) != -1) {
+		switch (c) {
+		case 'r': o.ring = optarg; break;
+		case 'o': o.out = optarg; break;
+		case 'c':
+		case 's':
+		case 'T':
+		case 'B':
+		case 'I':
+			if (parse_u64(optarg, &v) || v > UINT32_MAX * 1000ull) {
+				fprintf(stderr, "shmring-writer: bad number for --%s: %s\n",
+					c == 'c' ? "capacity" : c == 's' ? "slot-size" : c == 'T' ? "stall-timeout" :
+					c == 'B' ? "batch-bytes" : "exit-when-idle", optarg);
+				return WEXIT_USAGE;
+			}
+			if (c == 'c') o.ring_opts.capacity = (uint32_t)v;
+			if (c == 's') o.ring_opts.slot_size = (uint32_t)v;
+			if (c == 'T') o.stall_ns = v * 1000000ull;
+			if (c == 'B') o.batch_bytes = v < 65536 ? 65536 : v;
+			if (c == 'I') o.idle_exit_ns = v * 1000000000ull;
+			break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return WEXIT_USAGE;
+		}
+	}
+	if (!o.ring || !o.out || optind != argc) {
+		usage(stderr);
+		return WEXIT_USAGE;
+	}
+	struct sigaction sa = { .sa_handler = on_stop };
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL); /* no SA_RESTART: the idle wait must return */
+	sigaction(SIGINT, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	return writer_run(&o);
+}

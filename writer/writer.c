@@ -1,0 +1,528 @@
+/*
+ * writer.c - shmring-writer's drain loop.
+ *
+ * The writer owns the head. It reads slot words in position order (W1, acquire, pairs
+ * with the producers' publish P1), converts each published record to one JSON line
+ * into a private batch buffer, and when the buffer is large, the ring is momentarily
+ * empty, or a flush sentinel asks for it, it write(2)s the batch, frees the consumed
+ * slots (W3, release, pairs with the claimers' C2), publishes head and confirmed (W4,
+ * release, pairs with F1 in shmring_flush) and only then posts the sentinels.
+ *
+ * Nothing read from shared memory is trusted: every word, size and length is checked
+ * against the geometry this process validated at open, and what cannot be read is
+ * skipped and counted, never followed.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <semaphore.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "shmring/json.h"
+#include "writer.h"
+
+volatile sig_atomic_t writer_stop;
+
+#define MAX_SENTINELS 256
+
+struct wr {
+	const struct writer_opts *o;
+	struct shm_map m;
+	struct shm_hdr *h;
+	uint64_t mask;
+	int out_fd;
+	char *buf;
+	size_t used, cap;
+	uint64_t head;          /* next position to read (private until committed) */
+	uint64_t freed;         /* == hdr->head: slots below are free again */
+	uint64_t b_written, b_invalid, b_abandoned, b_corrupt, b_flushes;
+	struct { uint64_t pos; char name[SHM_NAME_MAX + 64]; } sent[MAX_SENTINELS];
+	unsigned nsent;
+	uint64_t stall_pos, stall_since;
+	uint64_t last_drops, last_report_ns, idle_since;
+	char sem_prefix[SHM_NAME_MAX + 32];
+	size_t sem_prefix_len;
+};
+
+static void wlog(const char *lvl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void wlog(const char *lvl, const char *fmt, ...)
+{
+	char ts[40];
+	struct timespec now;
+	struct tm tm;
+	clock_gettime(CLOCK_REALTIME, &now);
+	gmtime_r(&now.tv_sec, &tm);
+	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
+	va_list ap;
+	va_start(ap, fmt);
+	fprintf(stderr, "%s.%06ldZ shmring-writer %s ", ts, now.tv_nsec / 1000, lvl);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	va_end(ap);
+}
+
+static int mkdir_parents(const char *path)
+{
+	char tmp[PATH_MAX];
+	if (snprintf(tmp, sizeof(tmp), "%s", path) >= (int)sizeof(tmp))
+		return -ENAMETOOLONG;
+	for (char *p = tmp + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = 0;
+		if (mkdir(tmp, 0700) < 0 && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	return 0;
+}
+
+static int open_out(struct wr *w)
+{
+	if (strcmp(w->o->out, "-") == 0) {
+		w->out_fd = STDOUT_FILENO;
+		return 0;
+	}
+	int rc = mkdir_parents(w->o->out);
+	if (rc)
+		return rc;
+	/* O_NOFOLLOW: an audit file is never written through a symlink someone planted. */
+	w->out_fd = open(w->o->out, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+	return w->out_fd < 0 ? -errno : 0;
+}
+
+static void publish_path(struct wr *w, const char *path)
+{
+	char abs[SHM_PATH_MAX];
+	if (strcmp(path, "-") == 0 || !realpath(path, abs))
+		snprintf(abs, sizeof(abs), "%s", path);
+	struct shm_hdr *h = w->h;
+	/* Seqlock: odd while writing; readers retry on a change. */
+	uint32_t s = atomic_load_explicit(&h->path_seq, memory_order_relaxed);
+	atomic_store_explicit(&h->path_seq, s + 1, memory_order_relaxed);
+	atomic_thread_fence(memory_order_release);
+	memcpy(h->out_path, abs, strlen(abs) + 1);
+	atomic_store_explicit(&h->path_seq, s + 2, memory_order_release);
+}
+
+static int write_all(int fd, const char *p, size_t n)
+{
+	while (n) {
+		ssize_t k = write(fd, p, n);
+		if (k < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		p += k;
+		n -= (size_t)k;
+	}
+	return 0;
+}
+
+static int ensure_space(struct wr *w, size_t need);
+
+/* Free the consumed slots, publish the counters and head, then post the sentinels. */
+static int commit(struct wr *w)
+{
+	if (w->used) {
+		int rc;
+		/* A full disk or an I/O error loses nothing: keep the batch and retry. */
+		while ((rc = write_all(w->out_fd, w->buf, w->used))) {
+			wlog("ERROR", "write to %s failed: %s; retrying in 1 s", w->o->out, strerror(-rc));
+			sleep(1);
+			if (writer_stop > 1)
+				return rc;
+		}
+		w->used = 0;
+	}
+	const struct shm_geom *g = &w->m.g;
+	for (uint64_t p = w->freed; p != w->head; p++) {
+		_Atomic uint64_t *wp = &w->m.words[p & w->mask];
+		uint64_t wd = atomic_load_explicit(wp, memory_order_relaxed);
+		unsigned lap = (unsigned)shm_lap(g, p);
+		/* A run still quarantined keeps its start word: claimers turn it into a hole. */
+		if ((w_state(wd) == W_QUAR || w_state(wd) == W_HOLE) && w_lap(wd) == lap)
+			continue;
+		/* W3: only the writer frees, and nobody claims p + capacity before this store. */
+		atomic_store_explicit(wp, w_make(lap + 1, 0, 0, 0, W_FREE), memory_order_release);
+	}
+	struct shm_hdr *h = w->h;
+	/* Relaxed counters, then W4: head/confirmed released after them. */
+	atomic_fetch_add_explicit(&h->written, w->b_written, memory_order_relaxed);
+	atomic_fetch_add_explicit(&h->invalid, w->b_invalid, memory_order_relaxed);
+	atomic_fetch_add_explicit(&h->abandoned, w->b_abandoned, memory_order_relaxed);
+	atomic_fetch_add_explicit(&h->corrupt, w->b_corrupt, memory_order_relaxed);
+	atomic_fetch_add_explicit(&h->flushes_done, w->b_flushes, memory_order_relaxed);
+	w->b_written = w->b_invalid = w->b_abandoned = w->b_corrupt = w->b_flushes = 0;
+	w->freed = w->head;
+	atomic_store_explicit(&h->head, w->head, memory_order_release);
+	atomic_store_explicit(&h->confirmed, w->head, memory_order_release);
+	if (atomic_load_explicit(&h->space_waiters, memory_order_seq_cst)) {
+		atomic_fetch_add_explicit(&h->space_seq, 1, memory_order_seq_cst);
+		shm_futex_wake_all(&h->space_seq);
+	}
+	for (unsigned i = 0; i < w->nsent; i++) {
+		sem_t *s = sem_open(w->sent[i].name, 0);
+		if (s == SEM_FAILED)
+			continue; /* the flusher timed out and closed it: nothing to tell */
+		sem_post(s);
+		sem_close(s);
+	}
+	w->nsent = 0;
+	return 0;
+}
+
+static int ensure_space(struct wr *w, size_t need)
+{
+	if (w->cap - w->used >= need)
+		return 0;
+	int rc = commit(w);
+	if (rc)
+		return rc;
+	if (w->cap < need) {
+		char *nb = realloc(w->buf, need);
+		if (!nb)
+			return -ENOMEM;
+		w->buf = nb;
+		w->cap = need;
+	}
+	return 0;
+}
+
+/* Sentinel names are untrusted: only our own flush semaphores of this ring are posted. */
+static int sentinel_name_ok(const struct wr *w, const char *s, size_t n)
+{
+	if (n <= w->sem_prefix_len || n >= SHM_NAME_MAX + 64 || memcmp(s, w->sem_prefix, w->sem_prefix_len))
+		return 0;
+	for (size_t i = w->sem_prefix_len; i < n; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') || s[i] == '.'))
+			return 0;
+	return 1;
+}
+
+static int convert(struct wr *w, uint64_t pos, const uint8_t *p, uint32_t len)
+{
+	size_t need = shmring_json_bound(len) + 1;
+	int rc = ensure_space(w, need);
+	if (rc)
+		return rc;
+	const char *why = NULL;
+	ssize_t k = shmring_msgpack_to_json(p, len, w->buf + w->used, w->cap - w->used, &why);
+	if (k < 0) {
+		k = shmring_json_error_record(why ? why : "invalid msgpack", pos, p, len,
+					      w->buf + w->used, w->cap - w->used);
+		if (k < 0)
+			return (int)k;
+		w->b_invalid++;
+	}
+	w->used += (size_t)k;
+	w->buf[w->used++] = '\n';
+	w->b_written++;
+	return 0;
+}
+
+static int owner_alive(struct wr *w, unsigned owner)
+{
+	if (owner == W_OWNER_ANON)
+		return 1; /* cannot tell: treat as alive (quarantine), never as dead */
+	unsigned idx = owner >> 10;
+	if (idx >= SHM_MAX_PRODUCERS - 1)
+		return 0;
+	uint32_t gen = atomic_load_explicit(&w->h->producers[idx].gen, memory_order_acquire);
+	if ((gen & 1023) != (owner & 1023))
+		return 0; /* the entry was taken again since: the claimer is gone */
+	return shm_lock_held(w->m.fd, SHM_LOCK_PRODUCER(idx)) == 1;
+}
+
+static int quarantine_alloc(struct wr *w, uint64_t pos, unsigned n, unsigned owner)
+{
+	for (unsigned q = 0; q < SHM_QMAX; q++) {
+		struct shm_quarantine *e = &w->h->quarantine[q];
+		if (atomic_load_explicit(&e->owner, memory_order_relaxed))
+			continue;
+		atomic_store_explicit(&e->start, pos, memory_order_relaxed);
+		atomic_store_explicit(&e->n, n, memory_order_relaxed);
+		atomic_store_explicit(&e->released, 0, memory_order_relaxed);
+		/* Q0: the entry is complete before the word names it (pairs with the claimers'
+		 * acquire of the word, then of n). */
+		atomic_store_explicit(&e->owner, owner ? owner : W_OWNER_ANON, memory_order_release);
+		return (int)q;
+	}
+	return -1;
+}
+
+/* A claim at pos has not been published for stall_ns: revoke it. */
+static int revoke_claim(struct wr *w, uint64_t pos, uint64_t wd)
+{
+	unsigned lap = w_lap(wd), n = w_n(wd), kind = w_kind(wd), owner = w_owner(wd);
+	uint64_t nw;
+	int q = -1;
+	if (owner_alive(w, owner)) {
+		/* Alive but stopped: it may still write into these slots, so they stay out of
+		 * use (quarantined) until it resumes or dies; others' records go on. */
+		if ((q = quarantine_alloc(w, pos, n, owner)) < 0)
+			return 0; /* table full: keep waiting */
+		nw = w_make(lap, owner, (unsigned)q, kind, W_QUAR);
+	} else {
+		nw = w_make(lap, owner, n, kind, W_DEAD);
+	}
+	/* W2: fails if the producer published at the last instant; then we consume it. */
+	if (!atomic_compare_exchange_strong_explicit(&w->m.words[pos & w->mask], &wd, nw,
+			memory_order_acq_rel, memory_order_acquire)) {
+		if (q >= 0)
+			atomic_store_explicit(&w->h->quarantine[q].owner, 0, memory_order_relaxed);
+		return 1;
+	}
+	wlog("WARN", "ring %s: %s at position %llu revoked after %.1f s (%s producer)", w->o->ring,
+	     kind ? "flush sentinel" : "record", (unsigned long long)pos, w->o->stall_ns / 1e9,
+	     q >= 0 ? "stopped" : "dead");
+	return 1;
+}
+
+/* One step at the head: 1 progressed, 0 nothing to do now, <0 fatal. */
+static int step(struct wr *w)
+{
+	const struct shm_geom *g = &w->m.g;
+	uint64_t pos = w->head;
+	unsigned lap = (unsigned)shm_lap(g, pos);
+	/* W1: pairs with P1; the record's bytes are visible once we see READY. */
+	uint64_t wd = atomic_load_explicit(&w->m.words[pos & w->mask], memory_order_acquire);
+	if (wd == w_make(lap, 0, 0, 0, W_FREE))
+		return 0; /* nothing claimed here yet */
+	uint64_t tail = atomic_load_explicit(&w->h->tail, memory_order_acquire);
+	uint64_t room = tail - pos;
+	unsigned st = w_state(wd), n = w_n(wd);
+	if (w_lap(wd) != lap || room == 0 || room > g->capacity) {
+		if (room == 0 || room > g->capacity)
+			return 0; /* tail not past us (or torn view): treat as empty */
+		goto corrupt;
+	}
+	switch (st) {
+	case W_CLAIMED: {
+		uint64_t now = shm_now_ns();
+		if (w->stall_pos != pos || !w->stall_since) {
+			w->stall_pos = pos;
+			w->stall_since = now;
+			return 0;
+		}
+		if (now - w->stall_since < w->o->stall_ns)
+			return 0;
+		w->stall_since = 0;
+		return revoke_claim(w, pos, wd);
+	}
+	case W_READY: {
+		if (n == 0 || n > g->max_slots || n > room)
+			goto corrupt;
+		const uint8_t *rp = w->m.data + (size_t)(pos & w->mask) * g->slot_size;
+		struct shm_rec rec;
+		memcpy(&rec, rp, sizeof(rec));
+		uint64_t room_bytes = (uint64_t)n * g->slot_size - SHM_REC_HDR;
+		if (rec.len > room_bytes || rec.len == 0) {
+			if (w_kind(wd))
+				goto corrupt;
+			/* Published but unreadable: still a record, written as an error line. */
+			int rc = convert(w, pos, rp + SHM_REC_HDR, 0);
+			if (rc)
+				return rc;
+		} else if (w_kind(wd) == 0) {
+			int rc = convert(w, pos, rp + SHM_REC_HDR, rec.len);
+			if (rc)
+				return rc;
+		} else {
+			if (sentinel_name_ok(w, (const char *)rp + SHM_REC_HDR, rec.len)) {
+				if (w->nsent == MAX_SENTINELS) {
+					int rc = commit(w);
+					if (rc)
+						return rc;
+				}
+				memcpy(w->sent[w->nsent].name, rp + SHM_REC_HDR, rec.len);
+				w->sent[w->nsent].name[rec.len] = 0;
+				w->sent[w->nsent++].pos = pos;
+			}
+			w->b_flushes++;
+		}
+		w->head = pos + n;
+		return 1;
+	}
+	case W_PAD:
+	case W_DEAD:
+		if (n == 0 || n > g->max_slots || n > room)
+			goto corrupt;
+		if (st == W_DEAD && w_kind(wd) == 0)
+			w->b_abandoned++;
+		w->head = pos + n;
+		return 1;
+	case W_QUAR:
+	case W_HOLE: {
+		unsigned q = n;
+		if (q >= SHM_QMAX)
+			goto corrupt;
+		struct shm_quarantine *e = &w->h->quarantine[q];
+		unsigned qn = atomic_load_explicit(&e->n, memory_order_relaxed);
+		if (qn == 0 || qn > g->max_slots || qn > room)
+			goto corrupt;
+		if (st == W_QUAR && w_kind(wd) == 0)
+			w->b_abandoned++;
+		unsigned owner = atomic_load_explicit(&e->owner, memory_order_relaxed);
+		/* Q1 partner: the owner resumed and is done with the bytes, or it died. */
+		if (atomic_load_explicit(&e->released, memory_order_acquire) || !owner_alive(w, owner)) {
+			uint64_t pad = w_make(lap, 0, qn, 0, W_PAD);
+			if (atomic_compare_exchange_strong_explicit(&w->m.words[pos & w->mask], &wd, pad,
+					memory_order_acq_rel, memory_order_relaxed))
+				atomic_store_explicit(&e->owner, 0, memory_order_release);
+		}
+		w->head = pos + qn;
+		return 1;
+	}
+	default:
+		goto corrupt;
+	}
+corrupt:
+	/* A word we cannot read: skip one slot, count it; the free pass repairs the word. */
+	w->b_corrupt++;
+	w->head = pos + 1;
+	return 1;
+}
+
+static void report_drops(struct wr *w, uint64_t now)
+{
+	if (now - w->last_report_ns < 1000000000ull)
+		return;
+	w->last_report_ns = now;
+	struct shm_psum s;
+	shm_producer_sum(&w->m, &s, 0, -1);
+	uint64_t d = s.dropped_full + s.dropped_oversize;
+	if (d != w->last_drops)
+		wlog("WARN", "ring %s: %llu records dropped since last report (%llu full, %llu oversize in all)",
+		     w->o->ring, (unsigned long long)(d - w->last_drops),
+		     (unsigned long long)s.dropped_full, (unsigned long long)s.dropped_oversize);
+	w->last_drops = d;
+}
+
+/* Sleep until a producer publishes (it posts only if we announced we sleep). */
+static void idle_wait(struct wr *w, uint64_t max_ns)
+{
+	struct shm_hdr *h = w->h;
+	uint64_t pos = w->head;
+	for (int i = 0; i < 256; i++) {
+		uint64_t wd = atomic_load_explicit(&w->m.words[pos & w->mask], memory_order_acquire);
+		if (w_state(wd) != W_FREE && w_state(wd) != W_CLAIMED)
+			return;
+		__builtin_ia32_pause();
+	}
+	/* S1 then S2 (both seq_cst): with P1/P2 at least one side sees the other. */
+	atomic_store_explicit(&h->writer_sleeping, 1, memory_order_seq_cst);
+	uint64_t wd = atomic_load_explicit(&w->m.words[pos & w->mask], memory_order_seq_cst);
+	if (w_state(wd) == W_FREE || w_state(wd) == W_CLAIMED) {
+		struct timespec ts;
+		uint64_t dl = shm_now_ns() + max_ns;
+		ts.tv_sec = (time_t)(dl / 1000000000ull);
+		ts.tv_nsec = (long)(dl % 1000000000ull);
+		sem_clockwait(&h->wake, CLOCK_MONOTONIC, &ts);
+	}
+	atomic_store_explicit(&h->writer_sleeping, 0, memory_order_seq_cst);
+}
+
+int writer_run(const struct writer_opts *o)
+{
+	struct wr w;
+	memset(&w, 0, sizeof(w));
+	w.o = o;
+	w.out_fd = -1;
+	int rc = shm_map_open(o->ring, &o->ring_opts, SHM_CREATE, &w.m);
+	if (rc) {
+		wlog("ERROR", "ring %s: cannot open: %s", o->ring,
+		     rc == -EPROTO ? "not a shmring ring of this layout" : strerror(-rc));
+		return rc == -EINVAL ? WEXIT_USAGE : WEXIT_ERROR;
+	}
+	w.h = w.m.hdr;
+	w.mask = w.m.g.capacity - 1;
+	rc = shm_lock_try(w.m.fd, SHM_LOCK_WRITER);
+	if (rc) {
+		wlog("ERROR", "ring %s: another live writer serves it (pid %d)", o->ring,
+		     (int)atomic_load(&w.h->writer_pid));
+		shm_map_close(&w.m);
+		return rc == -EAGAIN ? WEXIT_BUSY : WEXIT_ERROR;
+	}
+	if ((rc = open_out(&w))) {
+		wlog("ERROR", "cannot open %s for appending: %s", o->out, strerror(-rc));
+		shm_map_close(&w.m);
+		return WEXIT_ERROR;
+	}
+	const char *rn = o->ring[0] == '/' ? o->ring + 1 : o->ring;
+	w.sem_prefix_len = (size_t)snprintf(w.sem_prefix, sizeof(w.sem_prefix), "/%s%s.f.", SHM_PREFIX, rn);
+	w.cap = o->batch_bytes;
+	w.buf = malloc(w.cap);
+	if (!w.buf) {
+		shm_map_close(&w.m);
+		return WEXIT_ERROR;
+	}
+	w.head = w.freed = atomic_load_explicit(&w.h->head, memory_order_acquire);
+	publish_path(&w, o->out);
+	atomic_store_explicit(&w.h->writer_pid, (int32_t)getpid(), memory_order_relaxed);
+	atomic_fetch_add_explicit(&w.h->writer_epoch, 1, memory_order_release);
+	wlog("INFO", "serving ring %s (capacity %u, slot %u) into %s", o->ring, w.m.g.capacity,
+	     w.m.g.slot_size, o->out);
+	uint64_t stop_since = 0;
+	w.idle_since = shm_now_ns();
+	for (;;) {
+		int progressed = 0;
+		for (int i = 0; i < 65536; i++) {
+			rc = step(&w);
+			if (rc <= 0)
+				break;
+			progressed = 1;
+			if (w.used >= o->batch_bytes || w.nsent)
+				if ((rc = commit(&w)))
+					break;
+		}
+		if (rc < 0)
+			break;
+		if (w.used || w.head != w.freed || w.nsent)
+			if ((rc = commit(&w)))
+				break;
+		uint64_t now = shm_now_ns();
+		report_drops(&w, now);
+		uint64_t wd = atomic_load_explicit(&w.m.words[w.head & w.mask], memory_order_acquire);
+		int empty = wd == w_make((unsigned)shm_lap(&w.m.g, w.head), 0, 0, 0, W_FREE);
+		if (writer_stop) {
+			/* Drain what is in the ring; a claim still open waits its stall timeout. */
+			if (!stop_since)
+				stop_since = now;
+			if (empty || now - stop_since > o->stall_ns + 1000000000ull)
+				break;
+		}
+		if (progressed) {
+			w.idle_since = now;
+			continue;
+		}
+		if (!empty)
+			w.idle_since = now;
+		if (o->idle_exit_ns && empty && now - w.idle_since > o->idle_exit_ns) {
+			struct shm_psum s;
+			shm_producer_sum(&w.m, &s, 1, -1);
+			if (s.live == 0) {
+				wlog("INFO", "ring %s: no producer for %.1f s, exiting", o->ring, o->idle_exit_ns / 1e9);
+				break;
+			}
+			w.idle_since = now;
+		}
+		if (!writer_stop)
+			idle_wait(&w, empty ? 100000000ull : 2000000ull);
+	}
+	if (rc >= 0)
+		rc = commit(&w);
+	wlog("INFO", "ring %s: stopping (head %llu)", o->ring, (unsigned long long)w.head);
+	free(w.buf);
+	if (w.out_fd > STDOUT_FILENO)
+		close(w.out_fd);
+	shm_map_close(&w.m);
+	return rc < 0 ? WEXIT_ERROR : WEXIT_OK;
+}

@@ -1,0 +1,29 @@
+/*
+ * writer.h - the drain loop of shmring-writer: one process per ring that turns each
+ * record into one JSON line appended to a file, in sequence order, in large writes.
+ */
+#ifndef SHMRING_WRITER_H
+#define SHMRING_WRITER_H
+
+#include <signal.h>
+#include <stdint.h>
+
+#include "internal.h"
+
+struct writer_opts {
+	const char *ring;
+	const char *out;            /* path, or "-" for stdout */
+	struct shmring_options ring_opts;
+	uint64_t stall_ns;          /* give up on a claimed slot after this long */
+	size_t batch_bytes;         /* write(2) once this much is buffered */
+	uint64_t idle_exit_ns;      /* exit after this long with no producer and nothing to do; 0 = never */
+};
+
+/* Exit codes of shmring-writer. */
+enum { WEXIT_OK = 0, WEXIT_ERROR = 1, WEXIT_USAGE = 2, WEXIT_BUSY = 3, WEXIT_DAMAGED = 4 };
+
+extern volatile sig_atomic_t writer_stop;
+
+int writer_run(const struct writer_opts *o);
+
+#endif
