@@ -120,23 +120,34 @@ static inline unsigned ndigits(uint64_t v)
 	return t + 1 - ((v | 1) < p10[t]);
 }
 
-/* Writes exactly nd digits of v ending at o + nd, two at a time from the back. */
+/* Writes exactly nd digits of v ending at o + nd, from the back: eight at a time in 32-bit
+ * arithmetic (independent pairs, so they overlap), then two at a time. */
 static inline void put_digits(char *o, uint64_t v, unsigned nd)
 {
 	char *q = o + nd;
+	uint32_t w;
 
-	while (v >= 100) {
-		unsigned r = (unsigned)(v % 100);
+	while (v >= 100000000) {
+		uint32_t lo = (uint32_t)(v % 100000000), a = lo / 10000, b = lo % 10000;
 
-		v /= 100;
-		q -= 2;
-		memcpy(q, digit_pairs + 2 * r, 2);
+		v /= 100000000;
+		q -= 8;
+		memcpy(q, digit_pairs + 2 * (a / 100), 2);
+		memcpy(q + 2, digit_pairs + 2 * (a % 100), 2);
+		memcpy(q + 4, digit_pairs + 2 * (b / 100), 2);
+		memcpy(q + 6, digit_pairs + 2 * (b % 100), 2);
 	}
-	if (v >= 10) {
+	w = (uint32_t)v;
+	while (w >= 100) {
 		q -= 2;
-		memcpy(q, digit_pairs + 2 * v, 2);
+		memcpy(q, digit_pairs + 2 * (w % 100), 2);
+		w /= 100;
+	}
+	if (w >= 10) {
+		q -= 2;
+		memcpy(q, digit_pairs + 2 * w, 2);
 	} else {
-		*--q = (char)('0' + v);
+		*--q = (char)('0' + w);
 	}
 }
 
@@ -168,6 +179,19 @@ static char *put_b64(char *o, const uint8_t *s, size_t n)
 	return o;
 }
 
+#ifdef MP2JSON_SSE2
+/* One bit per byte that a JSON string cannot carry as is: control bytes, '"', '\\', and
+ * (signed compare: they are negative) every byte >= 0x80, which needs UTF-8 checking. */
+static inline unsigned special_mask(__m128i v)
+{
+	__m128i m = _mm_or_si128(_mm_cmplt_epi8(v, _mm_set1_epi8(0x20)),
+				 _mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('"')),
+					      _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'))));
+
+	return (unsigned)_mm_movemask_epi8(m);
+}
+#endif
+
 /* Length of the run at s (within [s, e)) of bytes that copy through unchanged: printable
  * ASCII other than '"' and '\\'. May read up to iend (the end of the readable input, iend >= e),
  * never past it, so whole vectors are loaded even for short strings in the middle of a record. */
@@ -176,15 +200,8 @@ static inline size_t clean_prefix(const uint8_t *s, const uint8_t *e, const uint
 	const uint8_t *q = s;
 
 #ifdef MP2JSON_SSE2
-	/* Signed compare: bytes >= 0x80 are negative, so "< 0x20" also catches non-ASCII. */
-	const __m128i sp = _mm_set1_epi8(0x20), dq = _mm_set1_epi8('"'),
-		      bs = _mm_set1_epi8('\\');
-
 	while (q < e && iend - q >= 16) {
-		__m128i v = _mm_loadu_si128((const __m128i *)(const void *)q);
-		__m128i m = _mm_or_si128(_mm_cmplt_epi8(v, sp),
-					 _mm_or_si128(_mm_cmpeq_epi8(v, dq), _mm_cmpeq_epi8(v, bs)));
-		unsigned bits = (unsigned)_mm_movemask_epi8(m);
+		unsigned bits = special_mask(_mm_loadu_si128((const __m128i *)(const void *)q));
 
 		if (bits) {
 			size_t r = (size_t)(q - s) + (size_t)__builtin_ctz(bits);
@@ -256,25 +273,40 @@ static inline int utf8_seq(const uint8_t *s, const uint8_t *e)
 	return need + 1;
 }
 
-/* Writes s[0..n) as a JSON string. iend bounds what may be read ahead (see clean_prefix).
- * Returns the new cursor, or NULL when out of space. Every input byte gives at least one
- * output byte, so one check up front covers the common case and each expansion checks for
- * its extra bytes with the rest of the string still owed. */
-static char *put_str(char *o, char *oend, const uint8_t *s, size_t n, const uint8_t *iend)
+/* The general case of put_str(): the opening quote is out and room for the rest checked.
+ * Every input byte gives at least one output byte, so that one check covers plain bytes and
+ * each expansion checks for its extra bytes with the rest of the string still owed. */
+static char *put_str_slow(char *o, char *oend, const uint8_t *s, const uint8_t *e,
+			  const uint8_t *iend)
 {
-	const uint8_t *e = s + n;
-
-	if ((uint64_t)(oend - o) < (uint64_t)n + 2)
-		return NULL;
-	*o++ = '"';
 	for (;;) {
-		size_t run = clean_prefix(s, e, iend);
+		size_t run;
 
+#ifdef MP2JSON_SSE2
+		/* Copy whole vectors while they are clean and both sides have room for them. */
+		while (e - s >= 16 && oend - o >= 16) {
+			__m128i v = _mm_loadu_si128((const __m128i *)(const void *)s);
+			unsigned bits = special_mask(v);
+
+			_mm_storeu_si128((__m128i *)(void *)o, v);
+			if (bits) {
+				s += __builtin_ctz(bits);
+				o += __builtin_ctz(bits);
+				goto special;
+			}
+			s += 16;
+			o += 16;
+		}
+#endif
+		run = clean_prefix(s, e, iend);
 		memcpy(o, s, run);
 		o += run;
 		s += run;
 		if (s == e)
 			break;
+#ifdef MP2JSON_SSE2
+special:
+#endif
 		while (s < e && *s >= 0x80) {
 			int k = utf8_seq(s, e);
 
@@ -313,6 +345,51 @@ static char *put_str(char *o, char *oend, const uint8_t *s, size_t n, const uint
 	*o++ = '"';
 	return o;
 }
+
+/* Writes s[0..n) as a JSON string. iend bounds what may be read ahead (see clean_prefix).
+ * Returns the new cursor, or NULL when out of space. */
+static inline __attribute__((always_inline)) char *put_str(char *o, char *oend,
+							     const uint8_t *s, size_t n,
+							     const uint8_t *iend)
+{
+	const uint8_t *e = s + n;
+
+	if ((uint64_t)(oend - o) < (uint64_t)n + 2)
+		return NULL;
+	*o++ = '"';
+#ifdef MP2JSON_SSE2
+	/* Short strings (ids, keys, names) whose 16-byte block is readable and writable: one
+	 * load, one test, one store. The store may write past the string; later output or
+	 * nothing at all lands there, and it stays below oend. */
+	if (n <= 16 && iend - s >= 16 && oend - o >= 16) {
+		__m128i v = _mm_loadu_si128((const __m128i *)(const void *)s);
+		unsigned bits = special_mask(v) & ((1u << n) - 1);
+
+		if (!bits) {
+			_mm_storeu_si128((__m128i *)(void *)o, v);
+			o += n;
+			*o++ = '"';
+			return o;
+		}
+	} else if (n <= 32 && iend - s >= 32 && oend - o >= 32) {
+		/* ids and paths: two vectors */
+		__m128i v0 = _mm_loadu_si128((const __m128i *)(const void *)s);
+		__m128i v1 = _mm_loadu_si128((const __m128i *)(const void *)(s + 16));
+		uint64_t bits = (special_mask(v0) | (uint64_t)special_mask(v1) << 16) &
+				((1ull << n) - 1);
+
+		if (!bits) {
+			_mm_storeu_si128((__m128i *)(void *)o, v0);
+			_mm_storeu_si128((__m128i *)(void *)(o + 16), v1);
+			o += n;
+			*o++ = '"';
+			return o;
+		}
+	}
+#endif
+	return put_str_slow(o, oend, s, e, iend);
+}
+
 
 /* A finished non-string key: its JSON text sits in [start, o); escape it in place as string
  * content and close the quote opened before it. The text is our own output, so it holds no
@@ -458,13 +535,14 @@ static size_t fmt_timestamp(char *buf, const uint8_t *d, size_t n)
 	return (size_t)(o - buf);
 }
 
+/* A saved enclosing frame; the innermost one lives in locals (left, kind) so the hot loop
+ * keeps it in registers. */
 struct frame {
 	uint64_t left;		/* items still to come: elements, or keys plus values */
-	size_t kstart;		/* F_KEY: where the key's JSON text starts in out */
 	uint8_t kind;
 };
 
-enum { F_ARRAY, F_MAP, F_KEY };
+enum { F_TOP, F_ARRAY, F_MAP, F_KEY };
 
 #define NEED_IN(n)                                              \
 	do {                                                    \
@@ -497,7 +575,9 @@ SHMRING_EXPORT ssize_t shmring_msgpack_to_json(const void *in, size_t len, char 
 					       size_t cap, const char **why)
 {
 	struct frame stk[MAX_FRAMES];
-	unsigned sp = 0, depth = 0, klev = 0;
+	size_t kstart[SHMRING_JSON_MAX_KEY_NEST];	/* where each open key's text starts */
+	unsigned sp = 0, depth = 0, klev = 0, kind = F_TOP;
+	uint64_t left = 0;
 	const uint8_t *p = in, *end;
 	const char *err;
 	char tmp[48], dummy, *o, *oend;
@@ -521,22 +601,40 @@ next:
 	if (p == end)
 		goto truncated;
 	b = *p;
-	if (sp && stk[sp - 1].kind == F_MAP && !(stk[sp - 1].left & 1) && !is_str_byte(b)) {
-		/* A non-string key: render it as usual after an opening quote; close_key()
-		 * escapes the text when the key is complete. */
-		if (b == 0xc1)
-			goto bad_c1;
-		if (klev == SHMRING_JSON_MAX_KEY_NEST) {
-			err = R_KEYNEST;
-			goto bad;
+	if (kind == F_MAP && !(left & 1)) {
+		if ((b & 0xe0) == 0xa0) {
+			/* The usual key, a fixstr: write it and the colon here, saving a trip
+			 * through the dispatch and the completion loop. */
+			n = b & 31;
+			p += 1;
+			if ((size_t)(end - p) < n)
+				goto truncated;
+			o = put_str(o, oend, p, (size_t)n, end);
+			if (!o || o == oend)
+				goto nospace;
+			*o++ = ':';
+			p += n;
+			left--;
+			goto next;
 		}
-		ROOM(1);
-		*o++ = '"';
-		stk[sp].kind = F_KEY;
-		stk[sp].left = 1;
-		stk[sp].kstart = (size_t)(o - out);
-		sp++;
-		klev++;
+		if (!is_str_byte(b)) {
+			/* A non-string key: render it as usual after an opening quote;
+			 * close_key() escapes the text when the key is complete. */
+			if (b == 0xc1)
+				goto bad_c1;
+			if (klev == SHMRING_JSON_MAX_KEY_NEST) {
+				err = R_KEYNEST;
+				goto bad;
+			}
+			ROOM(1);
+			*o++ = '"';
+			kstart[klev++] = (size_t)(o - out);
+			stk[sp].left = left;
+			stk[sp].kind = (uint8_t)kind;
+			sp++;
+			left = 1;
+			kind = F_KEY;
+		}
 	}
 	switch (kind_of[b]) {
 	case K_POSFIX:
@@ -803,9 +901,11 @@ array:
 	}
 	ROOM(1);
 	*o++ = '[';
-	stk[sp].kind = F_ARRAY;
-	stk[sp].left = n;
+	stk[sp].left = left;
+	stk[sp].kind = (uint8_t)kind;
 	sp++;
+	left = n;
+	kind = F_ARRAY;
 	depth++;
 	goto next;
 map:
@@ -821,34 +921,35 @@ map:
 	}
 	ROOM(1);
 	*o++ = '{';
-	stk[sp].kind = F_MAP;
-	stk[sp].left = 2 * n;
+	stk[sp].left = left;
+	stk[sp].kind = (uint8_t)kind;
 	sp++;
+	left = 2 * n;
+	kind = F_MAP;
 	depth++;
 	goto next;
 
 done:
 	/* An item is complete: separate it from the next one, or close what it completed. */
-	while (sp) {
-		struct frame *f = &stk[sp - 1];
-
-		if (--f->left) {
+	while (kind != F_TOP) {
+		if (--left) {
 			ROOM(1);
 			/* In a map an odd count left means a value comes next. */
-			*o++ = f->kind == F_MAP && (f->left & 1) ? ':' : ',';
+			*o++ = kind == F_MAP && (left & 1) ? ':' : ',';
 			goto next;
 		}
-		if (f->kind == F_KEY) {
-			o = close_key(out + f->kstart, o, oend);
+		if (kind == F_KEY) {
+			o = close_key(out + kstart[--klev], o, oend);
 			if (!o)
 				goto nospace;
-			klev--;
 		} else {
 			ROOM(1);
-			*o++ = f->kind == F_MAP ? '}' : ']';
+			*o++ = kind == F_MAP ? '}' : ']';
 			depth--;
 		}
 		sp--;
+		left = stk[sp].left;
+		kind = stk[sp].kind;
 	}
 	if (p != end) {
 		err = R_TRAIL;

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Install shmring's build and test dependencies from Debian packages, then configure and
+# build into ./build. Safe to run again. Extra arguments go to the cmake configure step.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+pkgs=(cmake gcc make pkg-config libmsgpack-dev libcmocka-dev libjansson-dev)
+missing=()
+for p in "${pkgs[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+	sudo=""
+	[ "$(id -u)" -eq 0 ] || sudo="sudo"
+	$sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+	$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" >/dev/null
+cmake --build build -j"$(nproc)"
