@@ -56,4 +56,7 @@ void shm_producer_sum(const struct shm_map *m, struct shm_psum *s, int count_liv
 
 int shm_stats_read(const struct shm_map *m, struct shmring_stats *st, int self);
 
+/* Tests only: see ring.c. */
+extern void (*shm_test_hook)(int phase, uint64_t pos);
+
 #endif

@@ -339,6 +339,11 @@ static int publish(struct shmring *r, uint64_t pos, unsigned n, unsigned kind)
 	return 0;
 }
 
+/* Test hook: called between claim and publish (phase 1 after the claim, phase 2 after
+ * half the bytes), so tests can kill or stop a producer at the worst instants. Hidden
+ * from the shared library; NULL outside tests (one predictable branch). */
+void (*shm_test_hook)(int phase, uint64_t pos);
+
 static inline uint8_t *slot_ptr(const struct shmring *r, uint64_t pos)
 {
 	return r->m.data + (size_t)(pos & (r->m.g.capacity - 1)) * r->m.g.slot_size;
@@ -368,6 +373,11 @@ SHM_EXPORT int shmring_send(shmring *r, const void *msgpack, size_t len)
 	uint8_t *dst = slot_ptr(r, pos);
 	struct shm_rec rec = { .len = (uint32_t)len, .aux = 0 };
 	memcpy(dst, &rec, sizeof(rec));
+	if (unlikely(shm_test_hook)) {
+		shm_test_hook(1, pos);
+		memcpy(dst + SHM_REC_HDR, msgpack, len / 2);
+		shm_test_hook(2, pos);
+	}
 	memcpy(dst + SHM_REC_HDR, msgpack, len);
 	return publish(r, pos, n, 0);
 }
@@ -484,6 +494,8 @@ SHM_EXPORT int shmring_flush(shmring *r)
 	struct shm_rec rec = { .len = (uint32_t)nlen, .aux = 0 };
 	memcpy(dst, &rec, sizeof(rec));
 	memcpy(dst + SHM_REC_HDR, fs.name, nlen);
+	if (unlikely(shm_test_hook))
+		shm_test_hook(3, pos);
 	if ((rc = publish(r, pos, n, 1)))
 		goto out;
 	for (;;) {

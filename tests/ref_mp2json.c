@@ -161,6 +161,9 @@ static int v_obj(struct vstate *v, size_t *off, unsigned depth, unsigned klev, b
 		case 0xdf: hl = 5; lenbytes = 4; is_cont = true; is_map = true; break;
 		default: abort();
 		}
+		/* msgpack-c rejects this length as soon as it has read it */
+		if (b == 0xc9 && avail >= 5 && load_be(v->in + o + 1, 4) == UINT32_MAX)
+			v->ext_max = true;
 		if (avail < hl)
 			return fail(v, "truncated");
 		if (lenbytes) {
@@ -168,8 +171,6 @@ static int v_obj(struct vstate *v, size_t *off, unsigned depth, unsigned klev, b
 				count = load_be(v->in + o + 1, lenbytes);
 			else
 				payload = load_be(v->in + o + 1, lenbytes);
-			if (b == 0xc9 && payload == UINT32_MAX)
-				v->ext_max = true;
 		}
 	}
 	o += hl;

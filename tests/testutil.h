@@ -86,6 +86,9 @@ static inline void tu_track(pid_t pid, const char *name)
 		snprintf(tu_names[tu_nnames++], sizeof(tu_names[0]), "%s", name);
 }
 
+/* Extra writer arguments for the next tu_writer_start (NULL-terminated), or NULL. */
+static const char **tu_writer_extra;
+
 /* Start shmring-writer on t (extra args: capacity, slot size as strings or NULL). */
 static inline pid_t tu_writer_start(struct tu_ring *t, const char *cap, const char *slot)
 {
@@ -106,6 +109,8 @@ static inline pid_t tu_writer_start(struct tu_ring *t, const char *cap, const ch
 			argv[n++] = "--slot-size";
 			argv[n++] = slot;
 		}
+		for (int k = 0; tu_writer_extra && tu_writer_extra[k] && n < 15; k++)
+			argv[n++] = tu_writer_extra[k];
 		argv[n] = NULL;
 		if (!getenv("SHMRING_TEST_VERBOSE"))
 			freopen("/dev/null", "w", stderr);

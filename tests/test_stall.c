@@ -1,0 +1,250 @@
+/* test_stall: producers killed or stopped between claim and publish cost exactly their own
+ * record; the writer moves on after the stall timeout, others' records go on, the ring
+ * keeps its capacity, and the accounting identity holds. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include "internal.h"
+#include "testutil.h"
+
+static int g_fire_at = -1, g_fire_phase, g_calls;
+static int g_action; /* 0 exit, 1 stop */
+
+static void hook(int phase, uint64_t pos)
+{
+	(void)pos;
+	if (phase == 1 || phase == 3)
+		g_calls++;
+	if (g_calls - 1 == g_fire_at && phase == g_fire_phase) {
+		if (g_action == 0)
+			_exit(0); /* dies holding the claim */
+		raise(SIGSTOP);
+	}
+}
+
+static const char *stall_args[] = { "--stall-timeout", "200", NULL };
+
+static void send_n(shmring *r, int p, long from, long n)
+{
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	for (long i = from; i < from + n; i++) {
+		tu_pack_record(&sb, p, i, 40);
+		int rc;
+		while ((rc = shmring_send(r, sb.data, sb.size)) == -EAGAIN)
+			tu_sleep_ms(1);
+		if (rc)
+			_exit(10);
+	}
+	msgpack_sbuffer_destroy(&sb);
+}
+
+static int flush_retry(shmring *r, unsigned ms)
+{
+	uint64_t end = tu_now_ms() + ms;
+	int rc;
+	while ((rc = shmring_flush(r)) != 0 && tu_now_ms() < end)
+		;
+	return rc;
+}
+
+/* Count lines per producer; -1 if any line is not a clean record. */
+static long count_lines(const char *path, long *per, int P)
+{
+	long bad;
+	json_t *arr = tu_read_jsonl(path, &bad);
+	if (!arr)
+		return -1;
+	memset(per, 0, sizeof(long) * (size_t)P);
+	size_t k;
+	json_t *v;
+	json_array_foreach(arr, k, v) {
+		json_t *jp = json_object_get(v, "p"), *js = json_object_get(v, "s");
+		if (!json_is_integer(jp) || !json_is_string(js) || json_string_length(js) != 40)
+			return -1;
+		per[json_integer_value(jp)]++;
+	}
+	long n = (long)json_array_size(arr);
+	json_decref(arr);
+	return n;
+}
+
+static void check_identity(shmring *r)
+{
+	struct shmring_stats st;
+	assert_int_equal(shmring_stats(r, &st), 0);
+	assert_int_equal(st.pending, 0);
+	assert_int_equal(st.sent, st.written + st.dropped_full + st.dropped_oversize + st.abandoned);
+}
+
+/* A producer killed mid-copy (phase 2) or right after its claim (phase 1). */
+static void killed(int phase)
+{
+	struct tu_ring t;
+	tu_ring_init(&t, "killed");
+	tu_writer_extra = stall_args;
+	assert_true(tu_writer_start(&t, "64", "256") > 0);
+	tu_writer_extra = NULL;
+	shmring *r;
+	assert_int_equal(shmring_open(t.name, NULL, &r), 0);
+	pid_t a = fork();
+	if (a == 0) {
+		g_fire_at = 3, g_fire_phase = phase, g_action = 0;
+		shm_test_hook = hook;
+		send_n(r, 0, 0, 10);
+		_exit(99); /* not reached */
+	}
+	int st;
+	waitpid(a, &st, 0);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	/* Others go on: more than a lap of records through the 64-slot ring. */
+	send_n(r, 1, 0, 500);
+	assert_int_equal(flush_retry(r, 2000), 0);
+	long per[2];
+	assert_int_equal(count_lines(t.out, per, 2), 3 + 500);
+	assert_int_equal(per[0], 3);
+	struct shmring_stats s;
+	shmring_stats(r, &s);
+	assert_int_equal(s.abandoned, 1);
+	check_identity(r);
+	/* Full capacity afterwards: with the writer stopped, exactly 64 one-slot records fit. */
+	kill(t.writer, SIGSTOP);
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	int ok = 0;
+	for (int i = 0; i < 100; i++) {
+		tu_pack_record(&sb, 1, 500 + i, 40);
+		ok += shmring_send(r, sb.data, sb.size) == 0;
+	}
+	assert_int_equal(ok, 64);
+	kill(t.writer, SIGCONT);
+	assert_int_equal(flush_retry(r, 2000), 0);
+	check_identity(r);
+	msgpack_sbuffer_destroy(&sb);
+	shmring_close(r);
+	assert_int_equal(tu_writer_stop(&t), 0);
+	tu_ring_cleanup(&t);
+}
+
+static void test_killed_after_claim(void **s) { (void)s; killed(1); }
+static void test_killed_mid_copy(void **s) { (void)s; killed(2); }
+
+/* A producer stopped mid-copy for longer than the stall timeout: others' records are
+ * written meanwhile, for several laps; when it resumes its call returns -ECANCELED, its
+ * record is not written (never torn, never over another), and the ring goes on. */
+static void test_stopped_mid_copy(void **state)
+{
+	(void)state;
+	struct tu_ring t;
+	tu_ring_init(&t, "stopped");
+	tu_writer_extra = stall_args;
+	assert_true(tu_writer_start(&t, "64", "256") > 0);
+	tu_writer_extra = NULL;
+	shmring *r;
+	assert_int_equal(shmring_open(t.name, NULL, &r), 0);
+	int pfd[2];
+	assert_int_equal(pipe(pfd), 0);
+	pid_t a = fork();
+	if (a == 0) {
+		g_fire_at = 0, g_fire_phase = 2, g_action = 1;
+		shm_test_hook = hook;
+		msgpack_sbuffer sb;
+		msgpack_sbuffer_init(&sb);
+		tu_pack_record(&sb, 0, 0, 40);
+		int rc = shmring_send(r, sb.data, sb.size);
+		shm_test_hook = NULL;
+		send_n(r, 0, 1, 20);
+		int frc = flush_retry(r, 2000);
+		char res[2] = { (char)(rc == -ECANCELED), (char)(frc == 0) };
+		if (write(pfd[1], res, 2) != 2)
+			_exit(3);
+		shmring_close(r);
+		_exit(0);
+	}
+	int st;
+	assert_int_equal(waitpid(a, &st, WUNTRACED), a);
+	assert_true(WIFSTOPPED(st));
+	/* Three laps of others' records while A holds its slot. */
+	uint64_t t0 = tu_now_ms();
+	send_n(r, 1, 0, 200);
+	assert_int_equal(flush_retry(r, 3000), 0);
+	assert_true(tu_now_ms() - t0 < 2000);
+	long per[2];
+	assert_int_equal(count_lines(t.out, per, 2), 200);
+	kill(a, SIGCONT);
+	char res[2] = { 0, 0 };
+	assert_int_equal(read(pfd[0], res, 2), 2);
+	assert_int_equal(res[0], 1); /* the stalled send was revoked */
+	assert_int_equal(res[1], 1);
+	assert_int_equal(tu_wait_children(1), 0);
+	send_n(r, 1, 200, 300); /* the released run is reused */
+	assert_int_equal(flush_retry(r, 2000), 0);
+	assert_int_equal(count_lines(t.out, per, 2), 20 + 500);
+	assert_int_equal(per[0], 20);
+	struct shmring_stats s;
+	shmring_stats(r, &s);
+	assert_int_equal(s.abandoned, 1);
+	check_identity(r);
+	/* Full capacity again once the quarantine is released. */
+	kill(t.writer, SIGSTOP);
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	int ok = 0;
+	for (int i = 0; i < 100; i++) {
+		tu_pack_record(&sb, 1, 500 + i, 40);
+		ok += shmring_send(r, sb.data, sb.size) == 0;
+	}
+	assert_int_equal(ok, 64);
+	kill(t.writer, SIGCONT);
+	assert_int_equal(flush_retry(r, 2000), 0);
+	check_identity(r);
+	msgpack_sbuffer_destroy(&sb);
+	shmring_close(r);
+	assert_int_equal(tu_writer_stop(&t), 0);
+	tu_ring_cleanup(&t);
+}
+
+/* A flusher killed holding its sentinel costs only its sentinel. */
+static void test_killed_flusher(void **state)
+{
+	(void)state;
+	struct tu_ring t;
+	tu_ring_init(&t, "kflush");
+	tu_writer_extra = stall_args;
+	assert_true(tu_writer_start(&t, "64", "256") > 0);
+	tu_writer_extra = NULL;
+	shmring *r;
+	assert_int_equal(shmring_open(t.name, NULL, &r), 0);
+	pid_t a = fork();
+	if (a == 0) {
+		g_fire_at = 0, g_fire_phase = 3, g_action = 0;
+		shm_test_hook = hook;
+		shmring_flush(r);
+		_exit(99);
+	}
+	assert_int_equal(tu_wait_children(1), 0);
+	send_n(r, 1, 0, 300);
+	assert_int_equal(flush_retry(r, 2000), 0);
+	long per[2];
+	assert_int_equal(count_lines(t.out, per, 2), 300);
+	struct shmring_stats s;
+	shmring_stats(r, &s);
+	assert_int_equal(s.abandoned, 0); /* a sentinel is not a record */
+	check_identity(r);
+	shmring_close(r);
+	assert_int_equal(tu_writer_stop(&t), 0);
+	tu_ring_cleanup(&t);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_killed_after_claim),
+		cmocka_unit_test(test_killed_mid_copy),
+		cmocka_unit_test(test_stopped_mid_copy),
+		cmocka_unit_test(test_killed_flusher),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
