@@ -53,6 +53,7 @@ struct shmring_stats {
 	uint64_t dropped_full;     /* records dropped because the ring was full */
 	uint64_t dropped_oversize; /* records dropped because larger than max_record */
 	uint64_t abandoned;        /* records whose producer died or stalled mid-send */
+	uint64_t aborted;          /* reservations aborted (not in sent) */
 	uint64_t flushes;          /* flush calls */
 	uint64_t flushes_done;     /* flush sentinels the writer confirmed */
 	uint64_t corrupt;          /* unreadable slot words the writer skipped */

@@ -270,6 +270,7 @@ int shm_stats_read(const struct shm_map *m, struct shmring_stats *st, int self)
 	st->dropped_full = ps.dropped_full;
 	st->dropped_oversize = ps.dropped_oversize;
 	st->flushes = ps.flushes;
+	st->aborted = ps.aborted;
 	st->producers = ps.live;
 	uint64_t done = st->written + st->dropped_full + st->dropped_oversize + st->abandoned;
 	st->pending = st->sent > done ? st->sent - done : 0;

@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "shmring/reserve.h"
 
 #define SEM_POOL_MAX 64
 
@@ -309,7 +310,7 @@ static int claim(struct shmring *r, unsigned n, const unsigned kind, uint64_t *p
 }
 
 /* P1/P2: publish, then wake the writer if it announced it sleeps. */
-static int publish(struct shmring *r, uint64_t pos, unsigned n, unsigned kind)
+static int publish(struct shmring *r, uint64_t pos, unsigned n, unsigned kind, unsigned state)
 {
 	struct shm_hdr *h = r->m.hdr;
 	const struct shm_geom *g = &r->m.g;
@@ -318,7 +319,7 @@ static int publish(struct shmring *r, uint64_t pos, unsigned n, unsigned kind)
 	/* P1: release makes the record's bytes visible to W1; seq_cst orders it before P2
 	 * in the single total order, against the writer's S1 -> S2 (Dekker). */
 	if (!atomic_compare_exchange_strong_explicit(&r->m.words[pos & (g->capacity - 1)], &exp,
-			w_make(lap, 0, n, kind, W_READY), memory_order_seq_cst, memory_order_acquire)) {
+			w_make(lap, 0, n, kind, state), memory_order_seq_cst, memory_order_acquire)) {
 		/* The writer revoked the claim after its stall timeout. If it quarantined the
 		 * run because we were alive, tell it we are done with the bytes. */
 		unsigned s = w_state(exp);
@@ -349,27 +350,71 @@ static inline uint8_t *slot_ptr(const struct shmring *r, uint64_t pos)
 	return r->m.data + (size_t)(pos & (r->m.g.capacity - 1)) * r->m.g.slot_size;
 }
 
-SHM_EXPORT int shmring_send(shmring *r, const void *msgpack, size_t len)
+/*
+ * Wait until the writer frees slots or deadline_ns passes (no spinning: a futex on
+ * space_seq, which the writer bumps after W3 when space_waiters is non-zero).
+ * Returns 0 on a wake or spurious return, -ETIMEDOUT at the deadline.
+ */
+static int wait_space(struct shmring *r, uint64_t deadline_ns)
 {
-	if (unlikely(!r || !msgpack || len == 0))
-		return -EINVAL;
-	check_fork(r);
+	struct shm_hdr *h = r->m.hdr;
+	uint64_t now = shm_now_ns();
+	if (now >= deadline_ns)
+		return -ETIMEDOUT;
+	/* V1: seq_cst RMW; with the writer's seq_cst fence between W3 and its load of
+	 * space_waiters, either it sees us waiting or our retry sees its freed slots. */
+	atomic_fetch_add_explicit(&h->space_waiters, 1, memory_order_seq_cst);
+	uint32_t seq = atomic_load_explicit(&h->space_seq, memory_order_seq_cst);
+	uint64_t T = atomic_load_explicit(&h->tail, memory_order_seq_cst);
+	uint64_t w = atomic_load_explicit(&r->m.words[T & (r->m.g.capacity - 1)], memory_order_seq_cst);
+	/* Still full (the word at the tail is from the previous lap): sleep, at most 10 ms
+	 * at a time so that a writer that died is noticed through the deadline. */
+	if (((w_lap(w) + 1) & W_LAP_MASK) == shm_lap(&r->m.g, T)) {
+		uint64_t left = deadline_ns - now;
+		shm_futex_wait(&h->space_seq, seq, left < 10000000ull ? left : 10000000ull);
+	}
+	atomic_fetch_sub_explicit(&h->space_waiters, 1, memory_order_relaxed);
+	return 0;
+}
+
+static inline uint64_t max_record(const struct shmring *r)
+{
+	return (uint64_t)r->m.g.max_slots * r->m.g.slot_size - SHM_REC_HDR;
+}
+
+/* Count the offer, check its size, claim (waiting until deadline_ns if non-zero). */
+static int offer(struct shmring *r, size_t len, uint64_t deadline_ns, uint64_t *pos, unsigned *n)
+{
 	struct shm_producer *p = &r->m.hdr->producers[r->entry];
 	/* Relaxed: a counter, read only for reporting; sent before the outcome's counter so
 	 * that sent >= written + dropped + abandoned at every instant. */
 	atomic_fetch_add_explicit(&p->sent, 1, memory_order_relaxed);
-	if (unlikely(len > (uint64_t)r->m.g.max_slots * r->m.g.slot_size - SHM_REC_HDR)) {
+	if (unlikely(len > max_record(r))) {
 		atomic_fetch_add_explicit(&p->dropped_oversize, 1, memory_order_relaxed);
 		note_drop(r, "larger than the ring's max record");
 		return -EMSGSIZE;
 	}
-	unsigned n = slots_for(r, len);
-	uint64_t pos;
-	if (unlikely(claim(r, n, 0, &pos))) {
-		atomic_fetch_add_explicit(&p->dropped_full, 1, memory_order_relaxed);
-		note_drop(r, "ring full");
-		return -EAGAIN;
+	*n = slots_for(r, len);
+	while (unlikely(claim(r, *n, 0, pos))) {
+		if (!deadline_ns || wait_space(r, deadline_ns)) {
+			atomic_fetch_add_explicit(&p->dropped_full, 1, memory_order_relaxed);
+			note_drop(r, "ring full");
+			return -EAGAIN;
+		}
 	}
+	return 0;
+}
+
+static int send_common(shmring *r, const void *msgpack, size_t len, uint64_t deadline_ns)
+{
+	if (unlikely(!r || !msgpack || len == 0))
+		return -EINVAL;
+	check_fork(r);
+	uint64_t pos;
+	unsigned n;
+	int rc = offer(r, len, deadline_ns, &pos, &n);
+	if (unlikely(rc))
+		return rc;
 	uint8_t *dst = slot_ptr(r, pos);
 	struct shm_rec rec = { .len = (uint32_t)len, .aux = 0 };
 	memcpy(dst, &rec, sizeof(rec));
@@ -379,7 +424,93 @@ SHM_EXPORT int shmring_send(shmring *r, const void *msgpack, size_t len)
 		shm_test_hook(2, pos);
 	}
 	memcpy(dst + SHM_REC_HDR, msgpack, len);
-	return publish(r, pos, n, 0);
+	return publish(r, pos, n, 0, W_READY);
+}
+
+SHM_EXPORT int shmring_send(shmring *r, const void *msgpack, size_t len)
+{
+	return send_common(r, msgpack, len, 0);
+}
+
+SHM_EXPORT int shmring_send_wait(shmring *r, const void *msgpack, size_t len, int timeout_ms)
+{
+	if (timeout_ms <= 0)
+		return send_common(r, msgpack, len, 0);
+	return send_common(r, msgpack, len, shm_now_ns() + (uint64_t)timeout_ms * 1000000ull);
+}
+
+/* ---- reserve / commit / abort: msgpack packed straight into the claimed slots ----- */
+
+static int res_write(void *data, const char *buf, size_t len)
+{
+	struct shmring_reservation *res = data;
+	if (unlikely(len > res->max_len - res->len)) {
+		res->overflow = 1;
+		return -1;
+	}
+	memcpy(res->buf + res->len, buf, len);
+	res->len += len;
+	return 0;
+}
+
+SHM_EXPORT int shmring_reserve(shmring *r, size_t max_len, struct shmring_reservation *res)
+{
+	if (unlikely(!r || !res || max_len == 0))
+		return -EINVAL;
+	check_fork(r);
+	memset(res, 0, sizeof(*res));
+	uint64_t pos;
+	unsigned n;
+	int rc = offer(r, max_len, 0, &pos, &n);
+	if (unlikely(rc))
+		return rc;
+	res->r = r;
+	res->pos = pos;
+	res->n = n;
+	res->max_len = max_len;
+	res->buf = slot_ptr(r, pos) + SHM_REC_HDR;
+	msgpack_packer_init(&res->pk, res, res_write);
+	return 0;
+}
+
+SHM_EXPORT int shmring_commit(struct shmring_reservation *res)
+{
+	if (unlikely(!res || !res->r))
+		return -EINVAL;
+	shmring *r = res->r;
+	res->r = NULL;
+	struct shm_producer *p = &r->m.hdr->producers[r->entry];
+	if (unlikely(res->overflow || res->len == 0)) {
+		/* Nothing torn is published: the slots become padding the writer skips. If the
+		 * writer revoked them meanwhile it counted the record as abandoned already. */
+		if (publish(r, res->pos, res->n, 0, W_PAD))
+			return -ECANCELED;
+		if (res->len == 0 && !res->overflow) {
+			atomic_fetch_sub_explicit(&p->sent, 1, memory_order_relaxed);
+			atomic_fetch_add_explicit(&p->aborted, 1, memory_order_relaxed);
+			return -EINVAL;
+		}
+		atomic_fetch_add_explicit(&p->dropped_oversize, 1, memory_order_relaxed);
+		note_drop(r, "packed past its reservation");
+		return -EMSGSIZE;
+	}
+	struct shm_rec rec = { .len = (uint32_t)res->len, .aux = 0 };
+	memcpy(res->buf - SHM_REC_HDR, &rec, sizeof(rec));
+	return publish(r, res->pos, res->n, 0, W_READY);
+}
+
+SHM_EXPORT void shmring_abort(struct shmring_reservation *res)
+{
+	if (!res || !res->r)
+		return;
+	shmring *r = res->r;
+	res->r = NULL;
+	struct shm_producer *p = &r->m.hdr->producers[r->entry];
+	if (publish(r, res->pos, res->n, 0, W_PAD))
+		return; /* revoked: the writer counted it as abandoned */
+	/* An aborted reservation was never a record: it leaves sent and is counted apart. */
+	atomic_fetch_sub_explicit(&p->sent, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&p->aborted, 1, memory_order_relaxed);
 }
 
 SHM_EXPORT uint64_t shmring_dropped_count(const shmring *r)
@@ -486,9 +617,7 @@ SHM_EXPORT int shmring_flush(shmring *r)
 			rc = writer_alive(r) ? -ETIMEDOUT : -ENOTCONN;
 			goto out;
 		}
-		ts.tv_sec = 0;
-		ts.tv_nsec = (long)((deadline - now) < 1000000 ? (deadline - now) : 1000000);
-		nanosleep(&ts, NULL);
+		wait_space(r, deadline);
 	}
 	uint8_t *dst = slot_ptr(r, pos);
 	struct shm_rec rec = { .len = (uint32_t)nlen, .aux = 0 };
@@ -496,7 +625,7 @@ SHM_EXPORT int shmring_flush(shmring *r)
 	memcpy(dst + SHM_REC_HDR, fs.name, nlen);
 	if (unlikely(shm_test_hook))
 		shm_test_hook(3, pos);
-	if ((rc = publish(r, pos, n, 1)))
+	if ((rc = publish(r, pos, n, 1, W_READY)))
 		goto out;
 	for (;;) {
 		/* F1: pairs with the writer's release of confirmed after write(2) returned. */

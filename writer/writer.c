@@ -164,6 +164,8 @@ static int commit(struct wr *w)
 	w->freed = w->head;
 	atomic_store_explicit(&h->head, w->head, memory_order_release);
 	atomic_store_explicit(&h->confirmed, w->head, memory_order_release);
+	/* V2: the fence orders W3 before the load of space_waiters (pairs with V1). */
+	atomic_thread_fence(memory_order_seq_cst);
 	if (atomic_load_explicit(&h->space_waiters, memory_order_seq_cst)) {
 		atomic_fetch_add_explicit(&h->space_seq, 1, memory_order_seq_cst);
 		shm_futex_wake_all(&h->space_seq);
