@@ -139,6 +139,17 @@ struct shm_hdr {
 	_Atomic int32_t  writer_pid;     /* pid of the serving writer (0 = none yet) */
 	_Atomic uint32_t writer_epoch;   /* bumped by each writer that starts serving */
 
+	/* The writer's commit intent (DESIGN §4.1): written before each batch's write(2),
+	 * so a writer started after one was killed knows whether that batch reached the
+	 * file. Only the writer reads or writes it. */
+	alignas(SHM_CACHELINE) struct shm_intent {
+		_Atomic uint64_t state;           /* 0 none, 1 a batch in flight */
+		uint64_t dev, ino;                /* the output file */
+		uint64_t file_start, len;         /* the batch is [file_start, file_start + len) */
+		uint64_t head_before, head_after;
+		uint64_t written, invalid, abandoned, corrupt, flushes_done; /* totals after it */
+	} intent;
+
 	alignas(SHM_CACHELINE) sem_t wake; /* process-shared; posted when writer_sleeping */
 
 	alignas(SHM_CACHELINE) _Atomic uint32_t path_seq;  /* seqlock over out_path */

@@ -42,6 +42,10 @@ struct wr {
 	uint64_t head;          /* next position to read (private until committed) */
 	uint64_t freed;         /* == hdr->head: slots below are free again */
 	uint64_t b_written, b_invalid, b_abandoned, b_corrupt, b_flushes;
+	uint64_t t_written, t_invalid, t_abandoned, t_corrupt, t_flushes; /* totals committed */
+	unsigned commits, crash_after, crash_point; /* tests: SHMRING_WRITER_CRASH=N:P */
+	int out_regular;            /* a regular file: its size tells what a batch reached */
+	uint64_t out_dev, out_ino, file_size;
 	struct { uint64_t pos; char name[SHM_NAME_MAX + 64]; } sent[MAX_SENTINELS];
 	unsigned nsent;
 	uint64_t stall_pos, stall_since;
@@ -94,7 +98,16 @@ static int open_out(struct wr *w)
 		return rc;
 	/* O_NOFOLLOW: an audit file is never written through a symlink someone planted. */
 	w->out_fd = open(w->o->out, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
-	return w->out_fd < 0 ? -errno : 0;
+	if (w->out_fd < 0)
+		return -errno;
+	struct stat st;
+	if (fstat(w->out_fd, &st) < 0)
+		return -errno;
+	w->out_regular = S_ISREG(st.st_mode);
+	w->out_dev = st.st_dev;
+	w->out_ino = st.st_ino;
+	w->file_size = (uint64_t)st.st_size;
+	return 0;
 }
 
 static void publish_path(struct wr *w, const char *path)
@@ -128,9 +141,91 @@ static int write_all(int fd, const char *p, size_t n)
 
 static int ensure_space(struct wr *w, size_t need);
 
-/* Free the consumed slots, publish the counters and head, then post the sentinels. */
+/* Free [from, to): W3 for each word not already freed. Idempotent, so that a writer
+ * recovering a batch its predecessor wrote can run it again: a word already at the next
+ * lap was freed (and may even be claimed again) and is left alone. */
+static void free_range(struct wr *w, uint64_t from, uint64_t to)
+{
+	const struct shm_geom *g = &w->m.g;
+	for (uint64_t p = from; p != to; p++) {
+		_Atomic uint64_t *wp = &w->m.words[p & w->mask];
+		uint64_t wd = atomic_load_explicit(wp, memory_order_relaxed);
+		unsigned lap = (unsigned)shm_lap(g, p);
+		if (w_lap(wd) == ((lap + 1) & W_LAP_MASK))
+			continue;
+		/* A run still quarantined keeps its start word: claimers turn it into a hole. */
+		if ((w_state(wd) == W_QUAR || w_state(wd) == W_HOLE) && w_lap(wd) == lap)
+			continue;
+		/* W3: only the writer frees, and nobody claims p + capacity before this store. */
+		atomic_store_explicit(wp, w_make(lap + 1, 0, 0, 0, W_FREE), memory_order_release);
+	}
+}
+
+/* Publish totals, head and confirmed (W4), wake waiters for room. */
+static void publish_progress(struct wr *w, uint64_t head)
+{
+	struct shm_hdr *h = w->h;
+	/* Only the writer stores these: plain totals, so a recovery can store them again. */
+	atomic_store_explicit(&h->written, w->t_written, memory_order_relaxed);
+	atomic_store_explicit(&h->invalid, w->t_invalid, memory_order_relaxed);
+	atomic_store_explicit(&h->abandoned, w->t_abandoned, memory_order_relaxed);
+	atomic_store_explicit(&h->corrupt, w->t_corrupt, memory_order_relaxed);
+	atomic_store_explicit(&h->flushes_done, w->t_flushes, memory_order_relaxed);
+	atomic_store_explicit(&h->head, head, memory_order_release);
+	atomic_store_explicit(&h->confirmed, head, memory_order_release);
+	/* V2: the fence orders W3 before the load of space_waiters (pairs with V1). */
+	atomic_thread_fence(memory_order_seq_cst);
+	if (atomic_load_explicit(&h->space_waiters, memory_order_seq_cst)) {
+		atomic_fetch_add_explicit(&h->space_seq, 1, memory_order_seq_cst);
+		shm_futex_wake_all(&h->space_seq);
+	}
+}
+
+/* Tests kill the writer at a chosen point of its Nth commit with a batch: 1 after the
+ * intent, 2 after half the batch was written, 3 after the write, 4 halfway through
+ * freeing. Set only through the environment of a test. */
+static void crash_point(struct wr *w, int point)
+{
+	if (unlikely(w->crash_point == (unsigned)point) && w->commits >= w->crash_after) {
+		if (point == 2)
+			(void)write_all(w->out_fd, w->buf, w->used / 2);
+		kill(getpid(), SIGKILL);
+	}
+}
+
+/*
+ * Commit the batch: record the intent, write(2) it, free the consumed slots, publish,
+ * clear the intent, then post the sentinels. A writer killed anywhere in here is
+ * followed by one whose recover() finishes or redoes exactly this batch.
+ */
 static int commit(struct wr *w)
 {
+	struct shm_intent *in = &w->h->intent;
+	w->t_written += w->b_written;
+	w->t_invalid += w->b_invalid;
+	w->t_abandoned += w->b_abandoned;
+	w->t_corrupt += w->b_corrupt;
+	w->t_flushes += w->b_flushes;
+	w->b_written = w->b_invalid = w->b_abandoned = w->b_corrupt = w->b_flushes = 0;
+	in->dev = w->out_dev;
+	in->ino = w->out_ino;
+	in->file_start = w->file_size;
+	in->len = w->used;
+	in->head_before = w->freed;
+	in->head_after = w->head;
+	in->written = w->t_written;
+	in->invalid = w->t_invalid;
+	in->abandoned = w->t_abandoned;
+	in->corrupt = w->t_corrupt;
+	in->flushes_done = w->t_flushes;
+	/* I1: the intent is complete before it says a batch is in flight. */
+	atomic_store_explicit(&in->state, 1, memory_order_release);
+	if (w->used)
+		w->commits++;
+	if (w->used && w->crash_point) {
+		crash_point(w, 1);
+		crash_point(w, 2);
+	}
 	if (w->used) {
 		int rc;
 		/* A full disk or an I/O error loses nothing: keep the batch and retry. */
@@ -140,36 +235,18 @@ static int commit(struct wr *w)
 			if (writer_stop > 1)
 				return rc;
 		}
+		w->file_size += w->used;
+		crash_point(w, 3);
+		if (w->crash_point == 4 && w->commits >= w->crash_after) {
+			free_range(w, w->freed, w->freed + (w->head - w->freed) / 2);
+			crash_point(w, 4);
+		}
 		w->used = 0;
 	}
-	const struct shm_geom *g = &w->m.g;
-	for (uint64_t p = w->freed; p != w->head; p++) {
-		_Atomic uint64_t *wp = &w->m.words[p & w->mask];
-		uint64_t wd = atomic_load_explicit(wp, memory_order_relaxed);
-		unsigned lap = (unsigned)shm_lap(g, p);
-		/* A run still quarantined keeps its start word: claimers turn it into a hole. */
-		if ((w_state(wd) == W_QUAR || w_state(wd) == W_HOLE) && w_lap(wd) == lap)
-			continue;
-		/* W3: only the writer frees, and nobody claims p + capacity before this store. */
-		atomic_store_explicit(wp, w_make(lap + 1, 0, 0, 0, W_FREE), memory_order_release);
-	}
-	struct shm_hdr *h = w->h;
-	/* Relaxed counters, then W4: head/confirmed released after them. */
-	atomic_fetch_add_explicit(&h->written, w->b_written, memory_order_relaxed);
-	atomic_fetch_add_explicit(&h->invalid, w->b_invalid, memory_order_relaxed);
-	atomic_fetch_add_explicit(&h->abandoned, w->b_abandoned, memory_order_relaxed);
-	atomic_fetch_add_explicit(&h->corrupt, w->b_corrupt, memory_order_relaxed);
-	atomic_fetch_add_explicit(&h->flushes_done, w->b_flushes, memory_order_relaxed);
-	w->b_written = w->b_invalid = w->b_abandoned = w->b_corrupt = w->b_flushes = 0;
+	free_range(w, w->freed, w->head);
 	w->freed = w->head;
-	atomic_store_explicit(&h->head, w->head, memory_order_release);
-	atomic_store_explicit(&h->confirmed, w->head, memory_order_release);
-	/* V2: the fence orders W3 before the load of space_waiters (pairs with V1). */
-	atomic_thread_fence(memory_order_seq_cst);
-	if (atomic_load_explicit(&h->space_waiters, memory_order_seq_cst)) {
-		atomic_fetch_add_explicit(&h->space_seq, 1, memory_order_seq_cst);
-		shm_futex_wake_all(&h->space_seq);
-	}
+	publish_progress(w, w->head);
+	atomic_store_explicit(&in->state, 0, memory_order_release);
 	for (unsigned i = 0; i < w->nsent; i++) {
 		sem_t *s = sem_open(w->sent[i].name, 0);
 		if (s == SEM_FAILED)
@@ -178,6 +255,57 @@ static int commit(struct wr *w)
 		sem_close(s);
 	}
 	w->nsent = 0;
+	return 0;
+}
+
+/*
+ * A predecessor was killed with a batch in flight: if the whole batch is in the file,
+ * finish its commit; otherwise cut the partial batch off and read it again (the ring
+ * still holds every record of it, and conversion is deterministic).
+ */
+static int recover(struct wr *w)
+{
+	struct shm_hdr *h = w->h;
+	struct shm_intent *in = &h->intent;
+	w->t_written = atomic_load_explicit(&h->written, memory_order_relaxed);
+	w->t_invalid = atomic_load_explicit(&h->invalid, memory_order_relaxed);
+	w->t_abandoned = atomic_load_explicit(&h->abandoned, memory_order_relaxed);
+	w->t_corrupt = atomic_load_explicit(&h->corrupt, memory_order_relaxed);
+	w->t_flushes = atomic_load_explicit(&h->flushes_done, memory_order_relaxed);
+	uint64_t head = atomic_load_explicit(&h->head, memory_order_acquire);
+	if (atomic_load_explicit(&in->state, memory_order_acquire) != 1 || head == in->head_after) {
+		atomic_store_explicit(&in->state, 0, memory_order_relaxed);
+		return 0;
+	}
+	uint64_t span = in->head_after - in->head_before;
+	if (in->head_before != head || span > w->m.g.capacity) {
+		wlog("WARN", "ring %s: ignoring an inconsistent commit intent", w->o->ring);
+		atomic_store_explicit(&in->state, 0, memory_order_relaxed);
+		return 0;
+	}
+	int same = w->out_regular && in->dev == w->out_dev && in->ino == w->out_ino;
+	if (same && w->file_size >= in->file_start + in->len) {
+		free_range(w, in->head_before, in->head_after);
+		w->t_written = in->written;
+		w->t_invalid = in->invalid;
+		w->t_abandoned = in->abandoned;
+		w->t_corrupt = in->corrupt;
+		w->t_flushes = in->flushes_done;
+		publish_progress(w, in->head_after);
+		wlog("INFO", "ring %s: the killed writer's last batch (%llu bytes) is complete",
+		     w->o->ring, (unsigned long long)in->len);
+	} else if (same && w->file_size >= in->file_start) {
+		/* No partial line stays: the batch is written again, whole. */
+		if (ftruncate(w->out_fd, (off_t)in->file_start) < 0)
+			return -errno;
+		wlog("INFO", "ring %s: removed %llu bytes of a partial batch; writing it again",
+		     w->o->ring, (unsigned long long)(w->file_size - in->file_start));
+		w->file_size = in->file_start;
+	} else {
+		wlog("WARN", "ring %s: the output is not the file the killed writer used; its "
+		     "last batch is written again (may repeat lines)", w->o->ring);
+	}
+	atomic_store_explicit(&in->state, 0, memory_order_release);
 	return 0;
 }
 
@@ -463,6 +591,14 @@ int writer_run(const struct writer_opts *o)
 	w.cap = o->batch_bytes;
 	w.buf = malloc(w.cap);
 	if (!w.buf) {
+		shm_map_close(&w.m);
+		return WEXIT_ERROR;
+	}
+	const char *crash = getenv("SHMRING_WRITER_CRASH");
+	if (crash && sscanf(crash, "%u:%u", &w.crash_after, &w.crash_point) != 2)
+		w.crash_point = 0;
+	if ((rc = recover(&w))) {
+		wlog("ERROR", "ring %s: cannot recover the last batch: %s", o->ring, strerror(-rc));
 		shm_map_close(&w.m);
 		return WEXIT_ERROR;
 	}
