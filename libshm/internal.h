@@ -56,6 +56,10 @@ void shm_producer_sum(const struct shm_map *m, struct shm_psum *s, int count_liv
 
 int shm_stats_read(const struct shm_map *m, struct shmring_stats *st, int self);
 
+/* A handle's mapping, for library code layered on a handle (audit.c): the fd is this
+ * process's own (re-opened after fork), or -1 if that failed. */
+struct shm_map *shm_ring_map(shmring *r);
+
 /* Tests only: see ring.c. */
 extern void (*shm_test_hook)(int phase, uint64_t pos);
 

@@ -1,11 +1,13 @@
 /* mp2json.c: streaming msgpack -> compact JSON for the record writer.
  *
  * One forward pass over the input with an explicit, fixed stack: no object tree, no
- * allocation, no recursion. Records are mostly short ASCII strings and small integers, so the
- * hot path is: a 256-entry table for the type byte, a SIMD/SWAR scan that finds the first
- * byte of a string needing care (copy the clean run with memcpy), and a digit-pair table.
- * Everything else (floats, timestamps, non-string keys, invalid UTF-8) takes a slow but exact
- * path. Output rules are in include/shmring/json.h.
+ * allocation, no recursion. Records are maps of short ASCII keys to short strings and small
+ * integers, so the hot path is: fixstr keys and their simple values handled without going
+ * through the dispatch, a 256-entry table for the type byte otherwise, strings up to 32 bytes
+ * tested and copied as one or two 16-byte vectors (longer ones a vector at a time, SWAR where
+ * there is no SSE2), and a digit-pair table. Everything else (floats, timestamps, non-string
+ * keys, escapes, UTF-8 checking) takes a slower but exact path. Output rules are in
+ * include/shmring/json.h.
  *
  * Space is checked exactly before every write, so a too-small buffer gives -ENOSPC and never
  * a wrong answer; a buffer of shmring_json_bound() bytes can never run out (see there).
@@ -120,34 +122,23 @@ static inline unsigned ndigits(uint64_t v)
 	return t + 1 - ((v | 1) < p10[t]);
 }
 
-/* Writes exactly nd digits of v ending at o + nd, from the back: eight at a time in 32-bit
- * arithmetic (independent pairs, so they overlap), then two at a time. */
+/* Writes exactly nd digits of v ending at o + nd, two at a time from the back. */
 static inline void put_digits(char *o, uint64_t v, unsigned nd)
 {
 	char *q = o + nd;
-	uint32_t w;
 
-	while (v >= 100000000) {
-		uint32_t lo = (uint32_t)(v % 100000000), a = lo / 10000, b = lo % 10000;
+	while (v >= 100) {
+		unsigned r = (unsigned)(v % 100);
 
-		v /= 100000000;
-		q -= 8;
-		memcpy(q, digit_pairs + 2 * (a / 100), 2);
-		memcpy(q + 2, digit_pairs + 2 * (a % 100), 2);
-		memcpy(q + 4, digit_pairs + 2 * (b / 100), 2);
-		memcpy(q + 6, digit_pairs + 2 * (b % 100), 2);
-	}
-	w = (uint32_t)v;
-	while (w >= 100) {
+		v /= 100;
 		q -= 2;
-		memcpy(q, digit_pairs + 2 * (w % 100), 2);
-		w /= 100;
+		memcpy(q, digit_pairs + 2 * r, 2);
 	}
-	if (w >= 10) {
+	if (v >= 10) {
 		q -= 2;
-		memcpy(q, digit_pairs + 2 * w, 2);
+		memcpy(q, digit_pairs + 2 * v, 2);
 	} else {
-		*--q = (char)('0' + w);
+		*--q = (char)('0' + v);
 	}
 }
 
@@ -557,15 +548,15 @@ enum { F_TOP, F_ARRAY, F_MAP, F_KEY };
 
 SHMRING_EXPORT size_t shmring_json_bound(size_t len)
 {
-	/* Worst output per input byte, found by walking every construct (tests/test_json.c
-	 * checks each of these):
-	 *   fixext1 (3 bytes) as a key inside a key: {"ext":-128,"base64":"AA=="} has 6 quotes,
-	 *     each 4 bytes after two escapes, plus its own escaped quotes and a separator:
-	 *     22 + 24 + 4 + 1 = 51 bytes, 17 per byte, the largest;
-	 *   a control byte in a string inside a key inside a key: \\\\u001f, 9 per byte;
-	 *   false as a key inside a key: \"false\": 10 per byte; false in an array 6 per byte.
-	 * The error record is 2 * len + at most 830 bytes (why is capped at
-	 * SHMRING_JSON_WHY_MAX bytes, 6 out per byte). */
+	/* Charge each object's output to its own bytes: its text, the separator before it, and
+	 * for a non-string key the escaped quotes around it. Escaping leaves every byte but '"'
+	 * and '\\' alone and doubles those, so at the deepest level (a key inside a key: two
+	 * escapes) each of them costs 4. The dearest object per byte is then a fixext1 key there:
+	 * {"ext":-128,"base64":"AA=="} is 22 plain bytes and 6 quotes, 22 + 24 + 4 + 1 = 51 bytes
+	 * for 3 in, 17 per byte. Others: ext8 of length 0 15.7, false as such a key 10, a control
+	 * byte in a string there (\\\\u001f) 9, false in an array 6. The error record is
+	 * 2 * len + at most 830 bytes (why is capped at SHMRING_JSON_WHY_MAX bytes, 6 out per
+	 * byte). tests/test_json.c measures these. */
 	if (len > (SIZE_MAX - 1024) / 18)
 		return SIZE_MAX;
 	return 18 * len + 1024;
@@ -615,7 +606,21 @@ next:
 			*o++ = ':';
 			p += n;
 			left--;
-			goto next;
+			/* and the usual values, short strings and small integers, likewise */
+			if (p == end)
+				goto truncated;
+			b = *p;
+			if ((b & 0xe0) == 0xa0) {
+				n = b & 31;
+				p += 1;
+				goto str;
+			}
+			if (b < 0x80) {
+				v = b;
+				p += 1;
+				goto emit_u;
+			}
+			goto dispatch;
 		}
 		if (!is_str_byte(b)) {
 			/* A non-string key: render it as usual after an opening quote;
@@ -636,6 +641,7 @@ next:
 			kind = F_KEY;
 		}
 	}
+dispatch:
 	switch (kind_of[b]) {
 	case K_POSFIX:
 		v = b;

@@ -292,8 +292,20 @@ static int claim(struct shmring *r, unsigned n, const unsigned kind, uint64_t *p
 			/* Last lap's occupant. A quarantined run the writer has already passed
 			 * becomes a hole of this lap: the tail steps over it (DESIGN §6). */
 			unsigned s = w_state(w), m = claimed_span(r, w);
-			if ((s != W_QUAR && s != W_HOLE) || m == 0 || m > g->max_slots ||
-			    atomic_load_explicit(&h->head, memory_order_acquire) < T - g->capacity + m)
+			uint64_t head = atomic_load_explicit(&h->head, memory_order_acquire);
+			if (s != W_QUAR && s != W_HOLE) {
+				/* The writer passed this position (head, W4, follows W3), so the word
+				 * must read FREE(lap): anything else was scribbled over. Repair it
+				 * rather than call the ring full for ever. */
+				if ((int64_t)(head - (T - g->capacity)) > 0 && (int64_t)(T - head) >= 0)
+					atomic_compare_exchange_strong_explicit(&r->m.words[T & mask], &w,
+						w_make(lap, 0, 0, 0, W_FREE), memory_order_acq_rel,
+						memory_order_relaxed);
+				else
+					return -EAGAIN; /* not consumed yet: full */
+				continue;
+			}
+			if (m == 0 || m > g->max_slots || head < T - g->capacity + m)
 				return -EAGAIN; /* not consumed yet: full */
 			if (atomic_compare_exchange_strong_explicit(&r->m.words[T & mask], &w,
 					w_make(lap, w_owner(w), w_n(w), w_kind(w), W_HOLE),
@@ -304,7 +316,14 @@ static int claim(struct shmring *r, unsigned n, const unsigned kind, uint64_t *p
 			}
 			continue;
 		}
-		/* Our T is stale (the word is from a later lap): read the tail again. */
+		/* The word is from another lap: our T is stale, or the word was scribbled over. */
+		if (atomic_load_explicit(&h->tail, memory_order_acquire) == T) {
+			uint64_t head = atomic_load_explicit(&h->head, memory_order_acquire);
+			if ((int64_t)(head - (T - g->capacity)) <= 0 || (int64_t)(T - head) < 0)
+				return -EAGAIN;
+			atomic_compare_exchange_strong_explicit(&r->m.words[T & mask], &w,
+				w_make(lap, 0, 0, 0, W_FREE), memory_order_acq_rel, memory_order_relaxed);
+		}
 	}
 	return -EAGAIN;
 }
@@ -645,6 +664,12 @@ SHM_EXPORT int shmring_flush(shmring *r)
 out:
 	pool_put(r, &fs);
 	return rc;
+}
+
+struct shm_map *shm_ring_map(shmring *r)
+{
+	check_fork(r);
+	return &r->m;
 }
 
 /* ---- close / unlink ------------------------------------------------------------- */

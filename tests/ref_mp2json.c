@@ -14,6 +14,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <locale.h>
 #include <math.h>
 #include <msgpack.h>
 #include <msgpack/timestamp.h>
@@ -293,16 +294,26 @@ static void put_b64(struct sbuf *b, const uint8_t *s, size_t n)
 static void put_float(struct sbuf *b, double v, bool f32)
 {
 	char t[64];
+	locale_t c, old;
 
 	if (!isfinite(v)) {
 		sb_puts(b, "null");
 		return;
 	}
+	/* the spec's procedure, in the C locale whatever the process uses */
+	c = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0);
+	if (!c) {
+		b->oom = true;
+		return;
+	}
+	old = uselocale(c);
 	for (int p = 1; p <= (f32 ? 9 : 17); p++) {
 		snprintf(t, sizeof(t), "%.*g", p, v);
 		if (f32 ? strtof(t, NULL) == (float)v : strtod(t, NULL) == v)
 			break;
 	}
+	uselocale(old);
+	freelocale(c);
 	sb_puts(b, t);
 	if (!strpbrk(t, ".eni"))
 		sb_puts(b, ".0");

@@ -81,8 +81,11 @@ static uint64_t edgy(void)
 		return e[below(sizeof(e) / sizeof(e[0]))];
 	case 1:
 		return e[below(sizeof(e) / sizeof(e[0]))] - 1;
-	default:
-		return rnd() >> below(64);
+	default: {
+		unsigned shift = below(64);	/* its own statement: operand order is unspecified */
+
+		return rnd() >> shift;
+	}
 	}
 }
 

@@ -27,7 +27,7 @@ static void build_record(msgpack_sbuffer *sb)
 	msgpack_packer pk;
 
 	msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
-	msgpack_pack_map(&pk, 13);
+	msgpack_pack_map(&pk, 12);
 	pk_cstr(&pk, "v");
 	msgpack_pack_uint8(&pk, 1);
 	pk_cstr(&pk, "seq");
@@ -38,8 +38,6 @@ static void build_record(msgpack_sbuffer *sb)
 	pk_cstr(&pk, "sess_01J9Z3K4M5N6P7Q8R9S0T1V2W3");
 	pk_cstr(&pk, "record_id");
 	pk_cstr(&pk, "rec_01J9Z3K4M5N6P7Q8R9S0T1V2W4");
-	pk_cstr(&pk, "agent");
-	pk_cstr(&pk, "claude-code/1.0.43");
 	pk_cstr(&pk, "type");
 	pk_cstr(&pk, "compaction");
 	pk_cstr(&pk, "detail");
@@ -54,15 +52,13 @@ static void build_record(msgpack_sbuffer *sb)
 	msgpack_pack_uint32(&pk, 40211);
 	pk_cstr(&pk, "violations");
 	msgpack_pack_array(&pk, 1);
-	msgpack_pack_map(&pk, 4);
+	msgpack_pack_map(&pk, 3);
 	pk_cstr(&pk, "rule");
 	pk_cstr(&pk, "max_tool_output_bytes");
 	pk_cstr(&pk, "severity");
 	pk_cstr(&pk, "warn");
 	pk_cstr(&pk, "observed");
 	msgpack_pack_uint32(&pk, 65536);
-	pk_cstr(&pk, "limit");
-	msgpack_pack_uint32(&pk, 32768);
 	pk_cstr(&pk, "redacted");
 	msgpack_pack_false(&pk);
 	pk_cstr(&pk, "path");

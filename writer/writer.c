@@ -16,6 +16,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <semaphore.h>
+#include <setjmp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +29,23 @@
 #include "writer.h"
 
 volatile sig_atomic_t writer_stop;
+
+/* A ring truncated under us turns the next access into SIGBUS: the handler jumps back to
+ * writer_run, which reports the ring damaged and stops cleanly (exit 4). */
+static sigjmp_buf bus_jmp;
+static volatile sig_atomic_t bus_armed;
+static uintptr_t bus_lo[2], bus_hi[2];
+
+static void on_sigbus(int sig, siginfo_t *si, void *uc)
+{
+	(void)uc;
+	uintptr_t a = (uintptr_t)si->si_addr;
+	for (int i = 0; i < 2; i++)
+		if (bus_armed && a >= bus_lo[i] && a < bus_hi[i])
+			siglongjmp(bus_jmp, 1);
+	signal(sig, SIG_DFL); /* not ours: die as we would have */
+	raise(sig);
+}
 
 #define MAX_SENTINELS 256
 
@@ -526,6 +544,10 @@ static void report_drops(struct wr *w, uint64_t now)
 	if (now - w->last_report_ns < 1000000000ull)
 		return;
 	w->last_report_ns = now;
+	/* Once a second: a truncated object is reported before it is touched. */
+	struct stat st;
+	if (fstat(w->m.fd, &st) == 0 && (uint64_t)st.st_size < w->m.g.total_size)
+		siglongjmp(bus_jmp, 2);
 	struct shm_psum s;
 	shm_producer_sum(&w->m, &s, 0, -1);
 	uint64_t d = s.dropped_full + s.dropped_oversize;
@@ -562,7 +584,7 @@ static void idle_wait(struct wr *w, uint64_t max_ns)
 
 int writer_run(const struct writer_opts *o)
 {
-	struct wr w;
+	static struct wr w; /* static: its fields stay valid across the SIGBUS siglongjmp */
 	memset(&w, 0, sizeof(w));
 	w.o = o;
 	w.out_fd = -1;
@@ -608,6 +630,26 @@ int writer_run(const struct writer_opts *o)
 	atomic_fetch_add_explicit(&w.h->writer_epoch, 1, memory_order_release);
 	wlog("INFO", "serving ring %s (capacity %u, slot %u) into %s", o->ring, w.m.g.capacity,
 	     w.m.g.slot_size, o->out);
+	bus_lo[0] = (uintptr_t)w.m.hdr;
+	bus_hi[0] = bus_lo[0] + w.m.front_len;
+	bus_lo[1] = (uintptr_t)w.m.data;
+	bus_hi[1] = bus_lo[1] + 2 * w.m.g.data_size;
+	struct sigaction sa = { .sa_sigaction = on_sigbus, .sa_flags = SA_SIGINFO };
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGBUS, &sa, NULL);
+	if (sigsetjmp(bus_jmp, 1)) {
+		bus_armed = 0;
+		wlog("ERROR", "ring %s: damaged (its shm object was truncated under the writer); "
+		     "stopping", o->ring);
+		/* Lines already converted are still good: keep them. Nothing more is read. */
+		if (w.used)
+			(void)write_all(w.out_fd, w.buf, w.used);
+		free(w.buf);
+		if (w.out_fd > STDOUT_FILENO)
+			close(w.out_fd);
+		return WEXIT_DAMAGED;
+	}
+	bus_armed = 1;
 	uint64_t stop_since = 0;
 	w.idle_since = shm_now_ns();
 	for (;;) {
@@ -644,11 +686,17 @@ int writer_run(const struct writer_opts *o)
 		if (!empty)
 			w.idle_since = now;
 		if (o->idle_exit_ns && empty && now - w.idle_since > o->idle_exit_ns) {
-			struct shm_psum s;
-			shm_producer_sum(&w.m, &s, 1, -1);
-			if (s.live == 0) {
-				wlog("INFO", "ring %s: no producer for %.1f s, exiting", o->ring, o->idle_exit_ns / 1e9);
-				break;
+			/* Under the spawn lock, so that an opener that attaches after our check
+			 * finds no writer and starts one, instead of trusting us to stay. */
+			if (shm_lock_try(w.m.fd, SHM_LOCK_SPAWN) == 0) {
+				struct shm_psum s;
+				shm_producer_sum(&w.m, &s, 1, -1);
+				if (s.live == 0) {
+					wlog("INFO", "ring %s: no producer for %.1f s, exiting", o->ring,
+					     o->idle_exit_ns / 1e9);
+					break; /* both locks go with our descriptor */
+				}
+				shm_lock_drop(w.m.fd, SHM_LOCK_SPAWN);
 			}
 			w.idle_since = now;
 		}

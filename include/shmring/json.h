@@ -15,13 +15,16 @@
  *   ext -1 (timestamp) "YYYY-MM-DDTHH:MM:SS[.fffffffff]Z" for years 0000..9999
  *   other ext          {"ext":TYPE,"base64":"..."}
  *   array, map         [..], {..} in input order; duplicate keys are kept
- *   non-string key     a JSON string holding the key's own JSON text: 1 -> "1", [1,"a"] -> "[1,\"a\"]"
+ *   non-string key     a JSON string holding the key's own JSON text:
+ *                      1 -> "1", [1,"a"] -> "[1,\"a\"]", nil -> "null"
  *
  * Caveats:
  *   - containers may nest 64 deep (the top level is depth 1);
  *   - a non-string key inside a non-string key is fine (its text is escaped twice), one more
  *     level is refused: every level doubles the backslashes and no linear bound would hold;
- *   - float text is what %g gives, so 1000.0 is written 1e+03 and 1e20 is 1e+20.
+ *   - float text is what %g gives, so 1000.0 is written 1e+03 and 1e20 is 1e+20; it does not
+ *     depend on the process locale;
+ *   - the fractional seconds of a timestamp lose their trailing zeros (.5Z, .123456Z).
  */
 #ifndef SHMRING_JSON_H
 #define SHMRING_JSON_H
