@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "shmring/reserve.h"
 #include "shmring/audit.h"
 
 #ifndef SHMRING_BUILD_WRITER
@@ -270,6 +271,29 @@ SHM_EXPORT int shmring_audit_send(shmring_audit_sink *s, const struct shmring_co
 	int rc = record_check(rec);
 	if (unlikely(rc))
 		return rc;
+	/* The usual path packs straight into the ring: reserve an upper bound of the packed
+	 * size (each string costs at most its length + 5; keys, headers and integers fit in
+	 * the fixed part), pack into the slots, commit. No copy, no buffer. */
+	size_t bound = 320 + 48 * rec->violation_count + strlen(rec->turn_id) + strlen(rec->page_id) +
+		       strlen(rec->origin.value) + strlen(rec->fidelity_level) +
+		       strlen(rec->provider_name) + (rec->ts ? strlen(rec->ts) : 32);
+	for (size_t i = 0; i < rec->violation_count; i++)
+		bound += strlen(rec->violations[i].missing_field) + strlen(rec->violations[i].detail) + 10;
+	const struct shm_map *m = shm_ring_map(s->r);
+	if (likely(bound <= (uint64_t)m->g.max_slots * m->g.slot_size - SHM_REC_HDR)) {
+		struct shmring_reservation res;
+		rc = shmring_reserve(s->r, bound, &res);
+		if (unlikely(rc))
+			return rc;
+		rc = pack_checked(&res.pk, rec);
+		if (unlikely(rc)) {
+			shmring_abort(&res);
+			return rc;
+		}
+		return shmring_commit(&res);
+	}
+	/* The bound is over the ring's max record: pack exactly, then send (which drops and
+	 * counts it if it really is too large). */
 	struct tl_buf *b = tl_get();
 	if (unlikely(!b || b->busy))
 		return send_slow(s, rec);
