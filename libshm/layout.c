@@ -26,6 +26,7 @@ uint64_t shm_fingerprint(void)
 		SHM_LAYOUT_VERSION, sizeof(struct shm_hdr), sizeof(struct shm_producer),
 		sizeof(struct shm_quarantine), sizeof(sem_t), SHM_CACHELINE, SHM_PAGE,
 		offsetof(struct shm_hdr, tail), offsetof(struct shm_hdr, writer_sleeping),
+		offsetof(struct shm_hdr, loss_seq), offsetof(struct shm_hdr, marked),
 		offsetof(struct shm_hdr, head), offsetof(struct shm_hdr, intent), sizeof(struct shm_intent),
 		offsetof(struct shm_hdr, wake),
 		offsetof(struct shm_hdr, out_path), offsetof(struct shm_hdr, quarantine),

@@ -128,6 +128,10 @@ struct shm_hdr {
 	_Atomic uint32_t space_seq;      /* futex word, bumped when the writer frees slots */
 	_Atomic uint32_t space_waiters;
 
+	/* Loss line: bumped at every drop so the writer can tell, with one load per record,
+	 * that it must look at the producer table (--mark-losses). */
+	alignas(SHM_CACHELINE) _Atomic uint64_t loss_seq;
+
 	/* Writer's line: only shmring-writer stores here. */
 	alignas(SHM_CACHELINE) _Atomic uint64_t head;     /* every slot below head is free again */
 	_Atomic uint64_t confirmed;      /* every record below this position is in the file */
@@ -136,6 +140,7 @@ struct shm_hdr {
 	_Atomic uint64_t abandoned;      /* records revoked after the stall timeout */
 	_Atomic uint64_t flushes_done;   /* sentinels confirmed */
 	_Atomic uint64_t corrupt;        /* unreadable slot words skipped */
+	_Atomic uint64_t marked[3];      /* losses already told by a shmring_lost line */
 	_Atomic int32_t  writer_pid;     /* pid of the serving writer (0 = none yet) */
 	_Atomic uint32_t writer_epoch;   /* bumped by each writer that starts serving */
 
@@ -148,6 +153,7 @@ struct shm_hdr {
 		uint64_t file_start, len;         /* the batch is [file_start, file_start + len) */
 		uint64_t head_before, head_after;
 		uint64_t written, invalid, abandoned, corrupt, flushes_done; /* totals after it */
+		uint64_t marked[3];
 	} intent;
 
 	alignas(SHM_CACHELINE) sem_t wake; /* process-shared; posted when writer_sleeping */

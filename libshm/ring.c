@@ -206,6 +206,8 @@ SHM_EXPORT const char *shmring_name(const shmring *r)
 
 static void note_drop(struct shmring *r, const char *why)
 {
+	/* Relaxed: only a hint that the per-producer counters moved (--mark-losses). */
+	atomic_fetch_add_explicit(&r->m.hdr->loss_seq, 1, memory_order_relaxed);
 	uint64_t n = atomic_fetch_add_explicit(&r->local_drops, 1, memory_order_relaxed) + 1;
 	if ((n & (n - 1)) == 0) /* the first drop, then each power of two */
 		shm_log(SHMRING_LOG_WARN, "ring %s: record dropped (%s); %llu dropped by this handle",

@@ -238,6 +238,64 @@ static void test_killed_flusher(void **state)
 	tu_ring_cleanup(&t);
 }
 
+/* --mark-losses: the file tells its own gaps, with exact counts, before the next line. */
+static void test_mark_losses(void **state)
+{
+	(void)state;
+	struct tu_ring t;
+	tu_ring_init(&t, "marks");
+	static const char *args[] = { "--stall-timeout", "200", "--mark-losses", NULL };
+	tu_writer_extra = args;
+	assert_true(tu_writer_start(&t, "64", "256") > 0);
+	tu_writer_extra = NULL;
+	shmring *r;
+	assert_int_equal(shmring_open(t.name, NULL, &r), 0);
+	kill(t.writer, SIGSTOP);
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	for (int i = 0; i < 74; i++) {
+		tu_pack_record(&sb, 1, i < 64 ? i : 0, 40);
+		shmring_send(r, sb.data, sb.size);
+	}
+	static char big[64 * 256];
+	big[0] = (char)0xc0;
+	assert_int_equal(shmring_send(r, big, sizeof(big)), -EMSGSIZE);
+	kill(t.writer, SIGCONT);
+	assert_int_equal(flush_retry(r, 2000), 0);
+	pid_t a = fork();
+	if (a == 0) {
+		g_fire_at = 0, g_fire_phase = 2, g_action = 0;
+		shm_test_hook = hook;
+		send_n(r, 0, 0, 1);
+		_exit(99);
+	}
+	assert_int_equal(tu_wait_children(1), 0);
+	send_n(r, 1, 64, 1);
+	assert_int_equal(flush_retry(r, 2000), 0);
+	long bad;
+	json_t *arr = tu_read_jsonl(t.out, &bad);
+	assert_non_null(arr);
+	assert_int_equal(json_array_size(arr), 1 + 64 + 1 + 1);
+	json_t *m1 = json_object_get(json_array_get(arr, 0), "shmring_lost");
+	assert_non_null(m1);
+	assert_int_equal(json_integer_value(json_object_get(m1, "dropped_full")), 10);
+	assert_int_equal(json_integer_value(json_object_get(m1, "dropped_oversize")), 1);
+	assert_int_equal(json_integer_value(json_object_get(m1, "abandoned")), 0);
+	assert_true(json_is_string(json_object_get(json_array_get(arr, 0), "ts")));
+	for (int i = 1; i <= 64; i++)
+		assert_int_equal(json_integer_value(json_object_get(json_array_get(arr, (size_t)i), "i")), i - 1);
+	json_t *m2 = json_object_get(json_array_get(arr, 65), "shmring_lost");
+	assert_non_null(m2);
+	assert_int_equal(json_integer_value(json_object_get(m2, "dropped_full")), 0);
+	assert_int_equal(json_integer_value(json_object_get(m2, "abandoned")), 1);
+	assert_int_equal(json_integer_value(json_object_get(json_array_get(arr, 66), "i")), 64);
+	json_decref(arr);
+	msgpack_sbuffer_destroy(&sb);
+	shmring_close(r);
+	assert_int_equal(tu_writer_stop(&t), 0);
+	tu_ring_cleanup(&t);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -245,6 +303,7 @@ int main(void)
 		cmocka_unit_test(test_killed_mid_copy),
 		cmocka_unit_test(test_stopped_mid_copy),
 		cmocka_unit_test(test_killed_flusher),
+		cmocka_unit_test(test_mark_losses),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

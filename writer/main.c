@@ -31,6 +31,8 @@ static void usage(FILE *f)
 		"      --stall-timeout MS   revoke a claim not published after MS (default 1000)\n"
 		"      --batch-bytes B      write(2) once B bytes of lines are buffered (default 1 MiB)\n"
 		"      --exit-when-idle S   exit after S seconds with no producer attached and nothing to write\n"
+		"      --mark-losses        before the first line after records were lost, write\n"
+		"                           {\"shmring_lost\":{\"dropped_full\":N,\"dropped_oversize\":N,\"abandoned\":N},\"ts\":T}\n"
 		"  -h, --help               this text\n\n"
 		"SIGTERM/SIGINT: write everything already in the ring, then exit 0.\n"
 		"Exit status: 0 ok, 1 error, 2 usage, 3 another live writer serves the ring, 4 ring damaged.\n");
@@ -54,6 +56,7 @@ int main(int argc, char **argv)
 		{ "capacity", required_argument, 0, 'c' },  { "slot-size", required_argument, 0, 's' },
 		{ "stall-timeout", required_argument, 0, 'T' }, { "batch-bytes", required_argument, 0, 'B' },
 		{ "exit-when-idle", required_argument, 0, 'I' }, { "help", no_argument, 0, 'h' },
+		{ "mark-losses", no_argument, 0, 'L' },
 		{ 0, 0, 0, 0 },
 	};
 	struct writer_opts o = { .stall_ns = 1000000000ull, .batch_bytes = 1 << 20 };
@@ -80,6 +83,7 @@ int main(int argc, char **argv)
 			if (c == 'B') o.batch_bytes = v < 65536 ? 65536 : v;
 			if (c == 'I') o.idle_exit_ns = v * 1000000000ull;
 			break;
+		case 'L': o.mark_losses = 1; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return WEXIT_USAGE;
 		}

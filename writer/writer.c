@@ -61,6 +61,8 @@ struct wr {
 	uint64_t freed;         /* == hdr->head: slots below are free again */
 	uint64_t b_written, b_invalid, b_abandoned, b_corrupt, b_flushes;
 	uint64_t t_written, t_invalid, t_abandoned, t_corrupt, t_flushes; /* totals committed */
+	uint64_t marked[3];         /* losses told: dropped_full, dropped_oversize, abandoned */
+	uint64_t loss_seen;         /* hdr->loss_seq when last looked at */
 	unsigned commits, crash_after, crash_point; /* tests: SHMRING_WRITER_CRASH=N:P */
 	int out_regular;            /* a regular file: its size tells what a batch reached */
 	uint64_t out_dev, out_ino, file_size;
@@ -189,6 +191,8 @@ static void publish_progress(struct wr *w, uint64_t head)
 	atomic_store_explicit(&h->abandoned, w->t_abandoned, memory_order_relaxed);
 	atomic_store_explicit(&h->corrupt, w->t_corrupt, memory_order_relaxed);
 	atomic_store_explicit(&h->flushes_done, w->t_flushes, memory_order_relaxed);
+	for (int i = 0; i < 3; i++)
+		atomic_store_explicit(&h->marked[i], w->marked[i], memory_order_relaxed);
 	atomic_store_explicit(&h->head, head, memory_order_release);
 	atomic_store_explicit(&h->confirmed, head, memory_order_release);
 	/* V2: the fence orders W3 before the load of space_waiters (pairs with V1). */
@@ -236,6 +240,7 @@ static int commit(struct wr *w)
 	in->abandoned = w->t_abandoned;
 	in->corrupt = w->t_corrupt;
 	in->flushes_done = w->t_flushes;
+	memcpy(in->marked, w->marked, sizeof(w->marked));
 	/* I1: the intent is complete before it says a batch is in flight. */
 	atomic_store_explicit(&in->state, 1, memory_order_release);
 	if (w->used)
@@ -290,6 +295,8 @@ static int recover(struct wr *w)
 	w->t_abandoned = atomic_load_explicit(&h->abandoned, memory_order_relaxed);
 	w->t_corrupt = atomic_load_explicit(&h->corrupt, memory_order_relaxed);
 	w->t_flushes = atomic_load_explicit(&h->flushes_done, memory_order_relaxed);
+	for (int i = 0; i < 3; i++)
+		w->marked[i] = atomic_load_explicit(&h->marked[i], memory_order_relaxed);
 	uint64_t head = atomic_load_explicit(&h->head, memory_order_acquire);
 	if (atomic_load_explicit(&in->state, memory_order_acquire) != 1 || head == in->head_after) {
 		atomic_store_explicit(&in->state, 0, memory_order_relaxed);
@@ -309,6 +316,7 @@ static int recover(struct wr *w)
 		w->t_abandoned = in->abandoned;
 		w->t_corrupt = in->corrupt;
 		w->t_flushes = in->flushes_done;
+		memcpy(w->marked, in->marked, sizeof(w->marked));
 		publish_progress(w, in->head_after);
 		wlog("INFO", "ring %s: the killed writer's last batch (%llu bytes) is complete",
 		     w->o->ring, (unsigned long long)in->len);
@@ -355,8 +363,45 @@ static int sentinel_name_ok(const struct wr *w, const char *s, size_t n)
 	return 1;
 }
 
+/* --mark-losses: one line telling how many records were lost since the last line. */
+static int mark_losses(struct wr *w)
+{
+	uint64_t seq = atomic_load_explicit(&w->h->loss_seq, memory_order_relaxed);
+	uint64_t ab = w->t_abandoned + w->b_abandoned;
+	if (seq == w->loss_seen && ab == w->marked[2])
+		return 0;
+	w->loss_seen = seq;
+	struct shm_psum s;
+	shm_producer_sum(&w->m, &s, 0, -1);
+	uint64_t now[3] = { s.dropped_full, s.dropped_oversize, ab };
+	if (now[0] <= w->marked[0] && now[1] <= w->marked[1] && now[2] <= w->marked[2])
+		return 0;
+	int rc = ensure_space(w, 256);
+	if (rc)
+		return rc;
+	struct timespec ts;
+	struct tm tm;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	char when[40];
+	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
+	int n = snprintf(w->buf + w->used, w->cap - w->used,
+			 "{\"shmring_lost\":{\"dropped_full\":%llu,\"dropped_oversize\":%llu,"
+			 "\"abandoned\":%llu},\"ts\":\"%s.%06ldZ\"}\n",
+			 (unsigned long long)(now[0] - w->marked[0]), (unsigned long long)(now[1] - w->marked[1]),
+			 (unsigned long long)(now[2] - w->marked[2]), when, ts.tv_nsec / 1000);
+	w->used += (size_t)n;
+	memcpy(w->marked, now, sizeof(now));
+	return 0;
+}
+
 static int convert(struct wr *w, uint64_t pos, const uint8_t *p, uint32_t len)
 {
+	if (w->o->mark_losses) {
+		int rc = mark_losses(w);
+		if (rc)
+			return rc;
+	}
 	size_t need = shmring_json_bound(len) + 1;
 	int rc = ensure_space(w, need);
 	if (rc)

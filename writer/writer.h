@@ -16,7 +16,8 @@ struct writer_opts {
 	struct shmring_options ring_opts;
 	uint64_t stall_ns;          /* give up on a claimed slot after this long */
 	size_t batch_bytes;         /* write(2) once this much is buffered */
-	uint64_t idle_exit_ns;      /* exit after this long with no producer and nothing to do; 0 = never */
+	uint64_t idle_exit_ns;
+	int mark_losses;            /* write a shmring_lost line before the next record after losses */      /* exit after this long with no producer and nothing to do; 0 = never */
 };
 
 /* Exit codes of shmring-writer. */
