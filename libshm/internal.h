@@ -60,6 +60,10 @@ int shm_stats_read(const struct shm_map *m, struct shmring_stats *st, int self);
  * process's own (re-opened after fork), or -1 if that failed. */
 struct shm_map *shm_ring_map(shmring *r);
 
+/* Remove leftovers of dead processes (gc.c). */
+int shm_gc(const char *ring, int dry_run, unsigned min_age_s,
+	   void (*report)(const char *kind, const char *name, void *ctx), void *ctx);
+
 /* Tests only: see ring.c. */
 extern void (*shm_test_hook)(int phase, uint64_t pos);
 

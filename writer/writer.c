@@ -664,6 +664,9 @@ int writer_run(const struct writer_opts *o)
 	const char *crash = getenv("SHMRING_WRITER_CRASH");
 	if (crash && sscanf(crash, "%u:%u", &w.crash_after, &w.crash_point) != 2)
 		w.crash_point = 0;
+	int gone = shm_gc(o->ring, 0, 10, NULL, NULL);
+	if (gone > 0)
+		wlog("INFO", "ring %s: removed %d flush semaphores left by dead processes", o->ring, gone);
 	if ((rc = recover(&w))) {
 		wlog("ERROR", "ring %s: cannot recover the last batch: %s", o->ring, strerror(-rc));
 		shm_map_close(&w.m);
