@@ -760,3 +760,44 @@ int writer_run(const struct writer_opts *o)
 	shm_map_close(&w.m);
 	return rc < 0 ? WEXIT_ERROR : WEXIT_OK;
 }
+
+/*
+ * Fuzzing and tests: drain a ring image already mapped in *m (possibly garbage) into
+ * out_fd for at most max_steps steps, as the writer would, with a zero stall timeout.
+ * Returns the number of steps taken, or a negative errno.
+ */
+int writer_drain_image(struct shm_map *m, int out_fd, unsigned max_steps)
+{
+	static const struct writer_opts o = { .ring = "fuzz", .out = "fuzz", .batch_bytes = 1 << 16 };
+	struct wr w;
+	memset(&w, 0, sizeof(w));
+	w.o = &o;
+	w.m = *m;
+	w.h = m->hdr;
+	w.mask = m->g.capacity - 1;
+	w.out_fd = out_fd;
+	w.cap = o.batch_bytes;
+	w.buf = malloc(w.cap);
+	if (!w.buf)
+		return -ENOMEM;
+	w.sem_prefix_len = (size_t)snprintf(w.sem_prefix, sizeof(w.sem_prefix), "/%sfuzz.f.", SHM_PREFIX);
+	w.head = w.freed = atomic_load_explicit(&w.h->head, memory_order_relaxed);
+	unsigned steps = 0;
+	int rc = 0;
+	for (; steps < max_steps; steps++) {
+		rc = step(&w);
+		if (rc < 0)
+			break;
+		if (rc == 0) {
+			w.stall_since = 1; /* a stalled claim is revoked at the next step */
+			rc = step(&w);
+			if (rc <= 0)
+				break;
+		}
+	}
+	if (rc >= 0)
+		rc = commit(&w);
+	free(w.buf);
+	return rc < 0 ? rc : (int)steps;
+}
+

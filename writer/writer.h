@@ -26,5 +26,6 @@ enum { WEXIT_OK = 0, WEXIT_ERROR = 1, WEXIT_USAGE = 2, WEXIT_BUSY = 3, WEXIT_DAM
 extern volatile sig_atomic_t writer_stop;
 
 int writer_run(const struct writer_opts *o);
+int writer_drain_image(struct shm_map *m, int out_fd, unsigned max_steps);
 
 #endif
