@@ -313,22 +313,6 @@ SHM_EXPORT int shmring_audit_send(shmring_audit_sink *s, const struct shmring_co
 
 /* ---- path, name ---------------------------------------------------------------------- */
 
-static int mkdir_parents(const char *path)
-{
-	char tmp[PATH_MAX];
-	if (snprintf(tmp, sizeof(tmp), "%s", path) >= (int)sizeof(tmp))
-		return -ENAMETOOLONG;
-	for (char *p = tmp + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = 0;
-		if (mkdir(tmp, 0700) < 0 && errno != EEXIST)
-			return -errno;
-		*p = '/';
-	}
-	return 0;
-}
-
 /* realpath() of the folder + "/" + the last component: the same string however the
  * folder is spelled, and the file itself need not be resolved (it is never a symlink:
  * O_NOFOLLOW refused that already). */
@@ -715,7 +699,7 @@ SHM_EXPORT int shmring_audit_open(const char *jsonl_path, size_t capacity, shmri
 	uint32_t cap = round_capacity(capacity);
 	if (!cap)
 		return -EINVAL;
-	int rc = mkdir_parents(jsonl_path);
+	int rc = shm_mkdir_parents(jsonl_path);
 	if (rc)
 		return rc;
 	/* What the writer will do: fail here, in the caller, with the real errno. */

@@ -18,6 +18,23 @@
 
 #include "internal.h"
 
+/* Create the missing folders above path (0700: audit trails are private by default). */
+int shm_mkdir_parents(const char *path)
+{
+	char tmp[PATH_MAX];
+	if (snprintf(tmp, sizeof(tmp), "%s", path) >= (int)sizeof(tmp))
+		return -ENAMETOOLONG;
+	for (char *p = tmp + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = 0;
+		if (mkdir(tmp, 0700) < 0 && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	return 0;
+}
+
 uint64_t shm_now_ns(void)
 {
 	struct timespec ts;

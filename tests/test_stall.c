@@ -79,6 +79,25 @@ static void check_identity(shmring *r)
 	assert_int_equal(st.sent, st.written + st.dropped_full + st.dropped_oversize + st.abandoned);
 }
 
+/* Full capacity: with the writer stopped, exactly `slots` one-slot records fit; then they
+ * are written and the identity holds. */
+static void assert_full_capacity(shmring *r, pid_t writer, int slots)
+{
+	kill(writer, SIGSTOP);
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	int ok = 0;
+	for (int i = 0; i < slots + 36; i++) {
+		tu_pack_record(&sb, 1, 500 + i, 40);
+		ok += shmring_send(r, sb.data, sb.size) == 0;
+	}
+	assert_int_equal(ok, slots);
+	kill(writer, SIGCONT);
+	assert_int_equal(flush_retry(r, 2000), 0);
+	check_identity(r);
+	msgpack_sbuffer_destroy(&sb);
+}
+
 /* A producer killed mid-copy (phase 2) or right after its claim (phase 1). */
 static void killed(int phase)
 {
@@ -109,20 +128,7 @@ static void killed(int phase)
 	shmring_stats(r, &s);
 	assert_int_equal(s.abandoned, 1);
 	check_identity(r);
-	/* Full capacity afterwards: with the writer stopped, exactly 64 one-slot records fit. */
-	kill(t.writer, SIGSTOP);
-	msgpack_sbuffer sb;
-	msgpack_sbuffer_init(&sb);
-	int ok = 0;
-	for (int i = 0; i < 100; i++) {
-		tu_pack_record(&sb, 1, 500 + i, 40);
-		ok += shmring_send(r, sb.data, sb.size) == 0;
-	}
-	assert_int_equal(ok, 64);
-	kill(t.writer, SIGCONT);
-	assert_int_equal(flush_retry(r, 2000), 0);
-	check_identity(r);
-	msgpack_sbuffer_destroy(&sb);
+	assert_full_capacity(r, t.writer, 64); /* the ring keeps its capacity */
 	shmring_close(r);
 	assert_int_equal(tu_writer_stop(&t), 0);
 	tu_ring_cleanup(&t);
@@ -187,20 +193,7 @@ static void test_stopped_mid_copy(void **state)
 	shmring_stats(r, &s);
 	assert_int_equal(s.abandoned, 1);
 	check_identity(r);
-	/* Full capacity again once the quarantine is released. */
-	kill(t.writer, SIGSTOP);
-	msgpack_sbuffer sb;
-	msgpack_sbuffer_init(&sb);
-	int ok = 0;
-	for (int i = 0; i < 100; i++) {
-		tu_pack_record(&sb, 1, 500 + i, 40);
-		ok += shmring_send(r, sb.data, sb.size) == 0;
-	}
-	assert_int_equal(ok, 64);
-	kill(t.writer, SIGCONT);
-	assert_int_equal(flush_retry(r, 2000), 0);
-	check_identity(r);
-	msgpack_sbuffer_destroy(&sb);
+	assert_full_capacity(r, t.writer, 64); /* again, once the quarantine is released */
 	shmring_close(r);
 	assert_int_equal(tu_writer_stop(&t), 0);
 	tu_ring_cleanup(&t);

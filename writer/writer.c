@@ -91,29 +91,13 @@ static void wlog(const char *lvl, const char *fmt, ...)
 	va_end(ap);
 }
 
-static int mkdir_parents(const char *path)
-{
-	char tmp[PATH_MAX];
-	if (snprintf(tmp, sizeof(tmp), "%s", path) >= (int)sizeof(tmp))
-		return -ENAMETOOLONG;
-	for (char *p = tmp + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = 0;
-		if (mkdir(tmp, 0700) < 0 && errno != EEXIST)
-			return -errno;
-		*p = '/';
-	}
-	return 0;
-}
-
 static int open_out(struct wr *w)
 {
 	if (strcmp(w->o->out, "-") == 0) {
 		w->out_fd = STDOUT_FILENO;
 		return 0;
 	}
-	int rc = mkdir_parents(w->o->out);
+	int rc = shm_mkdir_parents(w->o->out);
 	if (rc)
 		return rc;
 	/* O_NOFOLLOW: an audit file is never written through a symlink someone planted. */
