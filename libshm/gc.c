@@ -62,7 +62,9 @@ static int ring_unused(const struct shm_map *m)
 
 /*
  * Remove leftovers. ring: only this ring's semaphores (and the ring itself is never
- * removed), or NULL for every ring on the host, removing unused rings too.
+ * removed); NULL: every ring on the host, removing unused rings too; "PREFIX*": the
+ * same for the rings whose names start with PREFIX (tests use it to stay in their own
+ * namespace).
  * report(kind, name, ctx) is called for each object removed ("semaphore" or "ring"),
  * or that would be with dry_run. Rings younger than min_age_s are left alone: their
  * creator may not have registered yet. Returns the count, or a negative errno.
@@ -75,12 +77,20 @@ int shm_gc(const char *ring, int dry_run, unsigned min_age_s,
 		return -errno;
 	int count = 0;
 	struct dirent *de;
-	/* Rings first (NULL ring only): an unused ring takes its semaphores with it. */
-	if (!ring) {
+	size_t plen = 0;
+	if (ring && ring[0] == '/')
+		ring++;
+	int prefix = ring && (plen = strlen(ring)) && ring[plen - 1] == '*';
+	if (prefix)
+		plen--;
+	/* Rings first (all, or by prefix): an unused ring takes its semaphores with it. */
+	if (!ring || prefix) {
 		while ((de = readdir(dir))) {
 			if (strncmp(de->d_name, SHM_PREFIX, sizeof(SHM_PREFIX) - 1))
 				continue;
 			const char *name = de->d_name + sizeof(SHM_PREFIX) - 1;
+			if (prefix && strncmp(name, ring, plen))
+				continue;
 			char path[512];
 			struct stat st;
 			snprintf(path, sizeof(path), SHM_DIR "/%s", de->d_name);
@@ -109,7 +119,7 @@ int shm_gc(const char *ring, int dry_run, unsigned min_age_s,
 		unsigned entry, gen;
 		if (parse_sem(de->d_name, rn, sizeof(rn), &entry, &gen))
 			continue;
-		if (ring && strcmp(rn, ring[0] == '/' ? ring + 1 : ring))
+		if (ring && (prefix ? strncmp(rn, ring, plen) : strcmp(rn, ring)))
 			continue;
 		if (strcmp(rn, cur)) {
 			if (state == OPEN)

@@ -230,6 +230,37 @@ static unsigned claimed_span(const struct shmring *r, uint64_t w)
 	return s == W_FREE ? 0 : w_n(w);
 }
 
+/* Does w name a live quarantine entry (as only the writer's W2 writes them)? */
+static int quarantine_ok(const struct shmring *r, uint64_t w)
+{
+	unsigned s = w_state(w), q = w_n(w);
+	if ((s != W_QUAR && s != W_HOLE) || q >= SHM_QMAX)
+		return 0;
+	const struct shm_quarantine *e = &r->m.hdr->quarantine[q];
+	unsigned m = atomic_load_explicit(&e->n, memory_order_acquire);
+	return atomic_load_explicit(&e->owner, memory_order_acquire) && m && m <= r->m.g.max_slots;
+}
+
+/*
+ * The word w at position p (p >= the tail T) cannot be explained by the protocol: repair
+ * it to FREE(lap(p)) if the writer has passed p's previous lap (head > p - capacity; head
+ * is released after W3 freed that slot) and the tail has not moved, so that a scribbled
+ * word costs a retry instead of a ring that reads full for ever. Returns 1 to retry.
+ */
+static int repair(struct shmring *r, uint64_t T, uint64_t p, uint64_t w)
+{
+	struct shm_hdr *h = r->m.hdr;
+	const struct shm_geom *g = &r->m.g;
+	uint64_t head = atomic_load_explicit(&h->head, memory_order_acquire);
+	if ((int64_t)(head - (p - g->capacity)) <= 0 || (int64_t)(T - head) < 0 ||
+	    atomic_load_explicit(&h->tail, memory_order_acquire) != T)
+		return 0;
+	atomic_compare_exchange_strong_explicit(&r->m.words[p & (g->capacity - 1)], &w,
+		w_make((unsigned)shm_lap(g, p), 0, 0, 0, W_FREE), memory_order_acq_rel,
+		memory_order_relaxed);
+	return 1;
+}
+
 /*
  * Claim n slots at the tail. Returns 0 and *pos, or -EAGAIN when the ring is full.
  * Bounded: every failed CAS means another producer made progress, and the retry count
@@ -250,6 +281,7 @@ static int claim(struct shmring *r, unsigned n, const unsigned kind, uint64_t *p
 			/* Continuation slots must be free for their own lap too. Only the claimer
 			 * at T can take them, so checking before the CAS is enough. */
 			unsigned k = 1, want = n;
+			int retry = 0;
 			for (; k < n; k++) {
 				uint64_t p = T + k;
 				uint64_t wk = atomic_load_explicit(&r->m.words[p & mask], memory_order_acquire);
@@ -257,10 +289,15 @@ static int claim(struct shmring *r, unsigned n, const unsigned kind, uint64_t *p
 					continue;
 				/* A quarantined run starts inside our range: pad up to it so that the
 				 * tail reaches the run's start, where it becomes a hole. */
-				if (w_state(wk) != W_QUAR && w_state(wk) != W_HOLE)
-					return -EAGAIN;
+				if (quarantine_ok(r, wk))
+					break;
+				if (((w_lap(wk) + 1) & W_LAP_MASK) == shm_lap(g, p) && !repair(r, T, p, wk))
+					return -EAGAIN; /* last lap's occupant not consumed yet: full */
+				retry = 1;
 				break;
 			}
+			if (retry)
+				continue;
 			if (k < n)
 				want = k;
 			/* C3: the claim point. acq_rel: orders after C2's view, and the release
@@ -283,32 +320,22 @@ static int claim(struct shmring *r, unsigned n, const unsigned kind, uint64_t *p
 		if (w_lap(w) == lap) {
 			/* Someone claimed T but has not moved the tail yet: move it for them. */
 			unsigned m = claimed_span(r, w);
-			if (m == 0 || m > g->max_slots)
-				return -EAGAIN; /* corrupt word: drop rather than spin */
+			if (m == 0 || m > g->max_slots || (w_state(w) >= W_QUAR && !quarantine_ok(r, w))) {
+				if (repair(r, T, T, w))
+					continue;
+				return -EAGAIN; /* unreadable and not repairable: drop, never spin */
+			}
 			uint64_t t = T;
 			atomic_compare_exchange_strong_explicit(&h->tail, &t, T + m,
 				memory_order_release, memory_order_relaxed);
 			continue;
 		}
-		if (((w_lap(w) + 1) & W_LAP_MASK) == lap) {
-			/* Last lap's occupant. A quarantined run the writer has already passed
+		if (((w_lap(w) + 1) & W_LAP_MASK) == lap && quarantine_ok(r, w)) {
+			/* A quarantined run of the last lap that the writer has already passed
 			 * becomes a hole of this lap: the tail steps over it (DESIGN §6). */
-			unsigned s = w_state(w), m = claimed_span(r, w);
-			uint64_t head = atomic_load_explicit(&h->head, memory_order_acquire);
-			if (s != W_QUAR && s != W_HOLE) {
-				/* The writer passed this position (head, W4, follows W3), so the word
-				 * must read FREE(lap): anything else was scribbled over. Repair it
-				 * rather than call the ring full for ever. */
-				if ((int64_t)(head - (T - g->capacity)) > 0 && (int64_t)(T - head) >= 0)
-					atomic_compare_exchange_strong_explicit(&r->m.words[T & mask], &w,
-						w_make(lap, 0, 0, 0, W_FREE), memory_order_acq_rel,
-						memory_order_relaxed);
-				else
-					return -EAGAIN; /* not consumed yet: full */
-				continue;
-			}
-			if (m == 0 || m > g->max_slots || head < T - g->capacity + m)
-				return -EAGAIN; /* not consumed yet: full */
+			unsigned m = claimed_span(r, w);
+			if (atomic_load_explicit(&h->head, memory_order_acquire) < T - g->capacity + m)
+				return -EAGAIN; /* not passed yet: full */
 			if (atomic_compare_exchange_strong_explicit(&r->m.words[T & mask], &w,
 					w_make(lap, w_owner(w), w_n(w), w_kind(w), W_HOLE),
 					memory_order_acq_rel, memory_order_acquire)) {
@@ -318,14 +345,12 @@ static int claim(struct shmring *r, unsigned n, const unsigned kind, uint64_t *p
 			}
 			continue;
 		}
-		/* The word is from another lap: our T is stale, or the word was scribbled over. */
-		if (atomic_load_explicit(&h->tail, memory_order_acquire) == T) {
-			uint64_t head = atomic_load_explicit(&h->head, memory_order_acquire);
-			if ((int64_t)(head - (T - g->capacity)) <= 0 || (int64_t)(T - head) < 0)
-				return -EAGAIN;
-			atomic_compare_exchange_strong_explicit(&r->m.words[T & mask], &w,
-				w_make(lap, 0, 0, 0, W_FREE), memory_order_acq_rel, memory_order_relaxed);
-		}
+		/* The last lap's occupant not yet consumed (full); or our T is stale; or the
+		 * word was scribbled over, which repair() tells from the head and the tail. */
+		if (repair(r, T, T, w))
+			continue;
+		if (((w_lap(w) + 1) & W_LAP_MASK) == lap)
+			return -EAGAIN;
 	}
 	return -EAGAIN;
 }

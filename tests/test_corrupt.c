@@ -110,6 +110,21 @@ static void test_scribbled_slots(void **state)
 	assert_int_equal(shm_map_open(t.name, NULL, SHM_ATTACH, &m), 0);
 	shmring *r;
 	assert_int_equal(shmring_open(t.name, NULL, &r), 0);
+	/* First, two certain hits while the writer is stopped: an unreadable word at the head
+	 * and a record whose length runs past its slots. */
+	kill(t.writer, SIGSTOP);
+	msgpack_sbuffer sb0;
+	msgpack_sbuffer_init(&sb0);
+	for (int i = 0; i < 3; i++) {
+		tu_pack_record(&sb0, 0, i, 16);
+		assert_int_equal(shmring_send(r, sb0.data, sb0.size), 0);
+	}
+	uint64_t h0 = atomic_load(&m.hdr->head);
+	atomic_store(&m.words[h0 & (m.g.capacity - 1)], w_make((unsigned)shm_lap(&m.g, h0), 0, 0, 0, 7));
+	uint32_t badlen = 1u << 30;
+	memcpy(m.data + (size_t)((h0 + 1) & (m.g.capacity - 1)) * m.g.slot_size, &badlen, 4);
+	kill(t.writer, SIGCONT);
+	msgpack_sbuffer_destroy(&sb0);
 	pid_t prod = fork();
 	if (prod == 0) {
 		msgpack_sbuffer sb;
@@ -160,7 +175,7 @@ static void test_scribbled_slots(void **state)
 	assert_int_equal(kill(t.writer, 0), 0); /* alive */
 	struct shmring_stats st;
 	shmring_stats(r, &st);
-	assert_true(st.corrupt + st.invalid + st.abandoned > 0);
+	assert_true(st.corrupt >= 1 && st.invalid >= 1);
 	shmring_close(r);
 	shm_map_close(&m);
 	assert_int_equal(tu_writer_stop(&t), 0);

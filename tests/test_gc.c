@@ -99,10 +99,10 @@ static void test_gc_rings(void **state)
 	assert_int_equal(shmring_send(r, rec, 1), 0);
 	shmring_close(r); /* nobody attached, but a record waits for a writer */
 	assert_true(exists(unused.name) && exists(busy.name) && exists(pending.name));
-	assert_int_equal(shm_gc(NULL, 1, 3600, NULL, NULL) >= 0, 1); /* young rings are left alone */
-	assert_true(shm_gc(NULL, 1, 0, NULL, NULL) >= 1);     /* dry run removes nothing */
+	assert_int_equal(shm_gc("test-gc*", 1, 3600, NULL, NULL) >= 0, 1); /* young rings are left alone */
+	assert_true(shm_gc("test-gc*", 1, 0, NULL, NULL) >= 1);     /* dry run removes nothing */
 	assert_true(exists(unused.name));
-	assert_true(shm_gc(NULL, 0, 0, NULL, NULL) >= 1);
+	assert_true(shm_gc("test-gc*", 0, 0, NULL, NULL) >= 1);
 	assert_false(exists(unused.name));
 	assert_true(exists(busy.name));
 	assert_true(exists(pending.name));

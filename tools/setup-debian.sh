@@ -3,7 +3,7 @@
 # build into ./build. Safe to run again. Extra arguments go to the cmake configure step.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-pkgs=(cmake gcc make pkg-config libmsgpack-dev libcmocka-dev libjansson-dev)
+pkgs=(cmake gcc make pkg-config libmsgpack-dev libcmocka-dev libjansson-dev python3-msgpack)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,0 +1,765 @@
+/* test_cli: the shmring program run as a program: help and version, ls, stat, peek with a
+ * stopped writer, send and flush, flush exit codes, rm, error lines, no ring created. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
+#include <poll.h>
+#include <semaphore.h>
+#include <sys/mman.h>
+
+#include "internal.h"
+#include "testutil.h"
+
+#ifndef SHMRING_CLI_PATH
+#error "built with SHMRING_CLI_PATH"
+#endif
+
+/* ---- running the program ---------------------------------------------------------- */
+
+struct run {
+	int status;   /* exit status, or 128 + signal */
+	char *out, *err;
+	size_t out_len, err_len;
+};
+
+static void run_free(struct run *r)
+{
+	free(r->out);
+	free(r->err);
+	memset(r, 0, sizeof(*r));
+}
+
+static void buf_add(char **b, size_t *len, const char *p, size_t n)
+{
+	*b = realloc(*b, *len + n + 1);
+	assert_non_null(*b);
+	memcpy(*b + *len, p, n);
+	*len += n;
+	(*b)[*len] = 0;
+}
+
+/* When non-zero (and we are root), the program runs as this user and group. */
+static uid_t g_run_uid;
+
+/* Run `shmring ARGS...` (NULL-terminated) with `in` on stdin; capture stdout and stderr. */
+static int run_argv(struct run *r, const char *in, const char *const *args)
+{
+	memset(r, 0, sizeof(*r));
+	buf_add(&r->out, &r->out_len, "", 0);
+	buf_add(&r->err, &r->err_len, "", 0);
+	int pin[2], pout[2], perr[2];
+	assert_int_equal(pipe2(pin, O_CLOEXEC), 0);
+	assert_int_equal(pipe2(pout, O_CLOEXEC), 0);
+	assert_int_equal(pipe2(perr, O_CLOEXEC), 0);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		dup2(pin[0], 0);
+		dup2(pout[1], 1);
+		dup2(perr[1], 2);
+		if (g_run_uid && (setgroups(0, NULL) || setgid(g_run_uid) || setuid(g_run_uid)))
+			_exit(126);
+		const char *argv[64];
+		int n = 0;
+		argv[n++] = SHMRING_CLI_PATH;
+		for (int i = 0; args[i] && n < 63; i++)
+			argv[n++] = args[i];
+		argv[n] = NULL;
+		execv(argv[0], (char **)argv);
+		_exit(127);
+	}
+	close(pin[0]);
+	close(pout[1]);
+	close(perr[1]);
+	size_t in_len = in ? strlen(in) : 0, in_off = 0;
+	if (!in_len) {
+		close(pin[1]);
+		pin[1] = -1;
+	}
+	int open_out = 2;
+	while (open_out || pin[1] >= 0) {
+		struct pollfd pf[3] = { { pout[0], POLLIN, 0 }, { perr[0], POLLIN, 0 }, { pin[1], POLLOUT, 0 } };
+		int rc = poll(pf, 3, 30000);
+		assert_true(rc > 0);
+		char buf[4096];
+		for (int k = 0; k < 2; k++) {
+			if (pf[k].fd < 0 || !(pf[k].revents & (POLLIN | POLLHUP | POLLERR)))
+				continue;
+			ssize_t n = read(pf[k].fd, buf, sizeof(buf));
+			if (n > 0) {
+				if (k == 0)
+					buf_add(&r->out, &r->out_len, buf, (size_t)n);
+				else
+					buf_add(&r->err, &r->err_len, buf, (size_t)n);
+			} else {
+				close(pf[k].fd);
+				if (k == 0)
+					pout[0] = -1;
+				else
+					perr[0] = -1;
+				open_out--;
+			}
+		}
+		if (pin[1] >= 0 && (pf[2].revents & (POLLOUT | POLLERR | POLLHUP))) {
+			ssize_t n = pf[2].revents & POLLOUT ? write(pin[1], in + in_off, in_len - in_off) : -1;
+			if (n > 0)
+				in_off += (size_t)n;
+			if (n <= 0 || in_off == in_len) {
+				close(pin[1]);
+				pin[1] = -1;
+			}
+		}
+	}
+	int st;
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	r->status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+	if (getenv("SHMRING_TEST_VERBOSE"))
+		fprintf(stderr, "[%s ...] -> %d\nout: %serr: %s", args[0] ? args[0] : "", r->status,
+			r->out, r->err);
+	return r->status;
+}
+
+#define RUN(r, in, ...) run_argv((r), (in), (const char *const[]){ __VA_ARGS__, NULL })
+
+static const char *shm_path(const char *name)
+{
+	static char p[300];
+	snprintf(p, sizeof(p), "/dev/shm/shmring.%s", name);
+	return p;
+}
+
+static int shm_exists(const char *name)
+{
+	return access(shm_path(name), F_OK) == 0;
+}
+
+static int sem_exists(const char *sem)
+{
+	char p[300];
+	snprintf(p, sizeof(p), "/dev/shm/sem.%s", sem + 1);
+	return access(p, F_OK) == 0;
+}
+
+static json_t *parse(const char *s)
+{
+	json_error_t e;
+	json_t *v = json_loads(s, JSON_DECODE_ANY, &e);
+	if (!v)
+		fprintf(stderr, "not JSON (%s): %s\n", e.text, s);
+	assert_non_null(v);
+	return v;
+}
+
+/* Lines of text as an array of strings (without the newlines). */
+static json_t *split_lines(const char *text)
+{
+	json_t *a = json_array();
+	const char *p = text;
+	while (*p) {
+		const char *nl = strchr(p, '\n');
+		size_t n = nl ? (size_t)(nl - p) : strlen(p);
+		json_array_append_new(a, json_stringn(p, n));
+		p += n + (nl ? 1 : 0);
+	}
+	return a;
+}
+
+static void start_stopped_writer(struct tu_ring *t, const char *cap, const char *slot)
+{
+	assert_true(tu_writer_start(t, cap, slot) > 0);
+	assert_int_equal(kill(t->writer, SIGSTOP), 0);
+	int st;
+	assert_int_equal(waitpid(t->writer, &st, WUNTRACED), t->writer);
+	assert_true(WIFSTOPPED(st));
+}
+
+static void cont_writer(struct tu_ring *t)
+{
+	kill(t->writer, SIGCONT);
+	int st;
+	waitpid(t->writer, &st, WCONTINUED | WNOHANG);
+}
+
+/* ---- help and version -------------------------------------------------------------- */
+
+static void test_help_version(void **state)
+{
+	(void)state;
+	struct run r;
+	char want[64];
+	snprintf(want, sizeof(want), "shmring %d.%d.%d\n", SHMRING_VERSION_MAJOR,
+		 SHMRING_VERSION_MINOR, SHMRING_VERSION_PATCH);
+	assert_int_equal(RUN(&r, NULL, "--version"), 0);
+	assert_string_equal(r.out, want);
+	run_free(&r);
+	static const char *const cmds[] = { "ls", "stat", "peek", "send", "flush", "rm" };
+	const char *top[] = { "--help", "help" };
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(RUN(&r, NULL, top[i]), 0);
+		assert_non_null(strstr(r.out, "usage: shmring"));
+		for (size_t k = 0; k < 6; k++)
+			assert_non_null(strstr(r.out, cmds[k]));
+		run_free(&r);
+	}
+	for (size_t k = 0; k < 6; k++) {
+		char u[64];
+		snprintf(u, sizeof(u), "usage: shmring %s", cmds[k]);
+		assert_int_equal(RUN(&r, NULL, cmds[k], "--help"), 0);
+		assert_non_null(strstr(r.out, u));
+		run_free(&r);
+		assert_int_equal(RUN(&r, NULL, "help", cmds[k]), 0);
+		assert_non_null(strstr(r.out, u));
+		run_free(&r);
+	}
+	assert_int_equal(RUN(&r, NULL, "nosuchcommand"), 2);
+	run_free(&r);
+	assert_int_equal(RUN(&r, NULL, "stat"), 2);
+	run_free(&r);
+	assert_int_equal(RUN(&r, NULL, "peek", "x", "-n", "many"), 2);
+	run_free(&r);
+}
+
+/* ---- ls ---------------------------------------------------------------------------- */
+
+static json_t *ls_find(json_t *arr, const char *name)
+{
+	size_t i;
+	json_t *v;
+	json_array_foreach(arr, i, v) {
+		const char *n = json_string_value(json_object_get(v, "name"));
+		if (n && !strcmp(n, name))
+			return v;
+	}
+	return NULL;
+}
+
+static void test_ls(void **state)
+{
+	(void)state;
+	struct tu_ring t;
+	tu_ring_init(&t, "cli-ls");
+	shmring *h;
+	struct shmring_options o = { .capacity = 64, .slot_size = 256 };
+	assert_int_equal(shmring_open(t.name, &o, &h), 0);
+
+	struct run r;
+	assert_int_equal(RUN(&r, NULL, "ls"), 0);
+	assert_non_null(strstr(r.out, "NAME"));
+	const char *row = strstr(r.out, t.name);
+	assert_non_null(row);
+	assert_non_null(strstr(row, " 64 "));
+	assert_non_null(strstr(row, " 256 "));
+	run_free(&r);
+
+	assert_int_equal(RUN(&r, NULL, "ls", "--json"), 0);
+	json_t *arr = parse(r.out);
+	assert_true(json_is_array(arr));
+	json_t *e = ls_find(arr, t.name);
+	assert_non_null(e);
+	assert_int_equal(json_integer_value(json_object_get(e, "capacity")), 64);
+	assert_int_equal(json_integer_value(json_object_get(e, "slot_size")), 256);
+	assert_int_equal(json_integer_value(json_object_get(e, "pending")), 0);
+	assert_int_equal(json_integer_value(json_object_get(e, "dropped")), 0);
+	assert_true(json_is_false(json_object_get(e, "writer_alive")));
+	assert_true(json_is_null(json_object_get(e, "out_path")));
+	json_decref(arr);
+	run_free(&r);
+
+	/* Once a writer serves it: alive, its pid and the file it writes. */
+	assert_true(tu_writer_start(&t, NULL, NULL) > 0);
+	char real[PATH_MAX];
+	assert_non_null(realpath(t.out, real));
+	assert_int_equal(RUN(&r, NULL, "ls", "--json"), 0);
+	arr = parse(r.out);
+	e = ls_find(arr, t.name);
+	assert_non_null(e);
+	assert_true(json_is_true(json_object_get(e, "writer_alive")));
+	assert_int_equal(json_integer_value(json_object_get(e, "writer_pid")), t.writer);
+	assert_string_equal(json_string_value(json_object_get(e, "out_path")), real);
+	json_decref(arr);
+	run_free(&r);
+	assert_int_equal(RUN(&r, NULL, "ls"), 0);
+	row = strstr(r.out, t.name);
+	assert_non_null(row);
+	assert_non_null(strstr(row, real));
+	run_free(&r);
+
+	shmring_close(h);
+	tu_ring_cleanup(&t);
+}
+
+/* ---- stat -------------------------------------------------------------------------- */
+
+static void check_stats_json(json_t *o, const char *name, const char *out, const struct shmring_stats *s)
+{
+	assert_true(json_is_object(o));
+	assert_int_equal(json_object_size(o), 21); /* 19 stats fields + name + out_path */
+	assert_string_equal(json_string_value(json_object_get(o, "name")), name);
+	assert_string_equal(json_string_value(json_object_get(o, "out_path")), out);
+#define F(f) do { \
+		json_t *v = json_object_get(o, #f); \
+		assert_non_null(v); \
+		assert_int_equal(json_integer_value(v), (json_int_t)s->f); \
+	} while (0)
+	F(capacity); F(slot_size); F(max_record); F(head); F(tail); F(pending); F(sent);
+	F(written); F(invalid); F(dropped_full); F(dropped_oversize); F(abandoned); F(aborted);
+	F(flushes); F(flushes_done); F(corrupt); F(writer_pid); F(producers);
+#undef F
+	assert_int_equal(json_is_true(json_object_get(o, "writer_alive")), s->writer_alive);
+}
+
+static void test_stat(void **state)
+{
+	(void)state;
+	struct tu_ring t;
+	tu_ring_init(&t, "cli-stat");
+	assert_true(tu_writer_start(&t, "64", "256") > 0);
+	shmring *h;
+	assert_int_equal(shmring_attach(t.name, &h), 0);
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	for (int i = 0; i < 5; i++) {
+		tu_pack_record(&sb, 1, i, 10);
+		assert_int_equal(shmring_send(h, sb.data, sb.size), 0);
+	}
+	tu_pack_record(&sb, 1, 99, 5000); /* larger than max_record (4088) */
+	assert_int_equal(shmring_send(h, sb.data, sb.size), -EMSGSIZE);
+	assert_int_equal(shmring_flush(h), 0);
+	msgpack_sbuffer_destroy(&sb);
+	char real[PATH_MAX];
+	assert_non_null(realpath(t.out, real));
+
+	struct run r;
+	assert_int_equal(RUN(&r, NULL, "stat", t.name, "--json"), 0);
+	struct shmring_stats st;
+	assert_int_equal(shmring_stats(h, &st), 0);
+	assert_int_equal(st.sent, 6);
+	assert_int_equal(st.written, 5);
+	assert_int_equal(st.dropped_oversize, 1);
+	assert_int_equal(st.producers, 1); /* the command did not attach as a producer */
+	json_t *o = parse(r.out);
+	check_stats_json(o, t.name, real, &st);
+	json_decref(o);
+	run_free(&r);
+
+	assert_int_equal(RUN(&r, NULL, "stat", t.name), 0);
+	assert_non_null(strstr(r.out, "dropped_oversize  1\n"));
+	assert_non_null(strstr(r.out, "written           5\n"));
+	assert_non_null(strstr(r.out, real));
+	run_free(&r);
+
+	/* --watch: one JSON object per refresh; both spellings of the interval. */
+	assert_int_equal(RUN(&r, NULL, "stat", "--json", "--watch", "0.05", "--count", "3", t.name), 0);
+	json_t *lines = split_lines(r.out);
+	assert_int_equal(json_array_size(lines), 3);
+	for (size_t i = 0; i < 3; i++) {
+		o = parse(json_string_value(json_array_get(lines, i)));
+		check_stats_json(o, t.name, real, &st);
+		json_decref(o);
+	}
+	json_decref(lines);
+	run_free(&r);
+	assert_int_equal(RUN(&r, NULL, "stat", t.name, "--watch=0.05", "-c", "2"), 0);
+	const char *second = strstr(r.out, "rates");
+	assert_non_null(second);
+	assert_non_null(strstr(second + 1, "rates"));
+	assert_non_null(strstr(r.out, "written 0.0/s"));
+	run_free(&r);
+	assert_int_equal(RUN(&r, NULL, "stat", t.name, "--watch=0"), 2);
+	run_free(&r);
+
+	shmring_close(h);
+	tu_ring_cleanup(&t);
+}
+
+/* ---- peek -------------------------------------------------------------------------- */
+
+static void snapshot(const char *name, uint64_t **words, struct shmring_stats *st, size_t *n)
+{
+	struct shm_map m;
+	assert_int_equal(shm_map_open(name, NULL, SHM_ATTACH, &m), 0);
+	*n = m.g.capacity;
+	*words = malloc(*n * sizeof(uint64_t));
+	for (size_t i = 0; i < *n; i++)
+		(*words)[i] = atomic_load(&m.words[i]);
+	assert_int_equal(shm_stats_read(&m, st, -1), 0);
+	shm_map_close(&m);
+}
+
+static void test_peek(void **state)
+{
+	(void)state;
+	struct tu_ring t;
+	tu_ring_init(&t, "cli-peek");
+	start_stopped_writer(&t, "64", "256");
+	shmring *h;
+	assert_int_equal(shmring_attach(t.name, &h), 0);
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	json_t *want = json_array();
+	/* Records of one and of several slots, a flush sentinel (the flush times out with
+	 * the writer stopped and leaves it in the ring), and bytes that are not msgpack. */
+	for (int i = 0; i < 6; i++) {
+		if (i == 2)
+			assert_int_equal(shmring_flush(h), -ETIMEDOUT);
+		if (i == 4) {
+			const uint8_t bad[] = { 0xc1, 0x01 };
+			assert_int_equal(shmring_send(h, bad, sizeof(bad)), 0);
+			json_array_append_new(want, json_null()); /* an error line, checked apart */
+			continue;
+		}
+		size_t pad = i == 1 ? 700 : 5;
+		tu_pack_record(&sb, 7, i, pad);
+		assert_int_equal(shmring_send(h, sb.data, sb.size), 0);
+		char s[1024];
+		size_t k = pad < sizeof(s) ? pad : sizeof(s) - 1;
+		for (size_t j = 0; j < k; j++)
+			s[j] = (char)('a' + (j + (size_t)i) % 26);
+		json_array_append_new(want, json_pack("{s:i, s:I, s:s#}", "p", 7, "i", (json_int_t)i, "s", s, k));
+	}
+	msgpack_sbuffer_destroy(&sb);
+
+	uint64_t *w0, *w1;
+	struct shmring_stats s0, s1;
+	size_t nw;
+	snapshot(t.name, &w0, &s0, &nw);
+	assert_int_equal(s0.pending, 6);
+
+	struct run r, r2;
+	assert_int_equal(RUN(&r, NULL, "peek", t.name, "-n", "100"), 0);
+	json_t *lines = split_lines(r.out);
+	assert_int_equal(json_array_size(lines), 6);
+	for (size_t i = 0; i < 6; i++) {
+		json_t *v = parse(json_string_value(json_array_get(lines, i)));
+		json_t *exp = json_array_get(want, i);
+		if (json_is_null(exp))
+			assert_non_null(json_object_get(v, "shmring_error"));
+		else
+			assert_true(json_equal(v, exp));
+		json_decref(v);
+	}
+	/* The default count is 10; -n 2 gives the first two; -n 0 nothing. */
+	assert_int_equal(RUN(&r2, NULL, "peek", t.name), 0);
+	assert_string_equal(r2.out, r.out);
+	run_free(&r2);
+	assert_int_equal(RUN(&r2, NULL, "peek", "-n", "2", t.name), 0);
+	const char *third = strchr(strchr(r.out, '\n') + 1, '\n') + 1;
+	assert_int_equal(r2.out_len, (size_t)(third - r.out));
+	assert_memory_equal(r2.out, r.out, r2.out_len);
+	run_free(&r2);
+	assert_int_equal(RUN(&r2, NULL, "peek", t.name, "-n", "0"), 0);
+	assert_int_equal(r2.out_len, 0);
+	run_free(&r2);
+
+	/* Nothing in the ring moved: every slot word, head, tail and counter. */
+	snapshot(t.name, &w1, &s1, &nw);
+	assert_memory_equal(w0, w1, nw * sizeof(uint64_t));
+	assert_memory_equal(&s0, &s1, sizeof(s0));
+	free(w0);
+	free(w1);
+
+	/* The writer, resumed, writes exactly the lines peek showed. */
+	shmring_close(h);
+	cont_writer(&t);
+	assert_int_equal(tu_writer_stop(&t), 0);
+	FILE *f = fopen(t.out, "r");
+	assert_non_null(f);
+	char file[65536];
+	size_t n = fread(file, 1, sizeof(file) - 1, f);
+	fclose(f);
+	file[n] = 0;
+	assert_string_equal(file, r.out);
+	run_free(&r);
+	json_decref(lines);
+	json_decref(want);
+	tu_ring_cleanup(&t);
+}
+
+/* ---- send and flush ---------------------------------------------------------------- */
+
+static const char *const k_args[] = {
+	"{\"a\":1,\"b\":[true,false,null],\"c\":\"\\u00e9\\n\\\"x\\\"\\u0001\"}",
+	"-12", "3.25", "\"str\"", "[]", "{}", "9223372036854775807", "-9223372036854775808",
+	"1e-7", "{\"nested\":{\"k\":[1,{\"z\":0.1}]},\"u\":\"\\ud83d\\ude00\"}",
+	"{\"z\":1,\"a\":2,\"m\":3}",
+};
+#define N_ARGS (sizeof(k_args) / sizeof(k_args[0]))
+
+static void test_send(void **state)
+{
+	(void)state;
+	struct tu_ring t;
+	tu_ring_init(&t, "cli-send");
+	assert_true(tu_writer_start(&t, NULL, NULL) > 0);
+	struct run r;
+	const char *argv[N_ARGS + 3] = { "send", t.name };
+	for (size_t i = 0; i < N_ARGS; i++)
+		argv[2 + i] = k_args[i];
+	argv[2 + N_ARGS] = NULL;
+	assert_int_equal(run_argv(&r, NULL, argv), 0);
+	assert_int_equal(r.err_len, 0);
+	run_free(&r);
+	const char *in = "{\"from\":\"stdin\",\"i\":1}\n\n{\"from\":\"stdin\",\"i\":2}\r\n  \n[1,2,3]";
+	assert_int_equal(RUN(&r, in, "send", t.name), 0);
+	run_free(&r);
+	assert_int_equal(RUN(&r, NULL, "flush", t.name), 0);
+	run_free(&r);
+
+	long bad;
+	json_t *got = tu_read_jsonl(t.out, &bad);
+	assert_non_null(got);
+	assert_int_equal(json_array_size(got), N_ARGS + 3);
+	for (size_t i = 0; i < N_ARGS; i++) {
+		json_t *exp = parse(k_args[i]);
+		assert_true(json_equal(json_array_get(got, i), exp));
+		json_decref(exp);
+	}
+	const char *from_stdin[] = { "{\"from\":\"stdin\",\"i\":1}", "{\"from\":\"stdin\",\"i\":2}", "[1,2,3]" };
+	for (size_t i = 0; i < 3; i++) {
+		json_t *exp = parse(from_stdin[i]);
+		assert_true(json_equal(json_array_get(got, N_ARGS + i), exp));
+		json_decref(exp);
+	}
+	json_decref(got);
+	/* Key order is kept: the object's line is its text. */
+	FILE *f = fopen(t.out, "r");
+	char line[4096];
+	int found = 0;
+	while (fgets(line, sizeof(line), f))
+		found |= !strcmp(line, "{\"z\":1,\"a\":2,\"m\":3}\n");
+	fclose(f);
+	assert_true(found);
+
+	/* Invalid JSON: the others are still sent; exit 1 and the counts. */
+	assert_int_equal(RUN(&r, NULL, "send", t.name, "{\"ok\":1}", "{bad", "[1,"), 1);
+	assert_non_null(strstr(r.err, "argument 2: invalid JSON"));
+	assert_non_null(strstr(r.err, "2 of 3 records not sent: 2 invalid"));
+	run_free(&r);
+	assert_int_equal(RUN(&r, "{\"ok\":2}\nnot json\n", "send", t.name), 1);
+	assert_non_null(strstr(r.err, "line 2: invalid JSON"));
+	assert_non_null(strstr(r.err, "1 of 2 records not sent: 1 invalid"));
+	run_free(&r);
+	/* A record larger than the ring's max record is dropped and said so. */
+	static char big[1200000]; /* on stdin: one argument may not exceed 128 KiB */
+	memset(big, 'x', sizeof(big));
+	big[0] = '"';
+	big[sizeof(big) - 3] = '"';
+	big[sizeof(big) - 2] = '\n';
+	big[sizeof(big) - 1] = 0;
+	assert_int_equal(RUN(&r, big, "send", t.name), 1);
+	assert_non_null(strstr(r.err, "1 of 1 records not sent: 0 invalid, 1 dropped (0 ring full, 1 oversize)"));
+	run_free(&r);
+	assert_int_equal(RUN(&r, NULL, "flush", t.name), 0);
+	run_free(&r);
+	got = tu_read_jsonl(t.out, &bad);
+	assert_int_equal(json_array_size(got), N_ARGS + 5);
+	assert_int_equal(json_integer_value(json_object_get(json_array_get(got, N_ARGS + 3), "ok")), 1);
+	assert_int_equal(json_integer_value(json_object_get(json_array_get(got, N_ARGS + 4), "ok")), 2);
+	json_decref(got);
+	tu_ring_cleanup(&t);
+}
+
+static void test_flush_codes(void **state)
+{
+	(void)state;
+	struct tu_ring t;
+	tu_ring_init(&t, "cli-flush");
+	shmring *h;
+	assert_int_equal(shmring_open(t.name, NULL, &h), 0);
+	struct run r;
+	assert_int_equal(RUN(&r, NULL, "flush", t.name), 3); /* no writer */
+	assert_non_null(strstr(r.err, "no live writer"));
+	run_free(&r);
+	assert_true(tu_writer_start(&t, NULL, NULL) > 0);
+	assert_int_equal(RUN(&r, NULL, "send", t.name, "1"), 0);
+	run_free(&r);
+	assert_int_equal(RUN(&r, NULL, "flush", t.name), 0);
+	assert_int_equal(r.err_len, 0);
+	run_free(&r);
+	assert_int_equal(kill(t.writer, SIGSTOP), 0);
+	int st;
+	assert_int_equal(waitpid(t.writer, &st, WUNTRACED), t.writer);
+	assert_int_equal(RUN(&r, NULL, "flush", t.name), 4); /* stopped writer: timed out */
+	assert_non_null(strstr(r.err, "not confirmed"));
+	run_free(&r);
+	cont_writer(&t);
+	assert_int_equal(RUN(&r, NULL, "flush", t.name), 0);
+	run_free(&r);
+	shmring_close(h);
+	tu_ring_cleanup(&t);
+}
+
+/* ---- rm ---------------------------------------------------------------------------- */
+
+static void test_rm(void **state)
+{
+	(void)state;
+	struct tu_ring t;
+	tu_ring_init(&t, "cli-rm");
+	assert_true(tu_writer_start(&t, NULL, NULL) > 0);
+	struct run r;
+	assert_int_equal(RUN(&r, NULL, "rm", t.name), 1);
+	assert_non_null(strstr(r.err, "live writer"));
+	assert_true(shm_exists(t.name));
+	run_free(&r);
+
+	/* Leftover flush semaphores of this ring go; those of other rings stay, including
+	 * ring "NAME.f.x", whose semaphore names start like ours. */
+	char mine[256], other[256], lookalike[256];
+	snprintf(mine, sizeof(mine), "/shmring.%s.f.7.1.0", t.name);
+	snprintf(other, sizeof(other), "/shmring.%sx.f.7.1.0", t.name);
+	snprintf(lookalike, sizeof(lookalike), "/shmring.%s.f.x.f.7.1.0", t.name);
+	const char *sems[] = { mine, other, lookalike };
+	for (int i = 0; i < 3; i++) {
+		sem_t *s = sem_open(sems[i], O_CREAT, 0600, 0);
+		assert_true(s != SEM_FAILED);
+		sem_close(s);
+	}
+	assert_int_equal(RUN(&r, NULL, "rm", "--force", t.name), 0);
+	run_free(&r);
+	assert_false(shm_exists(t.name));
+	assert_false(sem_exists(mine));
+	assert_true(sem_exists(other));
+	assert_true(sem_exists(lookalike));
+	sem_unlink(other);
+	sem_unlink(lookalike);
+	assert_int_equal(tu_writer_stop(&t), 0);
+
+	/* After the writer stopped: removed without --force. */
+	assert_true(tu_writer_start(&t, NULL, NULL) > 0);
+	assert_int_equal(tu_writer_stop(&t), 0);
+	assert_true(shm_exists(t.name));
+	assert_int_equal(RUN(&r, NULL, "rm", t.name), 0);
+	run_free(&r);
+	assert_false(shm_exists(t.name));
+	assert_int_equal(RUN(&r, NULL, "rm", t.name), 1);
+	assert_non_null(strstr(r.err, "not found"));
+	run_free(&r);
+	tu_ring_cleanup(&t);
+}
+
+/* ---- errors ------------------------------------------------------------------------ */
+
+static void expect_error(const char *name, const char *cause, const char *cmd, const char *extra)
+{
+	struct run r;
+	char want[512];
+	snprintf(want, sizeof(want), "shmring: ring %s: %s\n", name, cause);
+	if (extra)
+		assert_int_equal(RUN(&r, NULL, cmd, name, extra), 1);
+	else
+		assert_int_equal(RUN(&r, NULL, cmd, name), 1);
+	assert_string_equal(r.err, want);
+	assert_int_equal(r.out_len, 0);
+	run_free(&r);
+}
+
+static void test_errors(void **state)
+{
+	(void)state;
+	struct tu_ring t;
+	tu_ring_init(&t, "cli-err");
+	/* A ring that does not exist: said so, and never created by any command. */
+	expect_error(t.name, "not found", "stat", NULL);
+	expect_error(t.name, "not found", "stat", "--json");
+	expect_error(t.name, "not found", "peek", NULL);
+	expect_error(t.name, "not found", "send", "1");
+	expect_error(t.name, "not found", "flush", NULL);
+	expect_error(t.name, "not found", "rm", NULL);
+	struct run r;
+	assert_int_equal(RUN(&r, NULL, "ls"), 0);
+	run_free(&r);
+	assert_false(shm_exists(t.name));
+	assert_int_equal(RUN(&r, NULL, "stat", "bad/name"), 1);
+	assert_non_null(strstr(r.err, "shmring: ring bad/name: invalid ring name"));
+	run_free(&r);
+
+	/* An shm object with our prefix that is not a ring (old enough not to be waited for
+	 * as one still being created). */
+	char shm[256];
+	snprintf(shm, sizeof(shm), "/shmring.%s", t.name);
+	int fd = shm_open(shm, O_RDWR | O_CREAT | O_EXCL, 0600);
+	assert_true(fd >= 0);
+	char junk[8192];
+	memset(junk, 0xab, sizeof(junk));
+	assert_int_equal(write(fd, junk, sizeof(junk)), (ssize_t)sizeof(junk));
+	close(fd);
+	tu_sleep_ms(2100);
+	const char *notring = "not a shmring ring (wrong layout or corrupt)";
+	expect_error(t.name, notring, "stat", NULL);
+	expect_error(t.name, notring, "peek", NULL);
+	expect_error(t.name, notring, "send", "1");
+	expect_error(t.name, notring, "flush", NULL);
+	assert_int_equal(RUN(&r, NULL, "ls", "--json"), 0);
+	json_t *arr = parse(r.out);
+	json_t *e = ls_find(arr, t.name);
+	assert_non_null(e);
+	assert_string_equal(json_string_value(json_object_get(e, "error")), notring);
+	assert_null(json_object_get(e, "capacity"));
+	json_decref(arr);
+	run_free(&r);
+	assert_int_equal(RUN(&r, NULL, "rm", t.name), 0); /* no writer: it can go */
+	run_free(&r);
+	assert_false(shm_exists(t.name));
+
+	/* A ring whose header says another layout version. */
+	shmring *h;
+	assert_int_equal(shmring_open(t.name, NULL, &h), 0);
+	shmring_close(h);
+	struct shm_map m;
+	assert_int_equal(shm_map_open(t.name, NULL, SHM_ATTACH, &m), 0);
+	m.hdr->version++;
+	shm_map_close(&m);
+	expect_error(t.name, notring, "stat", NULL);
+	expect_error(t.name, notring, "peek", NULL);
+
+	/* Permission denied: root is never denied, so as root the program runs as nobody
+	 * against our 0600 ring; otherwise the ring's mode is 0. */
+	shmring_unlink(t.name);
+	assert_int_equal(shmring_open(t.name, NULL, &h), 0);
+	shmring_close(h);
+	if (geteuid() == 0)
+		g_run_uid = 65534;
+	else
+		assert_int_equal(chmod(shm_path(t.name), 0), 0);
+	expect_error(t.name, "permission denied", "stat", NULL);
+	expect_error(t.name, "permission denied", "peek", NULL);
+	expect_error(t.name, "permission denied", "send", "1");
+	assert_int_equal(RUN(&r, NULL, "ls", "--json"), 0);
+	arr = parse(r.out);
+	e = ls_find(arr, t.name);
+	assert_non_null(e);
+	assert_string_equal(json_string_value(json_object_get(e, "error")), "permission denied");
+	json_decref(arr);
+	run_free(&r);
+	g_run_uid = 0;
+	tu_ring_cleanup(&t);
+}
+
+static void quiet_log(enum shmring_log_level level, const char *msg, void *ctx)
+{
+	(void)level, (void)ctx;
+	if (getenv("SHMRING_TEST_VERBOSE"))
+		fprintf(stderr, "log: %s\n", msg);
+}
+
+int main(void)
+{
+	signal(SIGPIPE, SIG_IGN);
+	shmring_set_log(quiet_log, NULL);
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_help_version),
+		cmocka_unit_test(test_ls),
+		cmocka_unit_test(test_stat),
+		cmocka_unit_test(test_peek),
+		cmocka_unit_test(test_send),
+		cmocka_unit_test(test_flush_codes),
+		cmocka_unit_test(test_rm),
+		cmocka_unit_test(test_errors),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,257 @@
+#!/usr/bin/python3
+"""test_python: the ctypes binding (tools/python/shmring.py): Python producers (forked) and
+C producers (the shmring send command) into one ring, every record checked in the JSONL;
+the context manager, OSError errnos, the stats dict, full and oversize drops.
+
+Run by ctest with SHMRING_LIB (the built libshmring.so), SHMRING_WRITER_PATH and
+SHMRING_CLI_PATH set; exit 77 (skipped) when the msgpack module is missing."""
+
+import base64
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+if os.environ.get("SHMRING_TEST_SKIP"):
+    print("skipped: " + os.environ["SHMRING_TEST_SKIP"])
+    sys.exit(77)
+
+try:
+    import msgpack
+except ImportError:
+    print("skipped: the msgpack module is not installed for %s (python3-msgpack)" % sys.executable)
+    sys.exit(77)
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools", "python"))
+import shmring  # noqa: E402
+
+WRITER = os.environ.get("SHMRING_WRITER_PATH", "")
+CLI = os.environ.get("SHMRING_CLI_PATH", "")
+TAG = "%d-%d" % (os.getpid(), int(time.time()))
+N_PY_PROCS, N_PY, N_C = 3, 300, 300
+
+failures = []
+
+
+def check(cond, what):
+    if not cond:
+        failures.append(what)
+        print("FAIL:", what, file=sys.stderr)
+    return cond
+
+
+def ring_name(tag):
+    return "test-py-%s-%s" % (tag, TAG)
+
+
+def start_writer(name, out):
+    p = subprocess.Popen([WRITER, "--ring", name, "--out", out], stderr=subprocess.DEVNULL)
+    deadline = time.time() + 5
+    while time.time() < deadline:
+        try:
+            with shmring.Ring.attach(name) as r:
+                st = r.stats()
+                if st["writer_alive"] and st["writer_pid"] == p.pid:
+                    return p
+        except FileNotFoundError:
+            pass
+        time.sleep(0.01)
+    p.kill()
+    raise RuntimeError("writer did not start")
+
+
+def as_json(v):
+    """What the writer's JSON line holds for a value packed by Python's msgpack."""
+    if isinstance(v, (bytes, bytearray)):
+        return base64.b64encode(v).decode()
+    if isinstance(v, (list, tuple)):
+        return [as_json(x) for x in v]
+    if isinstance(v, dict):
+        return {k: as_json(x) for k, x in v.items()}
+    return v
+
+
+def py_record(p, i):
+    return {"src": "py", "p": p, "i": i, "f": i / 7, "neg": -i * 1000003, "b": bytes([i % 256, 0, 255]),
+            "t": (True, False, None), "u": "\u00e9\n\"\u2603\U0001F600", "big": 2 ** 63 + i}
+
+
+def send_retry(ring, value):
+    """Send; on a full ring wait for the writer and retry (the drop is counted)."""
+    for _ in range(2000):
+        try:
+            ring.send(value)
+            return
+        except BlockingIOError:
+            time.sleep(0.002)
+    raise RuntimeError("ring stayed full")
+
+
+def py_producer(name, p):
+    """A forked Python producer: map records packed by msgpack, and raw bytes."""
+    try:
+        with shmring.Ring(name) as ring:
+            for i in range(N_PY):
+                if i % 10 == 9:
+                    send_retry(ring, msgpack.packb({"src": "raw", "p": p, "i": i}))
+                else:
+                    send_retry(ring, py_record(p, i))
+        os._exit(0)
+    except BaseException as e:  # noqa: BLE001 - report anything from the child
+        print("producer %d: %r" % (p, e), file=sys.stderr)
+        os._exit(1)
+
+
+def test_mixed_producers(tmp):
+    name = ring_name("mix")
+    out = os.path.join(tmp, "mix.jsonl")
+    writer = start_writer(name, out)
+    try:
+        pids = []
+        for p in range(N_PY_PROCS):
+            pid = os.fork()
+            if pid == 0:
+                py_producer(name, p)
+            pids.append(pid)
+        c_lines = "".join(json.dumps({"src": "c", "i": i, "s": "x" * (i % 50)}) + "\n" for i in range(N_C))
+        c = subprocess.run([CLI, "send", name], input=c_lines.encode(), capture_output=True)
+        check(c.returncode == 0, "shmring send exit %d: %s" % (c.returncode, c.stderr.decode()))
+        for pid in pids:
+            _, st = os.waitpid(pid, 0)
+            check(os.WIFEXITED(st) and os.WEXITSTATUS(st) == 0, "python producer %d failed" % pid)
+
+        with shmring.Ring(name) as ring:
+            ring.flush()
+            st = ring.stats()
+        with open(out) as f:
+            lines = [json.loads(line) for line in f]
+
+        expected = []
+        for p in range(N_PY_PROCS):
+            for i in range(N_PY):
+                expected.append({"src": "raw", "p": p, "i": i} if i % 10 == 9 else as_json(py_record(p, i)))
+        expected += [{"src": "c", "i": i, "s": "x" * (i % 50)} for i in range(N_C)]
+        key = lambda v: json.dumps(v, sort_keys=True)  # noqa: E731
+        check(len(lines) == len(expected), "%d lines, want %d" % (len(lines), len(expected)))
+        check(sorted(map(key, lines)) == sorted(map(key, expected)), "the lines are not the records sent")
+        # Each producer's records arrive in the order it sent them.
+        seen = {}
+        for v in lines:
+            src = (v.get("src"), v.get("p")) if v.get("src") != "raw" else ("py", v.get("p"))
+            check(seen.get(src, -1) < v["i"], "record out of order: %r" % v)
+            seen[src] = v["i"]
+        check(st["pending"] == 0, "pending %d after flush" % st["pending"])
+        check(st["written"] == len(lines), "written %d, %d lines" % (st["written"], len(lines)))
+        check(st["sent"] == st["written"] + st["dropped_full"] + st["dropped_oversize"] + st["abandoned"]
+              + st["pending"], "accounting identity: %r" % st)
+        check(st["writer_alive"] is True and st["writer_pid"] == writer.pid, "writer in stats: %r" % st)
+        print("mixed: %d lines from %d Python producers and shmring send" % (len(lines), N_PY_PROCS))
+    finally:
+        writer.send_signal(signal.SIGTERM)
+        check(writer.wait(10) == 0, "writer exit status")
+        shmring.unlink(name)
+
+
+def test_stats_dict():
+    name = ring_name("stats")
+    with shmring.Ring(name, capacity=64, slot_size=256) as ring:
+        st = ring.stats()
+        check(tuple(st) == shmring.STATS_FIELDS, "stats keys: %r" % list(st))
+        check(set(st) == {"capacity", "slot_size", "max_record", "head", "tail", "pending", "sent", "written",
+                          "invalid", "dropped_full", "dropped_oversize", "abandoned", "aborted", "flushes",
+                          "flushes_done", "corrupt", "writer_pid", "writer_alive", "producers"},
+              "stats field names")
+        check(st["capacity"] == 64 and st["slot_size"] == 256, "geometry %r" % st)
+        check(st["max_record"] == 16 * 256 - 8, "max_record %d" % st["max_record"])
+        check(st["producers"] == 1 and st["writer_alive"] is False, "liveness %r" % st)
+        ring.send({"a": 1})
+        ring.send(b"\x01")
+        st = ring.stats()
+        check(st["sent"] == 2 and st["pending"] == 2 and st["tail"] == 2, "after two sends %r" % st)
+        # No writer: flush answers ENOTCONN at once.
+        try:
+            ring.flush()
+            check(False, "flush without a writer did not raise")
+        except OSError as e:
+            check(e.errno == errno.ENOTCONN, "flush errno %r" % e.errno)
+        # Oversize: dropped and counted apart.
+        try:
+            ring.send(b"\xc4" + b"x" * 5000)
+            check(False, "oversize send did not raise")
+        except OSError as e:
+            check(e.errno == errno.EMSGSIZE, "oversize errno %r" % e.errno)
+        # Full: BlockingIOError (EAGAIN), counted in dropped_count.
+        full = None
+        for i in range(200):
+            try:
+                ring.send({"i": i})
+            except BlockingIOError as e:
+                full = e
+                break
+        check(full is not None and full.errno == errno.EAGAIN, "full ring did not raise EAGAIN")
+        check(ring.dropped_count() == 1, "dropped_count %d" % ring.dropped_count())
+        st = ring.stats()
+        check(st["dropped_full"] == 1 and st["dropped_oversize"] == 1, "drops %r" % st)
+    shmring.unlink(name)
+
+
+def test_handle_and_errors():
+    name = ring_name("ctx")
+    with shmring.Ring(name) as ring:
+        check(not ring.closed, "open handle says closed")
+    check(ring.closed, "context manager did not close")
+    try:
+        ring.send(b"\x01")
+        check(False, "send on a closed handle did not raise")
+    except ValueError:
+        pass
+    ring.close()  # idempotent
+    for bad in ("bad/name", "", "x" * 201, "sp ace"):
+        try:
+            shmring.Ring(bad)
+            check(False, "Ring(%r) did not raise" % bad)
+        except OSError as e:
+            check(e.errno == errno.EINVAL, "Ring(%r): errno %r" % (bad, e.errno))
+            check("shmring" in str(e), "message %r" % str(e))
+    try:
+        shmring.Ring(ring_name("geom"), capacity=3)
+        check(False, "capacity 3 did not raise")
+    except OSError as e:
+        check(e.errno == errno.EINVAL, "capacity 3: errno %r" % e.errno)
+    try:
+        shmring.Ring.attach(ring_name("missing"))
+        check(False, "attach to a missing ring did not raise")
+    except FileNotFoundError as e:
+        check(e.errno == errno.ENOENT, "attach errno %r" % e.errno)
+    check(not os.path.exists("/dev/shm/shmring." + ring_name("missing")), "attach created a ring")
+    shmring.unlink(name)
+    try:
+        shmring.unlink(name)
+        check(False, "unlink twice did not raise")
+    except FileNotFoundError:
+        pass
+
+
+def main():
+    if not WRITER or not os.access(WRITER, os.X_OK):
+        print("SHMRING_WRITER_PATH is not set to the writer", file=sys.stderr)
+        return 1
+    if not CLI or not os.access(CLI, os.X_OK):
+        print("SHMRING_CLI_PATH is not set to the shmring command", file=sys.stderr)
+        return 1
+    with tempfile.TemporaryDirectory(prefix="shmring-py-") as tmp:
+        for t in (test_stats_dict, test_handle_and_errors, lambda: test_mixed_producers(tmp)):
+            t()
+    if failures:
+        print("%d check(s) failed" % len(failures), file=sys.stderr)
+        return 1
+    print("ok")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

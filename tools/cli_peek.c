@@ -1,0 +1,185 @@
+/*
+ * cli_peek.c - `shmring peek`: the records waiting in a ring, as the writer will write
+ * them, without consuming them.
+ *
+ * It walks from the head exactly as the writer's step() does, but only reads: no word,
+ * counter or byte of the ring is written, and it takes no producer entry. Everything read
+ * is untrusted and checked against the geometry validated at open. The writer may consume
+ * (and free) a record while we copy it, so each READY word is loaded again after its
+ * bytes are copied out: if it changed, the copy may be torn and the walk stops there.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "shmring/json.h"
+
+struct peek {
+	const struct shm_map *m;
+	uint8_t *copy;      /* one record's bytes, out of shared memory */
+	char *json;         /* its line */
+	size_t json_cap;
+	unsigned long printed;
+};
+
+/* Print the line the writer would write for the record at pos (len bytes in p->copy). */
+static int peek_print(struct peek *p, uint64_t pos, uint32_t len)
+{
+	const char *why = NULL;
+	ssize_t k = shmring_msgpack_to_json(p->copy, len, p->json, p->json_cap, &why);
+	if (k < 0)
+		k = shmring_json_error_record(why ? why : "invalid msgpack", pos, p->copy, len,
+					      p->json, p->json_cap);
+	if (k < 0)
+		return (int)k;
+	p->json[k] = '\n';
+	if (fwrite(p->json, 1, (size_t)k + 1, stdout) != (size_t)k + 1)
+		return -EIO;
+	p->printed++;
+	return 0;
+}
+
+/*
+ * One position: returns how many slots to advance (0 = stop the walk) or a negative
+ * errno. Mirrors step() in writer/writer.c, state by state.
+ */
+static long peek_step(struct peek *p, uint64_t pos, uint64_t room)
+{
+	const struct shm_map *m = p->m;
+	const struct shm_geom *g = &m->g;
+	const uint64_t mask = g->capacity - 1;
+	const unsigned lap = (unsigned)shm_lap(g, pos);
+	/* Pairs with P1 (the producer's publish): a READY word's bytes are visible. */
+	uint64_t wd = atomic_load_explicit(&m->words[pos & mask], memory_order_acquire);
+	if (wd == w_make(lap, 0, 0, 0, W_FREE))
+		return 0; /* nothing claimed here yet */
+	if (w_lap(wd) != lap) {
+		if (w_lap(wd) == ((lap + 1) & W_LAP_MASK))
+			return 0; /* the writer consumed and freed it meanwhile (W3) */
+		return 1; /* unreadable: the writer will skip this one slot */
+	}
+	unsigned st = w_state(wd), n = w_n(wd);
+	switch (st) {
+	case W_CLAIMED:
+		return 0; /* still being filled: the writer waits here too */
+	case W_READY: {
+		if (n == 0 || n > g->max_slots || n > room)
+			return 1;
+		const uint8_t *rp = m->data + (size_t)(pos & mask) * g->slot_size;
+		struct shm_rec rec;
+		memcpy(&rec, rp, sizeof(rec));
+		uint64_t room_bytes = (uint64_t)n * g->slot_size - SHM_REC_HDR;
+		uint32_t len = rec.len;
+		if (len > room_bytes || len == 0) {
+			if (w_kind(wd))
+				return 1;
+			len = 0; /* the writer writes an error line for it */
+		}
+		memcpy(p->copy, rp + SHM_REC_HDR, len);
+		/* Seqlock-style re-check: the copy is complete before the word is read again;
+		 * an unchanged word means the writer did not free (W3) the slots meanwhile. */
+		atomic_thread_fence(memory_order_acquire);
+		if (atomic_load_explicit(&m->words[pos & mask], memory_order_relaxed) != wd)
+			return 0;
+		if (w_kind(wd) == 0) {
+			int rc = peek_print(p, pos, len);
+			if (rc)
+				return rc;
+		}
+		return n; /* flush sentinels are skipped, as the writer writes no line for them */
+	}
+	case W_PAD:
+	case W_DEAD:
+		return n == 0 || n > g->max_slots || n > room ? 1 : (long)n;
+	case W_QUAR:
+	case W_HOLE: {
+		if (n >= SHM_QMAX)
+			return 1;
+		/* Relaxed, as in the writer: the entry was complete before the word named it
+		 * (Q0), and a value out of range is refused below. */
+		unsigned qn = atomic_load_explicit(&m->hdr->quarantine[n].n, memory_order_relaxed);
+		return qn == 0 || qn > g->max_slots || qn > room ? 1 : (long)qn;
+	}
+	default:
+		return 1;
+	}
+}
+
+static int peek_walk(const struct shm_map *m, unsigned long want)
+{
+	const struct shm_geom *g = &m->g;
+	uint64_t max_bytes = (uint64_t)g->max_slots * g->slot_size;
+	struct peek p = { .m = m };
+	p.json_cap = shmring_json_bound(max_bytes) + 1;
+	p.copy = malloc(max_bytes);
+	p.json = malloc(p.json_cap);
+	int rc = 0;
+	if (!p.copy || !p.json) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	/* Pairs with W4 (the writer's release of head): slots below it are consumed. */
+	uint64_t pos = atomic_load_explicit(&m->hdr->head, memory_order_acquire);
+	/* At most one lap of positions: a corrupt ring cannot make the walk loop. */
+	for (uint64_t walked = 0; p.printed < want && walked < g->capacity;) {
+		/* Pairs with C4: positions below the tail have been claimed. */
+		uint64_t tail = atomic_load_explicit(&m->hdr->tail, memory_order_acquire);
+		uint64_t room = tail - pos; /* free-running: unsigned difference */
+		if (room == 0 || room > g->capacity)
+			break; /* nothing more claimed, or the writer passed us */
+		long adv = peek_step(&p, pos, room);
+		if (adv < 0) {
+			rc = (int)adv;
+			break;
+		}
+		if (adv == 0)
+			break;
+		pos += (uint64_t)adv;
+		walked += (uint64_t)adv;
+	}
+out:
+	free(p.copy);
+	free(p.json);
+	return rc;
+}
+
+int cmd_peek(int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{ "count", required_argument, 0, 'n' }, { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 },
+	};
+	unsigned long want = 10;
+	int c;
+	while ((c = getopt_long(argc, argv, "n:h", lo, NULL)) != -1) {
+		switch (c) {
+		case 'n':
+			if (cli_parse_ulong(optarg, &want)) {
+				fprintf(stderr, "shmring peek: bad count: %s\n", optarg);
+				return CLI_USAGE;
+			}
+			break;
+		case 'h': usage_peek(stdout); return CLI_OK;
+		default: usage_peek(stderr); return CLI_USAGE;
+		}
+	}
+	if (optind != argc - 1) {
+		usage_peek(stderr);
+		return CLI_USAGE;
+	}
+	const char *name = argv[optind];
+	struct shm_map m;
+	if (cli_map(name, &m))
+		return CLI_ERR;
+	int rc = peek_walk(&m, want);
+	shm_map_close(&m);
+	if (fflush(stdout) && !rc)
+		rc = -errno;
+	if (rc) {
+		cli_ring_msg(name, "peek failed: %s", strerror(-rc));
+		return CLI_ERR;
+	}
+	return CLI_OK;
+}

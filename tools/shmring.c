@@ -1,0 +1,839 @@
+/*
+ * shmring - inspect and operate shmring rings from the shell, git style:
+ *
+ *   shmring ls [--json]                    every ring on this host
+ *   shmring stat NAME [--json] [--watch [S]] [--count N]
+ *   shmring peek NAME [-n N]               pending records as JSON lines, not consumed
+ *   shmring send NAME [JSON ...]           JSON values (or stdin lines) as msgpack records
+ *   shmring flush NAME                     the flush barrier: 0 ok, 3 no writer, 4 timeout
+ *   shmring rm NAME [--force]              unlink a ring and its leftover semaphores
+ *
+ * Commands that read a ring map it with SHM_ATTACH: they never create one and never take
+ * a producer entry, so they change neither the counters nor who the writer waits for.
+ * Only send and flush attach as a producer (shmring_attach), as any producer would.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <math.h>
+#include <semaphore.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+#define SHM_DIR "/dev/shm"
+
+/* ---- shared helpers ------------------------------------------------------------- */
+
+const char *cli_cause(int err)
+{
+	switch (err) {
+	case -ENOENT: return "not found";
+	case -EACCES:
+	case -EPERM: return "permission denied";
+	case -EPROTO: return "not a shmring ring (wrong layout or corrupt)";
+	case -EINVAL: return "invalid ring name (1 to 200 of [A-Za-z0-9._-], one leading '/' allowed)";
+	default: return strerror(-err);
+	}
+}
+
+void cli_ring_err(const char *name, int err)
+{
+	fprintf(stderr, "shmring: ring %s: %s\n", name, cli_cause(err));
+}
+
+void cli_ring_msg(const char *name, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	fprintf(stderr, "shmring: ring %s: ", name);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	va_end(ap);
+}
+
+int cli_map(const char *name, struct shm_map *m)
+{
+	int rc = shm_map_open(name, NULL, SHM_ATTACH, m);
+	if (rc)
+		cli_ring_err(name, rc);
+	return rc;
+}
+
+void cli_out_path(const struct shm_map *m, char *buf, size_t size)
+{
+	const struct shm_hdr *h = m->hdr;
+	static char tmp[SHM_PATH_MAX];
+	buf[0] = 0;
+	/* Seqlock reader; pairs with publish_path in writer/writer.c. A writer killed while
+	 * the count is odd leaves it odd: give up after a while rather than spin. */
+	for (int tries = 0; tries < 10000; tries++) {
+		/* Acquire: pairs with publish_path's release of the even count after its copy. */
+		uint32_t s1 = atomic_load_explicit(&h->path_seq, memory_order_acquire);
+		if (s1 & 1) {
+			if (tries > 100) {
+				struct timespec ts = { 0, 100000 };
+				nanosleep(&ts, NULL);
+			}
+			continue;
+		}
+		memcpy(tmp, h->out_path, sizeof(tmp));
+		/* The copy is complete before the count is read again (seqlock read side). */
+		atomic_thread_fence(memory_order_acquire);
+		uint32_t s2 = atomic_load_explicit(&h->path_seq, memory_order_relaxed);
+		if (s1 != s2)
+			continue;
+		tmp[sizeof(tmp) - 1] = 0;
+		snprintf(buf, size, "%s", tmp);
+		return;
+	}
+}
+
+int cli_parse_ulong(const char *s, unsigned long *out)
+{
+	char *end;
+	errno = 0;
+	if (!s || !*s || *s == '-' || *s == '+')
+		return -1;
+	unsigned long v = strtoul(s, &end, 10);
+	if (errno || *end)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+static int parse_seconds(const char *s, double *out)
+{
+	char *end;
+	if (!s || !*s || *s == '-')
+		return -1;
+	errno = 0;
+	double v = strtod(s, &end);
+	if (errno || *end || !(v > 0) || v > 86400 || isnan(v))
+		return -1;
+	*out = v;
+	return 0;
+}
+
+static int print_json(json_t *v)
+{
+	if (!v) {
+		fprintf(stderr, "shmring: out of memory\n");
+		return CLI_ERR;
+	}
+	char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+	json_decref(v);
+	if (!s) {
+		fprintf(stderr, "shmring: out of memory\n");
+		return CLI_ERR;
+	}
+	puts(s);
+	free(s);
+	return CLI_OK;
+}
+
+static volatile sig_atomic_t g_stop;
+
+static void on_stop(int sig)
+{
+	(void)sig;
+	g_stop = 1;
+}
+
+/* ---- usage ---------------------------------------------------------------------- */
+
+static void usage_main(FILE *f)
+{
+	fprintf(f,
+		"usage: shmring [--help] [--version] COMMAND [ARGS]\n"
+		"Inspect and operate shmring rings (/dev/shm/shmring.NAME) from the shell.\n\n"
+		"Commands:\n"
+		"  ls [--json]                         list every ring on this host\n"
+		"  stat NAME [--json] [--watch [S]]    counters of ring NAME, once or every S seconds\n"
+		"  peek NAME [-n N]                    the next N pending records as JSON lines,\n"
+		"                                      without consuming them\n"
+		"  send NAME [JSON ...]                send JSON values (arguments, else stdin lines)\n"
+		"  flush NAME                          wait until every record sent before is written\n"
+		"  rm NAME [--force]                   remove ring NAME and its leftover semaphores\n"
+		"  help [COMMAND]                      this text, or the usage of COMMAND\n\n"
+		"`shmring COMMAND --help` prints the usage of COMMAND. Commands that read a ring never\n"
+		"create it and never attach as a producer.\n\n"
+		"Exit status: 0 ok, 1 error, 2 usage; flush: 3 no live writer, 4 timed out.\n");
+}
+
+static void usage_ls(FILE *f)
+{
+	fprintf(f,
+		"usage: shmring ls [--json]\n"
+		"List every shmring ring on this host (/dev/shm/shmring.*): name, capacity in slots,\n"
+		"slot size, pending records, records dropped (full + oversize), whether a writer\n"
+		"serves it (and its pid), and the file that writer appends to. Objects named\n"
+		"shmring.* that are not rings of this layout are listed with the reason.\n\n"
+		"  -j, --json    one JSON array of objects {name, capacity, slot_size, max_record,\n"
+		"                pending, dropped, dropped_full, dropped_oversize, writer_alive,\n"
+		"                writer_pid, out_path}; an object that is not a ring has\n"
+		"                {name, error} instead\n"
+		"  -h, --help    this text\n");
+}
+
+static void usage_stat(FILE *f)
+{
+	fprintf(f,
+		"usage: shmring stat NAME [--json] [--watch [SECONDS]] [--count N]\n"
+		"Print every counter of ring NAME and the file its writer appends to.\n\n"
+		"  -j, --json              one JSON object per refresh with the fields below plus\n"
+		"                          \"name\" and \"out_path\" (null when no writer ever served)\n"
+		"  -w, --watch [SECONDS]   refresh every SECONDS (default 1; fractions allowed) until\n"
+		"                          interrupted, in place when stdout is a terminal, with the\n"
+		"                          rates per second of records sent, written and dropped\n"
+		"  -c, --count N           with --watch: stop after N refreshes\n"
+		"  -h, --help              this text\n\n"
+		"Fields (struct shmring_stats):\n"
+		"  capacity, slot_size       slots in the ring, bytes per slot\n"
+		"  max_record                largest msgpack record accepted, bytes\n"
+		"  head, tail                slots below head are free again; tail is the next claim\n"
+		"  pending                   records sent but not yet written nor lost\n"
+		"  sent                      records offered by producers\n"
+		"  written                   JSON lines written (invalid ones included)\n"
+		"  invalid                   of written: records written as a shmring_error line\n"
+		"  dropped_full              dropped because the ring was full\n"
+		"  dropped_oversize          dropped because larger than max_record\n"
+		"  abandoned                 revoked: the producer died or stalled mid-send\n"
+		"  aborted                   reservations aborted (not in sent)\n"
+		"  corrupt                   unreadable slot words the writer skipped\n"
+		"  flushes, flushes_done     flush calls, flush barriers the writer confirmed\n"
+		"  writer_pid, writer_alive  the last writer's pid; whether a writer serves now\n"
+		"  producers                 producer processes attached now\n"
+		"sent = written + dropped_full + dropped_oversize + abandoned + pending\n");
+}
+
+void usage_peek(FILE *f)
+{
+	fprintf(f,
+		"usage: shmring peek NAME [-n N]\n"
+		"Print the next N records waiting in ring NAME (default 10) as JSON lines, exactly as\n"
+		"the writer will write them, without consuming them: nothing in the ring is written,\n"
+		"producers and the writer are not disturbed. Stops early at a record still being\n"
+		"filled or when the writer consumes the record being read.\n\n"
+		"  -n, --count N   records to print (default 10)\n"
+		"  -h, --help      this text\n");
+}
+
+void usage_send(FILE *f)
+{
+	fprintf(f,
+		"usage: shmring send NAME [JSON ...]\n"
+		"Send each JSON argument, or each non-empty line of standard input when there is\n"
+		"none, as one msgpack record to ring NAME (which must exist: it is never created).\n"
+		"Objects become maps (key order kept), arrays arrays, strings strings, integers\n"
+		"int64, reals doubles, true/false/null themselves. A record is not sent when it is\n"
+		"not valid JSON (or an integer beyond int64), or the ring drops it (full,\n"
+		"oversize). Options are only read before NAME, so values like -1 are sent as is.\n\n"
+		"  -h, --help   this text\n\n"
+		"Exit status: 0 every record sent; 1 some were invalid or dropped (a message says\n"
+		"how many), or an error.\n");
+}
+
+static void usage_flush(FILE *f)
+{
+	fprintf(f,
+		"usage: shmring flush NAME\n"
+		"Flush barrier: returns once every record accepted by ring NAME before it, from any\n"
+		"process, has been written by the writer (bounded at %d ms).\n\n"
+		"  -h, --help   this text\n\n"
+		"Exit status: 0 flushed, 3 no live writer, 4 not confirmed in time (writer stopped\n"
+		"or overloaded), 1 any other error.\n",
+		SHMRING_FLUSH_TIMEOUT_MS);
+}
+
+static void usage_rm(FILE *f)
+{
+	fprintf(f,
+		"usage: shmring rm NAME [--force]\n"
+		"Unlink ring NAME (/dev/shm/shmring.NAME) and its leftover flush semaphores\n"
+		"(/dev/shm/sem.shmring.NAME.f.*). Processes that have it mapped keep their mapping;\n"
+		"new opens create a new ring.\n\n"
+		"  -f, --force  remove it even while a writer serves it (refused otherwise)\n"
+		"  -h, --help   this text\n");
+}
+
+/* ---- ls ------------------------------------------------------------------------- */
+
+struct ls_row {
+	char name[SHM_NAME_MAX + 1];
+	int err;                  /* 0: a ring, st and out_path are valid */
+	struct shmring_stats st;
+	char out_path[SHM_PATH_MAX];
+};
+
+static int row_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct ls_row *)a)->name, ((const struct ls_row *)b)->name);
+}
+
+static void ls_probe(struct ls_row *r)
+{
+	struct shm_map m;
+	r->err = shm_map_open(r->name, NULL, SHM_ATTACH, &m);
+	if (r->err)
+		return;
+	r->err = shm_stats_read(&m, &r->st, -1);
+	cli_out_path(&m, r->out_path, sizeof(r->out_path));
+	shm_map_close(&m);
+}
+
+static json_t *ls_row_json(const struct ls_row *r)
+{
+	if (r->err)
+		return json_pack("{s:s, s:s}", "name", r->name, "error", cli_cause(r->err));
+	const struct shmring_stats *s = &r->st;
+	return json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:b, s:i, s:o}",
+			 "name", r->name, "capacity", (json_int_t)s->capacity,
+			 "slot_size", (json_int_t)s->slot_size, "max_record", (json_int_t)s->max_record,
+			 "pending", (json_int_t)s->pending,
+			 "dropped", (json_int_t)(s->dropped_full + s->dropped_oversize),
+			 "dropped_full", (json_int_t)s->dropped_full,
+			 "dropped_oversize", (json_int_t)s->dropped_oversize,
+			 "writer_alive", (int)s->writer_alive, "writer_pid", (int)s->writer_pid,
+			 "out_path", r->out_path[0] ? json_string(r->out_path) : json_null());
+}
+
+static void ls_print_table(const struct ls_row *rows, size_t n)
+{
+	int w = 4;
+	for (size_t i = 0; i < n; i++)
+		if ((int)strlen(rows[i].name) > w)
+			w = (int)strlen(rows[i].name);
+	printf("%-*s %9s %6s %9s %9s %-12s %s\n", w, "NAME", "CAPACITY", "SLOT", "PENDING", "DROPPED",
+	       "WRITER", "OUT");
+	for (size_t i = 0; i < n; i++) {
+		const struct ls_row *r = &rows[i];
+		if (r->err) {
+			printf("%-*s %9s %6s %9s %9s %-12s (%s)\n", w, r->name, "-", "-", "-", "-", "-",
+			       cli_cause(r->err));
+			continue;
+		}
+		char wr[32];
+		if (r->st.writer_alive)
+			snprintf(wr, sizeof(wr), "pid %d", (int)r->st.writer_pid);
+		else
+			snprintf(wr, sizeof(wr), "none");
+		printf("%-*s %9u %6u %9llu %9llu %-12s %s\n", w, r->name, r->st.capacity, r->st.slot_size,
+		       (unsigned long long)r->st.pending,
+		       (unsigned long long)(r->st.dropped_full + r->st.dropped_oversize), wr,
+		       r->out_path[0] ? r->out_path : "-");
+	}
+}
+
+static int cmd_ls(int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{ "json", no_argument, 0, 'j' }, { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 },
+	};
+	int json = 0, c;
+	while ((c = getopt_long(argc, argv, "jh", lo, NULL)) != -1) {
+		switch (c) {
+		case 'j': json = 1; break;
+		case 'h': usage_ls(stdout); return CLI_OK;
+		default: usage_ls(stderr); return CLI_USAGE;
+		}
+	}
+	if (optind != argc) {
+		usage_ls(stderr);
+		return CLI_USAGE;
+	}
+	DIR *d = opendir(SHM_DIR);
+	if (!d) {
+		fprintf(stderr, "shmring: cannot list %s: %s\n", SHM_DIR, strerror(errno));
+		return CLI_ERR;
+	}
+	struct ls_row *rows = NULL;
+	size_t n = 0, cap = 0;
+	int rc = CLI_OK;
+	const size_t plen = strlen(SHM_PREFIX);
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		/* Semaphores are sem.shmring.*: they do not match the prefix. */
+		if (strncmp(e->d_name, SHM_PREFIX, plen) || !e->d_name[plen])
+			continue;
+		if (e->d_type != DT_REG && e->d_type != DT_UNKNOWN)
+			continue;
+		if (strlen(e->d_name + plen) > SHM_NAME_MAX)
+			continue;
+		if (n == cap) {
+			size_t nc = cap ? 2 * cap : 16;
+			struct ls_row *nr = realloc(rows, nc * sizeof(*rows));
+			if (!nr) {
+				fprintf(stderr, "shmring: out of memory\n");
+				rc = CLI_ERR;
+				goto out;
+			}
+			rows = nr;
+			cap = nc;
+		}
+		memset(&rows[n], 0, sizeof(rows[n]));
+		snprintf(rows[n].name, sizeof(rows[n].name), "%s", e->d_name + plen);
+		ls_probe(&rows[n]);
+		n++;
+	}
+	if (n)
+		qsort(rows, n, sizeof(*rows), row_cmp);
+	if (json) {
+		json_t *arr = json_array();
+		for (size_t i = 0; arr && i < n; i++)
+			if (json_array_append_new(arr, ls_row_json(&rows[i]))) {
+				json_decref(arr);
+				arr = NULL;
+			}
+		rc = print_json(arr);
+	} else {
+		ls_print_table(rows, n);
+	}
+out:
+	closedir(d);
+	free(rows);
+	return rc;
+}
+
+/* ---- stat ----------------------------------------------------------------------- */
+
+static json_t *stats_json(const char *name, const char *out_path, const struct shmring_stats *s)
+{
+	json_t *o = json_object();
+	if (!o)
+		return NULL;
+	int bad = 0;
+#define PUT(k, v) bad |= json_object_set_new(o, k, v)
+#define PUTI(f) PUT(#f, json_integer((json_int_t)s->f))
+	PUT("name", json_string(name));
+	PUT("out_path", out_path[0] ? json_string(out_path) : json_null());
+	PUTI(capacity);
+	PUTI(slot_size);
+	PUTI(max_record);
+	PUTI(head);
+	PUTI(tail);
+	PUTI(pending);
+	PUTI(sent);
+	PUTI(written);
+	PUTI(invalid);
+	PUTI(dropped_full);
+	PUTI(dropped_oversize);
+	PUTI(abandoned);
+	PUTI(aborted);
+	PUTI(corrupt);
+	PUTI(flushes);
+	PUTI(flushes_done);
+	PUTI(writer_pid);
+	PUT("writer_alive", json_boolean(s->writer_alive));
+	PUTI(producers);
+#undef PUTI
+#undef PUT
+	if (bad) {
+		json_decref(o);
+		return NULL;
+	}
+	return o;
+}
+
+static void stats_text(const char *name, const char *out_path, const struct shmring_stats *s)
+{
+	printf("%-17s %s\n", "name", name);
+	printf("%-17s %s\n", "out_path", out_path[0] ? out_path : "-");
+#define P(f) printf("%-17s %llu\n", #f, (unsigned long long)s->f)
+	P(capacity);
+	P(slot_size);
+	P(max_record);
+	P(head);
+	P(tail);
+	P(pending);
+	P(sent);
+	P(written);
+	P(invalid);
+	P(dropped_full);
+	P(dropped_oversize);
+	P(abandoned);
+	P(aborted);
+	P(corrupt);
+	P(flushes);
+	P(flushes_done);
+#undef P
+	printf("%-17s %d\n", "writer_pid", (int)s->writer_pid);
+	printf("%-17s %s\n", "writer_alive", s->writer_alive ? "yes" : "no");
+	printf("%-17s %u\n", "producers", s->producers);
+}
+
+/* `--watch 2` as well as `--watch=2`: a number after --watch is its interval (taken out
+ * of the arguments, into *every) when another positional argument, the ring's name,
+ * remains. Returns a copy of argv without it, for getopt; free it. */
+static char **take_watch_arg(int *argc, char **argv, double *every)
+{
+	char **out = calloc((size_t)*argc + 1, sizeof(*out));
+	if (!out)
+		return NULL;
+	int n = 0, positional = 0;
+	for (int i = 1; i < *argc; i++) {
+		if (!strcmp(argv[i], "--"))
+			break;
+		if (argv[i][0] != '-')
+			positional++;
+		else if ((!strcmp(argv[i], "-c") || !strcmp(argv[i], "--count")) && i + 1 < *argc)
+			i++;
+	}
+	for (int i = 0; i < *argc; i++) {
+		out[n++] = argv[i];
+		if ((!strcmp(argv[i], "--watch") || !strcmp(argv[i], "-w")) && i + 1 < *argc &&
+		    positional >= 2 && parse_seconds(argv[i + 1], every) == 0) {
+			i++;
+			positional--;
+		}
+	}
+	out[n] = NULL;
+	*argc = n;
+	return out;
+}
+
+static double mono_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void sleep_s(double s)
+{
+	struct timespec ts = { (time_t)s, (long)((s - (double)(time_t)s) * 1e9) };
+	nanosleep(&ts, NULL); /* a signal ends it early: the loop checks g_stop */
+}
+
+static int stat_loop(const char *name, struct shm_map *m, int json, int watch, double every,
+		     unsigned long count)
+{
+	int tty = isatty(STDOUT_FILENO);
+	struct shmring_stats prev = { 0 }, st;
+	double t_prev = 0;
+	char out_path[SHM_PATH_MAX];
+	for (unsigned long i = 0; !g_stop && (!watch || !count || i < count); i++) {
+		if (i)
+			sleep_s(every);
+		if (g_stop)
+			break;
+		int rc = shm_stats_read(m, &st, -1);
+		if (rc) {
+			cli_ring_err(name, rc);
+			return CLI_ERR;
+		}
+		double t = mono_s();
+		cli_out_path(m, out_path, sizeof(out_path));
+		if (json) {
+			if ((rc = print_json(stats_json(name, out_path, &st))))
+				return rc;
+		} else {
+			if (watch && tty)
+				fputs("\033[H\033[2J", stdout);
+			else if (watch && i)
+				putchar('\n');
+			if (watch) {
+				char when[32];
+				time_t now = time(NULL);
+				struct tm tm;
+				gmtime_r(&now, &tm);
+				strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+				printf("%-17s %s (every %gs)\n", "time", when, every);
+			}
+			stats_text(name, out_path, &st);
+			if (watch && i) {
+				double dt = t - t_prev > 1e-6 ? t - t_prev : 1e-6;
+				printf("%-17s sent %.1f/s  written %.1f/s  dropped %.1f/s\n", "rates",
+				       (double)(st.sent - prev.sent) / dt, (double)(st.written - prev.written) / dt,
+				       (double)(st.dropped_full + st.dropped_oversize - prev.dropped_full -
+						prev.dropped_oversize) / dt);
+			} else if (watch) {
+				printf("%-17s sent -  written -  dropped -\n", "rates");
+			}
+		}
+		fflush(stdout);
+		prev = st;
+		t_prev = t;
+		if (!watch)
+			break;
+	}
+	return CLI_OK;
+}
+
+static int cmd_stat(int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{ "json", no_argument, 0, 'j' },         { "watch", optional_argument, 0, 'w' },
+		{ "count", required_argument, 0, 'c' },  { "help", no_argument, 0, 'h' },
+		{ 0, 0, 0, 0 },
+	};
+	double every = 1;
+	char **av = take_watch_arg(&argc, argv, &every);
+	if (!av) {
+		fprintf(stderr, "shmring: out of memory\n");
+		return CLI_ERR;
+	}
+	int json = 0, watch = 0, c;
+	unsigned long count = 0;
+	while ((c = getopt_long(argc, av, "jw::c:h", lo, NULL)) != -1) {
+		switch (c) {
+		case 'j': json = 1; break;
+		case 'w':
+			watch = 1;
+			if (optarg && parse_seconds(optarg, &every)) {
+				fprintf(stderr, "shmring stat: bad --watch interval: %s\n", optarg);
+				free(av);
+				return CLI_USAGE;
+			}
+			break;
+		case 'c':
+			if (cli_parse_ulong(optarg, &count) || count == 0) {
+				fprintf(stderr, "shmring stat: bad --count: %s\n", optarg);
+				free(av);
+				return CLI_USAGE;
+			}
+			break;
+		case 'h': usage_stat(stdout); free(av); return CLI_OK;
+		default: usage_stat(stderr); free(av); return CLI_USAGE;
+		}
+	}
+	if (optind != argc - 1) {
+		usage_stat(stderr);
+		free(av);
+		return CLI_USAGE;
+	}
+	const char *name = av[optind];
+	free(av);
+	struct shm_map m;
+	if (cli_map(name, &m))
+		return CLI_ERR;
+	if (watch) {
+		struct sigaction sa = { .sa_handler = on_stop }; /* no SA_RESTART: wakes the sleep */
+		sigemptyset(&sa.sa_mask);
+		sigaction(SIGINT, &sa, NULL);
+		sigaction(SIGTERM, &sa, NULL);
+	}
+	int rc = stat_loop(name, &m, json, watch, every, count);
+	shm_map_close(&m);
+	return rc;
+}
+
+/* ---- flush ---------------------------------------------------------------------- */
+
+static void quiet_log(enum shmring_log_level level, const char *msg, void *ctx)
+{
+	(void)level, (void)msg, (void)ctx;
+}
+
+static int cmd_flush(int argc, char **argv)
+{
+	static const struct option lo[] = { { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 } };
+	int c;
+	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+		if (c == 'h') {
+			usage_flush(stdout);
+			return CLI_OK;
+		}
+		usage_flush(stderr);
+		return CLI_USAGE;
+	}
+	if (optind != argc - 1) {
+		usage_flush(stderr);
+		return CLI_USAGE;
+	}
+	const char *name = argv[optind];
+	shmring *r;
+	shmring_set_log(quiet_log, NULL);
+	int rc = shmring_attach(name, &r);
+	if (rc) {
+		cli_ring_err(name, rc);
+		return CLI_ERR;
+	}
+	rc = shmring_flush(r);
+	shmring_close(r);
+	switch (rc) {
+	case 0: return CLI_OK;
+	case -ENOTCONN:
+		cli_ring_msg(name, "no live writer serves it");
+		return CLI_NOWRITER;
+	case -ETIMEDOUT:
+		cli_ring_msg(name, "flush not confirmed within %d ms (writer stopped or busy)",
+			     SHMRING_FLUSH_TIMEOUT_MS);
+		return CLI_TIMEOUT;
+	default:
+		cli_ring_msg(name, "flush failed: %s", strerror(-rc));
+		return CLI_ERR;
+	}
+}
+
+/* ---- rm ------------------------------------------------------------------------- */
+
+/* Remove /dev/shm/sem.shmring.NAME.f.<digits and dots>: the flush semaphores of NAME's
+ * producers (ring.c names them /shmring.NAME.f.ENTRY.GEN.SEQ). The tail must be digits
+ * and dots so that ring "a" never takes the semaphores of ring "a.f.x". */
+static int rm_semaphores(const char *name)
+{
+	char prefix[SHM_NAME_MAX + 32];
+	int plen = snprintf(prefix, sizeof(prefix), "sem.%s%s.f.", SHM_PREFIX, name);
+	DIR *d = opendir(SHM_DIR);
+	if (!d)
+		return 0;
+	int removed = 0;
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		if (strncmp(e->d_name, prefix, (size_t)plen) || !e->d_name[plen])
+			continue;
+		if (strspn(e->d_name + plen, "0123456789.") != strlen(e->d_name + plen))
+			continue;
+		char sem[NAME_MAX + 2];
+		snprintf(sem, sizeof(sem), "/%s", e->d_name + 4); /* without "sem." */
+		if (sem_unlink(sem) == 0)
+			removed++;
+	}
+	closedir(d);
+	return removed;
+}
+
+static int cmd_rm(int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{ "force", no_argument, 0, 'f' }, { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 },
+	};
+	int force = 0, c;
+	while ((c = getopt_long(argc, argv, "fh", lo, NULL)) != -1) {
+		switch (c) {
+		case 'f': force = 1; break;
+		case 'h': usage_rm(stdout); return CLI_OK;
+		default: usage_rm(stderr); return CLI_USAGE;
+		}
+	}
+	if (optind != argc - 1) {
+		usage_rm(stderr);
+		return CLI_USAGE;
+	}
+	const char *arg = argv[optind];
+	char shm[SHM_NAME_MAX + 16];
+	int rc = shm_name_check(arg, shm);
+	if (rc) {
+		cli_ring_err(arg, rc);
+		return CLI_ERR;
+	}
+	const char *name = shm + 1 + strlen(SHM_PREFIX); /* as given, without the leading '/' */
+	/* Whether a writer serves it: its OFD lock, which GETLK sees through any descriptor
+	 * of the object, even one that is not a ring of this layout. */
+	int fd = shm_open(shm, O_RDONLY | O_CLOEXEC, 0);
+	if (fd < 0 && errno == ENOENT) {
+		rm_semaphores(name);
+		cli_ring_err(name, -ENOENT);
+		return CLI_ERR;
+	}
+	if (fd < 0 && !force) {
+		cli_ring_err(name, -errno);
+		return CLI_ERR;
+	}
+	if (fd >= 0) {
+		int alive = shm_lock_held(fd, SHM_LOCK_WRITER);
+		close(fd);
+		if (alive == 1 && !force) {
+			struct shm_map m;
+			int pid = 0;
+			if (shm_map_open(name, NULL, SHM_ATTACH, &m) == 0) {
+				pid = atomic_load_explicit(&m.hdr->writer_pid, memory_order_relaxed);
+				shm_map_close(&m);
+			}
+			if (pid > 0)
+				cli_ring_msg(name, "a live writer (pid %d) serves it; stop it first or use --force", pid);
+			else
+				cli_ring_msg(name, "a live writer serves it; stop it first or use --force");
+			return CLI_ERR;
+		}
+	}
+	if (shm_unlink(shm) < 0) {
+		rc = -errno;
+		cli_ring_err(name, rc);
+		return CLI_ERR;
+	}
+	rm_semaphores(name);
+	return CLI_OK;
+}
+
+/* ---- main ----------------------------------------------------------------------- */
+
+static const struct cmd {
+	const char *name;
+	int (*run)(int, char **);
+	void (*usage)(FILE *);
+} cmds[] = {
+	{ "ls", cmd_ls, usage_ls },       { "stat", cmd_stat, usage_stat },
+	{ "peek", cmd_peek, usage_peek }, { "send", cmd_send, usage_send },
+	{ "flush", cmd_flush, usage_flush }, { "rm", cmd_rm, usage_rm },
+};
+
+static const struct cmd *find_cmd(const char *name)
+{
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+		if (!strcmp(cmds[i].name, name))
+			return &cmds[i];
+	return NULL;
+}
+
+/* A ring truncated under us turns the next read into SIGBUS: say so in one line. */
+static void on_sigbus(int sig)
+{
+	static const char msg[] = "shmring: the ring's shm object was truncated while being read\n";
+	(void)sig;
+	(void)!write(STDERR_FILENO, msg, sizeof(msg) - 1);
+	_exit(CLI_ERR);
+}
+
+int main(int argc, char **argv)
+{
+	signal(SIGBUS, on_sigbus);
+	if (argc < 2) {
+		usage_main(stderr);
+		return CLI_USAGE;
+	}
+	const char *a = argv[1];
+	if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+		usage_main(stdout);
+		return CLI_OK;
+	}
+	if (!strcmp(a, "--version") || !strcmp(a, "-V")) {
+		printf("shmring %d.%d.%d\n", SHMRING_VERSION_MAJOR, SHMRING_VERSION_MINOR,
+		       SHMRING_VERSION_PATCH);
+		return CLI_OK;
+	}
+	if (!strcmp(a, "help")) {
+		if (argc == 2) {
+			usage_main(stdout);
+			return CLI_OK;
+		}
+		const struct cmd *c = find_cmd(argv[2]);
+		if (!c || argc > 3) {
+			fprintf(stderr, "shmring: no such command: %s\n", argv[2]);
+			return CLI_USAGE;
+		}
+		c->usage(stdout);
+		return CLI_OK;
+	}
+	const struct cmd *c = find_cmd(a);
+	if (!c) {
+		fprintf(stderr, "shmring: no such command: %s (see shmring --help)\n", a);
+		return CLI_USAGE;
+	}
+	/* getopt's messages then say "shmring stat: ..." */
+	static char prog[32];
+	snprintf(prog, sizeof(prog), "shmring %s", c->name);
+	argv[1] = prog;
+	return c->run(argc - 1, argv + 1);
+}
