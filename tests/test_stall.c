@@ -26,12 +26,14 @@ static void hook(int phase, uint64_t pos)
 
 static const char *stall_args[] = { "--stall-timeout", "200", NULL };
 
+static size_t g_pad = 40; /* payload bytes per record: 40 fits a slot, 1100 spans five */
+
 static void send_n(shmring *r, int p, long from, long n)
 {
 	msgpack_sbuffer sb;
 	msgpack_sbuffer_init(&sb);
 	for (long i = from; i < from + n; i++) {
-		tu_pack_record(&sb, p, i, 40);
+		tu_pack_record(&sb, p, i, g_pad);
 		int rc;
 		while ((rc = shmring_send(r, sb.data, sb.size)) == -EAGAIN)
 			tu_sleep_ms(1);
@@ -62,7 +64,7 @@ static long count_lines(const char *path, long *per, int P)
 	json_t *v;
 	json_array_foreach(arr, k, v) {
 		json_t *jp = json_object_get(v, "p"), *js = json_object_get(v, "s");
-		if (!json_is_integer(jp) || !json_is_string(js) || json_string_length(js) != 40)
+		if (!json_is_integer(jp) || !json_is_string(js) || json_string_length(js) != g_pad)
 			return -1;
 		per[json_integer_value(jp)]++;
 	}
@@ -136,6 +138,16 @@ static void killed(int phase)
 
 static void test_killed_after_claim(void **s) { (void)s; killed(1); }
 static void test_killed_mid_copy(void **s) { (void)s; killed(2); }
+
+/* A producer that dies holding five slots costs exactly its record, and the ring keeps
+ * all 64 slots. */
+static void test_killed_holding_five_slots(void **s)
+{
+	(void)s;
+	g_pad = 1100;
+	killed(2);
+	g_pad = 40;
+}
 
 /* A producer stopped mid-copy for longer than the stall timeout: others' records are
  * written meanwhile, for several laps; when it resumes its call returns -ECANCELED, its
@@ -294,6 +306,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_killed_after_claim),
 		cmocka_unit_test(test_killed_mid_copy),
+		cmocka_unit_test(test_killed_holding_five_slots),
 		cmocka_unit_test(test_stopped_mid_copy),
 		cmocka_unit_test(test_killed_flusher),
 		cmocka_unit_test(test_mark_losses),
