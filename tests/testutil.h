@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "internal.h"
 #include "shmring.h"
 
 #ifndef SHMRING_WRITER_PATH
@@ -158,6 +159,7 @@ static inline void tu_ring_cleanup(struct tu_ring *t)
 		waitpid(t->writer, NULL, 0);
 		t->writer = 0;
 	}
+	shm_gc(t->name, 0, 0, NULL, NULL); /* semaphores of processes the test killed */
 	shmring_unlink(t->name);
 	unlink(t->out);
 	rmdir(t->dir);

@@ -7,6 +7,7 @@
  *   shmring send NAME [JSON ...]           JSON values (or stdin lines) as msgpack records
  *   shmring flush NAME                     the flush barrier: 0 ok, 3 no writer, 4 timeout
  *   shmring rm NAME [--force]              unlink a ring and its leftover semaphores
+ *   shmring gc [--dry-run] [--min-age S]   remove what dead processes left behind
  *
  * Commands that read a ring map it with SHM_ATTACH: they never create one and never take
  * a producer entry, so they change neither the counters nor who the writer waits for.
@@ -165,6 +166,8 @@ static void usage_main(FILE *f)
 		"  send NAME [JSON ...]                send JSON values (arguments, else stdin lines)\n"
 		"  flush NAME                          wait until every record sent before is written\n"
 		"  rm NAME [--force]                   remove ring NAME and its leftover semaphores\n"
+		"  gc [--dry-run] [--min-age S]        remove flush semaphores and unused rings left\n"
+		"                                      by dead processes\n"
 		"  help [COMMAND]                      this text, or the usage of COMMAND\n\n"
 		"`shmring COMMAND --help` prints the usage of COMMAND. Commands that read a ring never\n"
 		"create it and never attach as a producer.\n\n"
@@ -254,6 +257,19 @@ static void usage_flush(FILE *f)
 		"Exit status: 0 flushed, 3 no live writer, 4 not confirmed in time (writer stopped\n"
 		"or overloaded), 1 any other error.\n",
 		SHMRING_FLUSH_TIMEOUT_MS);
+}
+
+static void usage_gc(FILE *f)
+{
+	fprintf(f,
+		"usage: shmring gc [--dry-run] [--min-age S]\n"
+		"Remove what dead processes left in /dev/shm: flush semaphores whose producer is gone,\n"
+		"and rings with no writer, no producer attached and nothing pending, older than S\n"
+		"seconds (default 10). Liveness is the kernel-released lock of each process, so\n"
+		"nothing of a live process is touched. Prints one line per object removed.\n\n"
+		"  -n, --dry-run    only print what would be removed\n"
+		"  -a, --min-age S  leave rings younger than S seconds (their creator may be starting)\n"
+		"  -h, --help       this text\n");
 }
 
 static void usage_rm(FILE *f)
@@ -767,6 +783,41 @@ static int cmd_rm(int argc, char **argv)
 	return CLI_OK;
 }
 
+/* ---- gc ------------------------------------------------------------------------- */
+
+static void gc_report(const char *kind, const char *name, void *ctx)
+{
+	printf("%s %s %s\n", *(int *)ctx ? "would remove" : "removed", kind, name);
+}
+
+static int cmd_gc(int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{ "dry-run", no_argument, 0, 'n' }, { "min-age", required_argument, 0, 'a' },
+		{ "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 },
+	};
+	int dry = 0, c;
+	unsigned age = 10;
+	while ((c = getopt_long(argc, argv, "na:h", lo, NULL)) != -1) {
+		switch (c) {
+		case 'n': dry = 1; break;
+		case 'a': age = (unsigned)strtoul(optarg, NULL, 10); break;
+		case 'h': usage_gc(stdout); return CLI_OK;
+		default: usage_gc(stderr); return CLI_USAGE;
+		}
+	}
+	if (optind != argc) {
+		usage_gc(stderr);
+		return CLI_USAGE;
+	}
+	int n = shm_gc(NULL, dry, age, gc_report, &dry);
+	if (n < 0) {
+		fprintf(stderr, "shmring: gc: %s\n", strerror(-n));
+		return CLI_ERR;
+	}
+	return CLI_OK;
+}
+
 /* ---- main ----------------------------------------------------------------------- */
 
 static const struct cmd {
@@ -777,6 +828,7 @@ static const struct cmd {
 	{ "ls", cmd_ls, usage_ls },       { "stat", cmd_stat, usage_stat },
 	{ "peek", cmd_peek, usage_peek }, { "send", cmd_send, usage_send },
 	{ "flush", cmd_flush, usage_flush }, { "rm", cmd_rm, usage_rm },
+	{ "gc", cmd_gc, usage_gc },
 };
 
 static const struct cmd *find_cmd(const char *name)
