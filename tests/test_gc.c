@@ -37,7 +37,7 @@ static void test_writer_removes_dead_semaphores(void **state)
 	/* A: flushes, then dies without closing: its semaphore is left behind. */
 	if (fork() == 0) {
 		shmring *r;
-		if (shmring_open(t.name, NULL, &r) || shmring_flush(r))
+		if (shmring_open(t.name, NULL, &r) || tu_flush(r))
 			_exit(1);
 		_exit(0);
 	}
@@ -49,14 +49,14 @@ static void test_writer_removes_dead_semaphores(void **state)
 	if (b == 0) {
 		close(hold[1]);
 		shmring *r;
-		if (shmring_open(t.name, NULL, &r) || shmring_flush(r))
+		if (shmring_open(t.name, NULL, &r) || tu_flush(r))
 			_exit(1);
 		char c = 1;
 		if (write(ready[1], &c, 1) != 1)
 			_exit(2);
 		if (read(hold[0], &c, 1) < 0)
 			_exit(3);
-		int rc = shmring_flush(r); /* its semaphore must still work */
+		int rc = tu_flush(r); /* its semaphore must still work */
 		shmring_close(r);
 		_exit(rc ? 4 : 0);
 	}

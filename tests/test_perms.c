@@ -25,7 +25,7 @@ static void test_default_modes(void **state)
 	assert_true(tu_writer_start(&t, NULL, NULL) > 0);
 	shmring *r;
 	assert_int_equal(shmring_open(t.name, NULL, &r), 0);
-	assert_int_equal(shmring_flush(r), 0);
+	assert_int_equal(tu_flush(r), 0);
 	char p[600];
 	snprintf(p, sizeof(p), "/dev/shm/shmring.%s", t.name);
 	assert_int_equal(mode_of(p), 0600);

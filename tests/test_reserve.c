@@ -71,11 +71,11 @@ static void test_every_size(void **state)
 			/* One byte past the limit is refused. */
 			if (shmring_send(r, buf, max + 1) != -EMSGSIZE)
 				_exit(2);
-			_exit(shmring_flush(r) ? 3 : 0);
+			_exit(tu_flush(r) ? 3 : 0);
 		}
 	}
 	assert_int_equal(tu_wait_children(P), 0);
-	assert_int_equal(shmring_flush(r), 0);
+	assert_int_equal(tu_flush(r), 0);
 	long bad;
 	json_t *arr = tu_read_jsonl(t.out, &bad);
 	assert_non_null(arr);
@@ -161,7 +161,7 @@ static void test_reserve_commit_abort_overflow(void **state)
 	assert_int_equal(shmring_commit(&res), 0);
 	/* too large to reserve */
 	assert_int_equal(shmring_reserve(r, 1u << 20, &res), -EMSGSIZE);
-	assert_int_equal(shmring_flush(r), 0);
+	assert_int_equal(tu_flush(r), 0);
 	long bad;
 	json_t *arr = tu_read_jsonl(t.out, &bad);
 	assert_non_null(arr);
@@ -212,7 +212,7 @@ static void test_send_wait(void **state)
 	dt = tu_now_ms() - t0;
 	assert_true(dt >= 90 && dt < 1500);
 	assert_int_equal(tu_wait_children(1), 0);
-	assert_int_equal(shmring_flush(r), 0);
+	assert_int_equal(tu_flush(r), 0);
 	struct shmring_stats st;
 	shmring_stats(r, &st);
 	assert_int_equal(st.written, 65);

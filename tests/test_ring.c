@@ -69,13 +69,13 @@ static void run_pm(int P, long M, const char *cap, const char *slot, size_t pad_
 				if (rc)
 					_exit(1);
 			}
-			int rc = shmring_flush(r);
+			int rc = tu_flush(r);
 			shmring_close(r);
 			_exit(rc == 0 ? 0 : 2);
 		}
 	}
 	assert_int_equal(tu_wait_children(P), 0);
-	assert_int_equal(shmring_flush(r), 0);
+	assert_int_equal(tu_flush(r), 0);
 	assert_int_equal(check_records(t.out, P, M, pad_mod), (long)P * M);
 	struct shmring_stats st;
 	assert_int_equal(shmring_stats(r, &st), 0);
@@ -123,7 +123,7 @@ static void test_flush_barrier(void **state)
 				while (shmring_send(r, sb.data, sb.size) == -EAGAIN)
 					sched_yield();
 				if (i % 500 == 499) {
-					if (shmring_flush(r) != 0)
+					if (tu_flush(r) != 0)
 						_exit(2);
 					/* Every line of ours up to i must be in the file now. */
 					long bad;
@@ -163,7 +163,7 @@ static void test_flush_no_writer_and_stopped(void **state)
 	assert_int_equal(shmring_flush(r), -ENOTCONN);
 	assert_true(tu_now_ms() - t0 < 20);
 	assert_true(tu_writer_start(&t, NULL, NULL) > 0);
-	assert_int_equal(shmring_flush(r), 0);
+	assert_int_equal(tu_flush(r), 0);
 	kill(t.writer, SIGSTOP);
 	t0 = tu_now_ms();
 	assert_int_equal(shmring_flush(r), -ETIMEDOUT);
@@ -172,7 +172,7 @@ static void test_flush_no_writer_and_stopped(void **state)
 	kill(t.writer, SIGCONT);
 	/* The late confirmation of the timed-out flush must not end this one early, and
 	 * this one is confirmed. */
-	assert_int_equal(shmring_flush(r), 0);
+	assert_int_equal(tu_flush(r), 0);
 	/* A killed writer: flush answers -ENOTCONN, at once. */
 	kill(t.writer, SIGKILL);
 	waitpid(t.writer, NULL, 0);
@@ -221,7 +221,7 @@ static void test_full_ring(void **state)
 	}
 	assert_int_equal(tu_wait_children(1), 0);
 	kill(t.writer, SIGCONT);
-	assert_int_equal(shmring_flush(r), 0);
+	assert_int_equal(tu_flush(r), 0);
 	assert_int_equal(check_records(t.out, 1, C, 0), C);
 	msgpack_sbuffer_destroy(&sb);
 	shmring_close(r);
@@ -330,7 +330,7 @@ static void test_fork_shared_handle(void **state)
 	msgpack_sbuffer_init(&sb);
 	tu_pack_record(&sb, 0, 0, 16);
 	assert_int_equal(shmring_send(r, sb.data, sb.size), 0);
-	assert_int_equal(shmring_flush(r), 0);
+	assert_int_equal(tu_flush(r), 0);
 	for (int p = 1; p <= 4; p++) {
 		if (fork() == 0) {
 			/* Grandchild too: a handle survives two forks. */
@@ -343,7 +343,7 @@ static void test_fork_shared_handle(void **state)
 				while (shmring_send(r, s2.data, s2.size) == -EAGAIN)
 					sched_yield();
 			}
-			int rc = shmring_flush(r);
+			int rc = tu_flush(r);
 			shmring_close(r);
 			if (g > 0) {
 				int st;
@@ -358,7 +358,7 @@ static void test_fork_shared_handle(void **state)
 	/* The parent's handle still works after its children used and closed their copies. */
 	tu_pack_record(&sb, 0, 1, 16);
 	assert_int_equal(shmring_send(r, sb.data, sb.size), 0);
-	assert_int_equal(shmring_flush(r), 0);
+	assert_int_equal(tu_flush(r), 0);
 	long bad;
 	json_t *arr = tu_read_jsonl(t.out, &bad);
 	assert_non_null(arr);
@@ -388,7 +388,7 @@ static void *thr_send(void *a)
 		tu_pack_record(&sb, ta->p, i, 16);
 		while (shmring_send(ta->r, sb.data, sb.size) == -EAGAIN)
 			sched_yield();
-		if (i % 1000 == 999 && shmring_flush(ta->r))
+		if (i % 1000 == 999 && tu_flush(ta->r))
 			ta->flush_rc = -1;
 	}
 	msgpack_sbuffer_destroy(&sb);
@@ -411,11 +411,11 @@ static void test_threads(void **state)
 		a[i] = (struct thr_arg){ r, i, 5000, 0 };
 		pthread_create(&th[i], NULL, thr_send, &a[i]);
 	}
-	for (int i = 0; i < T; i++) {
-		pthread_join(th[i], NULL);
+	for (int i = 0; i < T; i++)
+		pthread_join(th[i], NULL); /* all of them before any assertion can jump away */
+	for (int i = 0; i < T; i++)
 		assert_int_equal(a[i].flush_rc, 0);
-	}
-	assert_int_equal(shmring_flush(r), 0);
+	assert_int_equal(tu_flush(r), 0);
 	assert_int_equal(check_records(t.out, T, 5000, 0), T * 5000);
 	shmring_close(r);
 	assert_int_equal(tu_writer_stop(&t), 0);

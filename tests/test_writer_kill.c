@@ -140,7 +140,7 @@ static void test_crash_points(void **state)
 			while (shmring_send_wait(r, sb.data, sb.size, 100) == -EAGAIN)
 				;
 		}
-		assert_int_equal(shmring_flush(r), 0);
+		assert_int_equal(tu_flush(r), 0);
 		long bad;
 		json_t *arr = tu_read_jsonl(t.out, &bad);
 		if (!arr)
