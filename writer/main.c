@@ -10,6 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "writer.h"
 
@@ -17,6 +20,46 @@ static void on_stop(int sig)
 {
 	(void)sig;
 	writer_stop++;
+}
+
+static void on_hup(int sig)
+{
+	(void)sig;
+	writer_hup = 1;
+}
+
+/* --detach: run in the background, in our own session; the parent returns once the
+ * writer serves (or with its failure status). */
+static int detach(struct writer_opts *o)
+{
+	int p[2];
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return -1;
+	pid_t pid = fork();
+	if (pid < 0)
+		return -1;
+	if (pid > 0) {
+		close(p[1]);
+		char c;
+		ssize_t n = read(p[0], &c, 1);
+		if (n == 1)
+			_exit(0);
+		int st;
+		waitpid(pid, &st, 0);
+		_exit(WIFEXITED(st) && WEXITSTATUS(st) ? WEXITSTATUS(st) : 1);
+	}
+	close(p[0]);
+	setsid();
+	int nul = open("/dev/null", O_RDWR);
+	if (nul >= 0) {
+		dup2(nul, STDIN_FILENO);
+		if (strcmp(o->out, "-") != 0)
+			dup2(nul, STDOUT_FILENO);
+		if (nul > STDERR_FILENO)
+			close(nul);
+	}
+	o->ready_fd = p[1];
+	return 0;
 }
 
 static void usage(FILE *f)
@@ -31,10 +74,18 @@ static void usage(FILE *f)
 		"      --stall-timeout MS   revoke a claim not published after MS (default 1000)\n"
 		"      --batch-bytes B      write(2) once B bytes of lines are buffered (default 1 MiB)\n"
 		"      --exit-when-idle S   exit after S seconds with no producer attached and nothing to write\n"
+		"      --fsync MODE         never (default: write(2) only), flush (fdatasync before a\n"
+		"                           flush is confirmed) or always (after every batch)\n"
+		"      --max-bytes N        rotate PATH -> PATH.1 -> ... before a batch would take it\n"
+		"                           past N bytes (never splitting a line)\n"
+		"      --keep K             rotated files kept, PATH.1 .. PATH.K (default 5)\n"
+		"      --detach             run in the background (own session); return once serving\n"
+		"      --pid-file PATH      write the serving writer's pid there\n"
 		"      --mark-losses        before the first line after records were lost, write\n"
 		"                           {\"shmring_lost\":{\"dropped_full\":N,\"dropped_oversize\":N,\"abandoned\":N},\"ts\":T}\n"
 		"  -h, --help               this text\n\n"
 		"SIGTERM/SIGINT: write everything already in the ring, then exit 0.\n"
+		"SIGHUP: reopen PATH (after logrotate renamed it).\n"
 		"Exit status: 0 ok, 1 error, 2 usage, 3 another live writer serves the ring, 4 ring damaged.\n");
 }
 
@@ -56,10 +107,13 @@ int main(int argc, char **argv)
 		{ "capacity", required_argument, 0, 'c' },  { "slot-size", required_argument, 0, 's' },
 		{ "stall-timeout", required_argument, 0, 'T' }, { "batch-bytes", required_argument, 0, 'B' },
 		{ "exit-when-idle", required_argument, 0, 'I' }, { "help", no_argument, 0, 'h' },
-		{ "mark-losses", no_argument, 0, 'L' },
+		{ "mark-losses", no_argument, 0, 'L' },   { "fsync", required_argument, 0, 'F' },
+		{ "max-bytes", required_argument, 0, 'M' }, { "keep", required_argument, 0, 'K' },
+		{ "detach", no_argument, 0, 'D' },        { "pid-file", required_argument, 0, 'P' },
 		{ 0, 0, 0, 0 },
 	};
-	struct writer_opts o = { .stall_ns = 1000000000ull, .batch_bytes = 1 << 20 };
+	struct writer_opts o = { .stall_ns = 1000000000ull, .batch_bytes = 1 << 20, .keep = 5, .ready_fd = -1 };
+	int want_detach = 0;
 	int c;
 	uint64_t v;
 	while ((c = getopt_long(argc, argv, "r:o:c:s:h", lo, NULL)) != -1) {
@@ -84,6 +138,27 @@ int main(int argc, char **argv)
 			if (c == 'I') o.idle_exit_ns = v * 1000000000ull;
 			break;
 		case 'L': o.mark_losses = 1; break;
+		case 'D': want_detach = 1; break;
+		case 'P': o.pid_file = optarg; break;
+		case 'F':
+			if (!strcmp(optarg, "never")) o.fsync = FSYNC_NEVER;
+			else if (!strcmp(optarg, "flush")) o.fsync = FSYNC_FLUSH;
+			else if (!strcmp(optarg, "always")) o.fsync = FSYNC_ALWAYS;
+			else {
+				fprintf(stderr, "shmring-writer: --fsync takes never, flush or always\n");
+				return WEXIT_USAGE;
+			}
+			break;
+		case 'M':
+		case 'K':
+			if (parse_u64(optarg, &v) || (c == 'K' && (v < 1 || v > 1000))) {
+				fprintf(stderr, "shmring-writer: bad number for --%s: %s\n",
+					c == 'M' ? "max-bytes" : "keep", optarg);
+				return WEXIT_USAGE;
+			}
+			if (c == 'M') o.max_bytes = v;
+			else o.keep = (unsigned)v;
+			break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return WEXIT_USAGE;
 		}
@@ -96,6 +171,17 @@ int main(int argc, char **argv)
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGTERM, &sa, NULL); /* no SA_RESTART: the idle wait must return */
 	sigaction(SIGINT, &sa, NULL);
+	struct sigaction hup = { .sa_handler = on_hup };
+	sigemptyset(&hup.sa_mask);
+	sigaction(SIGHUP, &hup, NULL);
 	signal(SIGPIPE, SIG_IGN);
+	if (o.max_bytes && strcmp(o.out, "-") == 0) {
+		fprintf(stderr, "shmring-writer: --max-bytes needs a file, not stdout\n");
+		return WEXIT_USAGE;
+	}
+	if (want_detach && detach(&o) < 0) {
+		perror("shmring-writer: --detach");
+		return WEXIT_ERROR;
+	}
 	return writer_run(&o);
 }

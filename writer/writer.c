@@ -29,6 +29,7 @@
 #include "writer.h"
 
 volatile sig_atomic_t writer_stop;
+volatile sig_atomic_t writer_hup;
 
 /* A ring truncated under us turns the next access into SIGBUS: the handler jumps back to
  * writer_run, which reports the ring damaged and stops cleanly (exit 4). */
@@ -112,6 +113,24 @@ static int open_out(struct wr *w)
 	w->out_ino = st.st_ino;
 	w->file_size = (uint64_t)st.st_size;
 	return 0;
+}
+
+/* PATH -> PATH.1 -> ... -> PATH.keep (the oldest is replaced), then a fresh PATH. Only
+ * between batches, with nothing in flight, so a line is never split across files. */
+static int rotate(struct wr *w)
+{
+	char from[PATH_MAX + 16], to[PATH_MAX + 16];
+	for (unsigned i = w->o->keep; i > 1; i--) {
+		snprintf(from, sizeof(from), "%s.%u", w->o->out, i - 1);
+		snprintf(to, sizeof(to), "%s.%u", w->o->out, i);
+		if (rename(from, to) < 0 && errno != ENOENT)
+			return -errno;
+	}
+	snprintf(to, sizeof(to), "%s.1", w->o->out);
+	if (rename(w->o->out, to) < 0)
+		return -errno;
+	close(w->out_fd);
+	return open_out(w);
 }
 
 static void publish_path(struct wr *w, const char *path)
@@ -207,6 +226,15 @@ static void crash_point(struct wr *w, int point)
 static int commit(struct wr *w)
 {
 	struct shm_intent *in = &w->h->intent;
+	if (w->o->max_bytes && w->out_regular && w->used && w->file_size &&
+	    w->file_size + w->used > w->o->max_bytes) {
+		int rc = rotate(w);
+		if (rc) {
+			wlog("ERROR", "cannot rotate %s: %s; going on in the same file", w->o->out, strerror(-rc));
+			if (w->out_fd < 0 && (rc = open_out(w)))
+				return rc;
+		}
+	}
 	w->t_written += w->b_written;
 	w->t_invalid += w->b_invalid;
 	w->t_abandoned += w->b_abandoned;
@@ -243,6 +271,10 @@ static int commit(struct wr *w)
 				return rc;
 		}
 		w->file_size += w->used;
+		/* --fsync: after every batch, or before confirming a flush (durable once the
+		 * flusher hears back); never by default (write(2) only). */
+		if (w->o->fsync == FSYNC_ALWAYS || (w->o->fsync == FSYNC_FLUSH && w->nsent))
+			fdatasync(w->out_fd);
 		crash_point(w, 3);
 		if (w->crash_point == 4 && w->commits >= w->crash_after) {
 			free_range(w, w->freed, w->freed + (w->head - w->freed) / 2);
@@ -250,6 +282,8 @@ static int commit(struct wr *w)
 		}
 		w->used = 0;
 	}
+	if (!w->used && w->o->fsync == FSYNC_FLUSH && w->nsent)
+		fdatasync(w->out_fd);
 	free_range(w, w->freed, w->head);
 	w->freed = w->head;
 	publish_progress(w, w->head);
@@ -682,6 +716,22 @@ int writer_run(const struct writer_opts *o)
 		return WEXIT_DAMAGED;
 	}
 	bus_armed = 1;
+	/* With rotation, batches stay well under the file size limit. */
+	size_t batch = o->batch_bytes;
+	if (o->max_bytes && o->max_bytes / 4 < batch)
+		batch = o->max_bytes / 4 ? o->max_bytes / 4 : 1;
+	if (o->pid_file) {
+		FILE *pf = fopen(o->pid_file, "w");
+		if (!pf || fprintf(pf, "%d\n", (int)getpid()) < 0 || fclose(pf)) {
+			wlog("ERROR", "cannot write pid file %s", o->pid_file);
+			return WEXIT_ERROR;
+		}
+	}
+	if (o->ready_fd >= 0) {
+		char c = 1;
+		if (write(o->ready_fd, &c, 1) != 1) { /* the parent of --detach went away */ }
+		close(o->ready_fd);
+	}
 	uint64_t stop_since = 0;
 	w.idle_since = shm_now_ns();
 	for (;;) {
@@ -691,7 +741,7 @@ int writer_run(const struct writer_opts *o)
 			if (rc <= 0)
 				break;
 			progressed = 1;
-			if (w.used >= o->batch_bytes || w.nsent)
+			if (w.used >= batch || w.nsent)
 				if ((rc = commit(&w)))
 					break;
 		}
@@ -700,6 +750,19 @@ int writer_run(const struct writer_opts *o)
 		if (w.used || w.head != w.freed || w.nsent)
 			if ((rc = commit(&w)))
 				break;
+		if (writer_hup) {
+			/* logrotate renamed the file: everything so far is in the old one (just
+			 * committed); reopen the path. */
+			writer_hup = 0;
+			if (w.out_fd > STDOUT_FILENO) {
+				close(w.out_fd);
+				if ((rc = open_out(&w))) {
+					wlog("ERROR", "cannot reopen %s: %s", o->out, strerror(-rc));
+					break;
+				}
+				wlog("INFO", "reopened %s", o->out);
+			}
+		}
 		uint64_t now = shm_now_ns();
 		report_drops(&w, now);
 		uint64_t wd = atomic_load_explicit(&w.m.words[w.head & w.mask], memory_order_acquire);

@@ -17,13 +17,19 @@ struct writer_opts {
 	uint64_t stall_ns;          /* give up on a claimed slot after this long */
 	size_t batch_bytes;         /* write(2) once this much is buffered */
 	uint64_t idle_exit_ns;
-	int mark_losses;            /* write a shmring_lost line before the next record after losses */      /* exit after this long with no producer and nothing to do; 0 = never */
+	int mark_losses;
+	enum { FSYNC_NEVER, FSYNC_FLUSH, FSYNC_ALWAYS } fsync;
+	uint64_t max_bytes;         /* rotate before a batch would take the file past this; 0 = never */
+	unsigned keep;              /* rotated files kept: PATH.1 .. PATH.keep */
+	int ready_fd;               /* --detach: a byte is written here once serving; -1 = none */
+	const char *pid_file;            /* write a shmring_lost line before the next record after losses */      /* exit after this long with no producer and nothing to do; 0 = never */
 };
 
 /* Exit codes of shmring-writer. */
 enum { WEXIT_OK = 0, WEXIT_ERROR = 1, WEXIT_USAGE = 2, WEXIT_BUSY = 3, WEXIT_DAMAGED = 4 };
 
 extern volatile sig_atomic_t writer_stop;
+extern volatile sig_atomic_t writer_hup;
 
 int writer_run(const struct writer_opts *o);
 int writer_drain_image(struct shm_map *m, int out_fd, unsigned max_steps);

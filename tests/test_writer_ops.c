@@ -1,0 +1,220 @@
+/* test_writer_ops: rotation by size (never splitting a line), SIGHUP reopen after a
+ * rename, --out - to a pipe, --fsync modes, --detach with a pid file. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <fcntl.h>
+
+#include "testutil.h"
+
+static void send_range(shmring *r, long from, long to)
+{
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	for (long i = from; i < to; i++) {
+		tu_pack_record(&sb, 0, i, 100);
+		while (shmring_send(r, sb.data, sb.size) == -EAGAIN)
+			tu_sleep_ms(1);
+	}
+	msgpack_sbuffer_destroy(&sb);
+}
+
+/* Append the "i" of every line of path to seen[]; every line must be whole JSON. */
+static long collect(const char *path, char *seen, long n, long *bytes)
+{
+	long bad;
+	json_t *arr = tu_read_jsonl(path, &bad);
+	assert_non_null(arr);
+	struct stat st;
+	*bytes = stat(path, &st) == 0 ? (long)st.st_size : 0;
+	size_t k;
+	json_t *v;
+	json_array_foreach(arr, k, v) {
+		long i = (long)json_integer_value(json_object_get(v, "i"));
+		assert_true(i >= 0 && i < n);
+		assert_int_equal(seen[i], 0);
+		seen[i] = 1;
+	}
+	long c = (long)json_array_size(arr);
+	json_decref(arr);
+	return c;
+}
+
+static void test_rotation(void **state)
+{
+	(void)state;
+	struct tu_ring t;
+	tu_ring_init(&t, "rot");
+	static const char *args[] = { "--max-bytes", "20000", "--keep", "20", NULL };
+	tu_writer_extra = args;
+	assert_true(tu_writer_start(&t, NULL, NULL) > 0);
+	tu_writer_extra = NULL;
+	shmring *r;
+	assert_int_equal(shmring_open(t.name, NULL, &r), 0);
+	const long N = 1500; /* ~130 bytes a line: ~195 KB over files of at most 20000 */
+	for (long i = 0; i < N; i += 100) {
+		send_range(r, i, i + 100);
+		assert_int_equal(tu_flush(r), 0);
+	}
+	char *seen = calloc((size_t)N, 1);
+	long total = 0, bytes, files = 0;
+	total += collect(t.out, seen, N, &bytes);
+	assert_true(bytes <= 20000);
+	for (int k = 1; k <= 20; k++) {
+		char p[300];
+		snprintf(p, sizeof(p), "%s.%d", t.out, k);
+		if (access(p, F_OK))
+			break;
+		files++;
+		total += collect(p, seen, N, &bytes);
+		assert_true(bytes > 0 && bytes <= 20000); /* whole lines only (collect parses each) */
+		unlink(p);
+	}
+	assert_true(files >= 9);
+	assert_int_equal(total, N); /* each record once, across the files */
+	free(seen);
+	shmring_close(r);
+	assert_int_equal(tu_writer_stop(&t), 0);
+	tu_ring_cleanup(&t);
+}
+
+static void test_sighup_reopen(void **state)
+{
+	(void)state;
+	struct tu_ring t;
+	tu_ring_init(&t, "hup");
+	assert_true(tu_writer_start(&t, NULL, NULL) > 0);
+	shmring *r;
+	assert_int_equal(shmring_open(t.name, NULL, &r), 0);
+	send_range(r, 0, 100);
+	assert_int_equal(tu_flush(r), 0);
+	char old[300];
+	snprintf(old, sizeof(old), "%s.old", t.out);
+	assert_int_equal(rename(t.out, old), 0); /* logrotate: rename, then signal */
+	send_range(r, 100, 150);                   /* still goes to the renamed file */
+	assert_int_equal(tu_flush(r), 0);
+	kill(t.writer, SIGHUP);
+	for (int i = 0; i < 200 && access(t.out, F_OK); i++) {
+		send_range(r, 150 + i, 151 + i);   /* keep the writer busy until it reopens */
+		assert_int_equal(tu_flush(r), 0);
+	}
+	assert_int_equal(access(t.out, F_OK), 0);
+	struct shmring_stats st;
+	shmring_stats(r, &st);
+	long n = (long)st.written;
+	send_range(r, n, n + 50);
+	assert_int_equal(tu_flush(r), 0);
+	char *seen = calloc((size_t)n + 50, 1);
+	long bytes;
+	long a = collect(old, seen, n + 50, &bytes);
+	long b = collect(t.out, seen, n + 50, &bytes);
+	assert_int_equal(a + b, n + 50);
+	assert_true(a >= 150 && b >= 50);
+	free(seen);
+	unlink(old);
+	shmring_close(r);
+	assert_int_equal(tu_writer_stop(&t), 0);
+	tu_ring_cleanup(&t);
+}
+
+static void test_stdout_and_fsync(void **state)
+{
+	(void)state;
+	const char *modes[] = { "never", "flush", "always" };
+	for (int m = 0; m < 3; m++) {
+		struct tu_ring t;
+		tu_ring_init(&t, "stdout");
+		int p[2];
+		assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+		pid_t w = fork();
+		if (w == 0) {
+			dup2(p[1], STDOUT_FILENO);
+			freopen("/dev/null", "w", stderr);
+			execl(SHMRING_WRITER_PATH, SHMRING_WRITER_PATH, "--ring", t.name, "--out", "-",
+			      "--fsync", modes[m], (char *)NULL);
+			_exit(127);
+		}
+		close(p[1]);
+		shmring *r = NULL;
+		for (int i = 0; i < 400; i++) {
+			struct shmring_stats st;
+			if (!r && shmring_attach(t.name, &r))
+				r = NULL;
+			if (r && shmring_stats(r, &st) == 0 && st.writer_alive)
+				break;
+			tu_sleep_ms(5);
+		}
+		assert_non_null(r);
+		send_range(r, 0, 20);
+		assert_int_equal(tu_flush(r), 0);
+		kill(w, SIGTERM);
+		waitpid(w, NULL, 0);
+		FILE *f = fdopen(p[0], "r");
+		char line[1024];
+		long n = 0;
+		while (fgets(line, sizeof(line), f)) {
+			json_error_t e;
+			json_t *v = json_loads(line, 0, &e);
+			assert_non_null(v);
+			assert_int_equal(json_integer_value(json_object_get(v, "i")), n);
+			json_decref(v);
+			n++;
+		}
+		fclose(f);
+		assert_int_equal(n, 20);
+		shmring_close(r);
+		tu_ring_cleanup(&t);
+	}
+}
+
+static void test_detach_pid_file(void **state)
+{
+	(void)state;
+	struct tu_ring t;
+	tu_ring_init(&t, "detach");
+	mkdir(t.dir, 0700);
+	char pidf[300];
+	snprintf(pidf, sizeof(pidf), "%s/writer.pid", t.dir);
+	pid_t c = fork();
+	if (c == 0) {
+		freopen("/dev/null", "w", stderr);
+		execl(SHMRING_WRITER_PATH, SHMRING_WRITER_PATH, "--ring", t.name, "--out", t.out,
+		      "--detach", "--pid-file", pidf, (char *)NULL);
+		_exit(127);
+	}
+	int st;
+	waitpid(c, &st, 0);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0); /* returned once serving */
+	FILE *f = fopen(pidf, "r");
+	assert_non_null(f);
+	int pid = 0;
+	assert_int_equal(fscanf(f, "%d", &pid), 1);
+	fclose(f);
+	shmring *r;
+	assert_int_equal(shmring_attach(t.name, &r), 0);
+	struct shmring_stats s;
+	shmring_stats(r, &s);
+	assert_true(s.writer_alive);
+	assert_int_equal(s.writer_pid, pid);
+	assert_int_not_equal(getsid(pid), getsid(0)); /* its own session */
+	send_range(r, 0, 10);
+	assert_int_equal(tu_flush(r), 0);
+	shmring_close(r);
+	kill(pid, SIGTERM);
+	for (int i = 0; i < 200 && kill(pid, 0) == 0; i++)
+		tu_sleep_ms(10);
+	unlink(pidf);
+	tu_ring_cleanup(&t);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_rotation),
+		cmocka_unit_test(test_sighup_reopen),
+		cmocka_unit_test(test_stdout_and_fsync),
+		cmocka_unit_test(test_detach_pid_file),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
