@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <cmocka.h>
 #include <fcntl.h>
+#include <sys/resource.h>
 
 #include "testutil.h"
 
@@ -208,6 +209,52 @@ static void test_detach_pid_file(void **state)
 	tu_ring_cleanup(&t);
 }
 
+/* A write that fails part-way (file size limit, like a full disk) is retried from the
+ * first byte not written: once room comes back, every record is there exactly once. */
+static void test_partial_write_retry(void **state)
+{
+	(void)state;
+	struct tu_ring t;
+	tu_ring_init(&t, "efbig");
+	shmring *r = NULL;
+	/* Created here: the limit would stop the writer from sizing a new shm object. */
+	assert_int_equal(shmring_open(t.name, NULL, &r), 0);
+	pid_t w = fork();
+	if (w == 0) {
+		struct rlimit rl = { 20000, RLIM_INFINITY }; /* soft limit: raised later without privilege */
+		setrlimit(RLIMIT_FSIZE, &rl);
+		signal(SIGXFSZ, SIG_IGN); /* write(2) then fails with EFBIG instead */
+		freopen("/dev/null", "w", stderr);
+		execl(SHMRING_WRITER_PATH, SHMRING_WRITER_PATH, "--ring", t.name, "--out", t.out, (char *)NULL);
+		_exit(127);
+	}
+	t.writer = w;
+	tu_track(w, NULL);
+	struct shmring_stats s0;
+	for (int i = 0; i < 400; i++) {
+		if (shmring_stats(r, &s0) == 0 && s0.writer_alive && s0.writer_pid == w)
+			break;
+		tu_sleep_ms(5);
+	}
+	assert_true(s0.writer_alive);
+	const long N = 600; /* ~78 KB of lines against a 20000-byte limit */
+	send_range(r, 0, N);
+	tu_sleep_ms(300);      /* the writer hits the limit mid-batch and retries */
+	struct stat st;
+	assert_int_equal(stat(t.out, &st), 0);
+	assert_true(st.st_size <= 20000);
+	struct rlimit big = { RLIM_INFINITY, RLIM_INFINITY }; /* room comes back */
+	assert_int_equal(prlimit(w, RLIMIT_FSIZE, &big, NULL), 0);
+	assert_int_equal(tu_flush(r), 0);
+	char *seen = calloc((size_t)N, 1);
+	long bytes;
+	assert_int_equal(collect(t.out, seen, N, &bytes), N); /* each once, no partial line */
+	free(seen);
+	shmring_close(r);
+	assert_int_equal(tu_writer_stop(&t), 0);
+	tu_ring_cleanup(&t);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -215,6 +262,7 @@ int main(void)
 		cmocka_unit_test(test_sighup_reopen),
 		cmocka_unit_test(test_stdout_and_fsync),
 		cmocka_unit_test(test_detach_pid_file),
+		cmocka_unit_test(test_partial_write_retry),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

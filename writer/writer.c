@@ -262,9 +262,18 @@ static int commit(struct wr *w)
 		crash_point(w, 2);
 	}
 	if (w->used) {
-		int rc;
-		/* A full disk or an I/O error loses nothing: keep the batch and retry. */
-		while ((rc = write_all(w->out_fd, w->buf, w->used))) {
+		/* A full disk or an I/O error loses nothing: keep the batch and retry from
+		 * the first byte not yet written (never from the start: no line twice). */
+		size_t done = 0;
+		while (done < w->used) {
+			ssize_t k = write(w->out_fd, w->buf + done, w->used - done);
+			if (k >= 0) {
+				done += (size_t)k;
+				continue;
+			}
+			if (errno == EINTR)
+				continue;
+			int rc = -errno;
 			wlog("ERROR", "write to %s failed: %s; retrying in 1 s", w->o->out, strerror(-rc));
 			sleep(1);
 			if (writer_stop > 1)
@@ -509,12 +518,30 @@ static int step(struct wr *w)
 		return 0; /* nothing claimed here yet */
 	uint64_t tail = atomic_load_explicit(&w->h->tail, memory_order_acquire);
 	uint64_t room = tail - pos;
-	unsigned st = w_state(wd), n = w_n(wd);
-	if (w_lap(wd) != lap || room == 0 || room > g->capacity) {
-		if (room == 0 || room > g->capacity)
-			return 0; /* tail not past us (or torn view): treat as empty */
-		goto corrupt;
+	if (room == 0 && w_lap(wd) == lap && w_state(wd) == W_CLAIMED && w_n(wd) >= 1 &&
+	    w_n(wd) <= g->max_slots) {
+		/* A claimer stopped or died between C3 and C4 with nobody behind it to help:
+		 * move the tail for it like any producer would, so that its stall is seen and,
+		 * after the timeout, revoked. */
+		uint64_t t = pos;
+		atomic_compare_exchange_strong_explicit(&w->h->tail, &t, pos + w_n(wd),
+			memory_order_release, memory_order_relaxed);
+		tail = atomic_load_explicit(&w->h->tail, memory_order_acquire);
+		room = tail - pos;
 	}
+	if (room == 0 || room > g->capacity)
+		return 0; /* tail not past us (or torn view): treat as empty */
+	if (w_lap(wd) != lap) {
+		/* W1': the word may have changed between W1 and the tail load: a claimer turns
+		 * last lap's quarantined run here into a hole of this lap and then moves the
+		 * tail (release). Our acquire of the tail pairs with it, so a second load sees
+		 * this lap's word. Only a word still from another lap is corrupt (found by the
+		 * spin model, docs/model/README.md). */
+		wd = atomic_load_explicit(&w->m.words[pos & w->mask], memory_order_acquire);
+		if (w_lap(wd) != lap)
+			goto corrupt;
+	}
+	unsigned st = w_state(wd), n = w_n(wd);
 	switch (st) {
 	case W_CLAIMED: {
 		uint64_t now = shm_now_ns();
