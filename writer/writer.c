@@ -514,10 +514,18 @@ static int step(struct wr *w)
 	unsigned lap = (unsigned)shm_lap(g, pos);
 	/* W1: pairs with P1; the record's bytes are visible once we see READY. */
 	uint64_t wd = atomic_load_explicit(&w->m.words[pos & w->mask], memory_order_acquire);
-	if (wd == w_make(lap, 0, 0, 0, W_FREE))
-		return 0; /* nothing claimed here yet */
 	uint64_t tail = atomic_load_explicit(&w->h->tail, memory_order_acquire);
 	uint64_t room = tail - pos;
+	if (wd == w_make(lap, 0, 0, 0, W_FREE)) {
+		if (room == 0 || room > g->capacity)
+			return 0; /* nothing claimed here yet */
+		/* The tail is past us, and C4 (release) follows the claim's C3: re-read. A word
+		 * still FREE means the head stands inside a record, which only a skip over an
+		 * unreadable word can do: skip on, counting, rather than wait for ever. */
+		wd = atomic_load_explicit(&w->m.words[pos & w->mask], memory_order_acquire);
+		if (wd == w_make(lap, 0, 0, 0, W_FREE))
+			goto corrupt;
+	}
 	if (room == 0 && w_lap(wd) == lap && w_state(wd) == W_CLAIMED && w_n(wd) >= 1 &&
 	    w_n(wd) <= g->max_slots) {
 		/* A claimer stopped or died between C3 and C4 with nobody behind it to help:
