@@ -20,7 +20,7 @@
 #include <sys/types.h>
 
 #define SHM_MAGIC          0x31474e4952484d53ull /* "SMHRING1", stored last by the creator */
-#define SHM_LAYOUT_VERSION 1u
+#define SHM_LAYOUT_VERSION 2u
 #define SHM_CACHELINE      64
 #define SHM_PAGE           4096u
 #define SHM_PREFIX         "shmring."          /* /dev/shm/shmring.NAME */
@@ -93,7 +93,10 @@ struct shm_producer {
 	_Atomic uint64_t dropped_oversize;
 	_Atomic uint64_t aborted;         /* reservations aborted (not counted in sent) */
 	_Atomic uint64_t flushes;         /* flush calls */
-	uint64_t reserved[2];
+	/* sent, counted by the one thread of the entry's process that sends first, with a
+	 * plain load and store (no locked instruction); readers add it to sent. */
+	_Atomic uint64_t sent_fast;
+	uint64_t reserved[1];
 } __attribute__((aligned(SHM_CACHELINE)));
 
 /* A run of slots the writer revoked while its owner was alive (issue 4). */

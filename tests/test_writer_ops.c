@@ -96,9 +96,12 @@ static void test_sighup_reopen(void **state)
 	send_range(r, 100, 150);                   /* still goes to the renamed file */
 	assert_int_equal(tu_flush(r), 0);
 	kill(t.writer, SIGHUP);
-	for (int i = 0; i < 200 && access(t.out, F_OK); i++) {
-		send_range(r, 150 + i, 151 + i);   /* keep the writer busy until it reopens */
+	/* Keep the writer busy until it reopens; bounded by time, not by rounds, since a
+	 * loaded machine may not run the writer for a while (5 s, 1 ms apart). */
+	for (int i = 0; i < 5000 && access(t.out, F_OK); i++) {
+		send_range(r, 150 + i, 151 + i);
 		assert_int_equal(tu_flush(r), 0);
+		usleep(1000);
 	}
 	assert_int_equal(access(t.out, F_OK), 0);
 	struct shmring_stats st;
