@@ -76,7 +76,9 @@ int shmring_attach(const char *name, shmring **out);
 
 /*
  * Send one msgpack-encoded record (len bytes). Never blocks, never allocates, no syscall
- * while the writer is awake. Errors: -EAGAIN ring full (dropped and counted),
+ * while the writer is awake and the ring has room. On a full ring it yields the CPU once
+ * (sched_yield: the writer is behind) and returns. Errors: -EAGAIN ring full (dropped
+ * and counted),
  * -EMSGSIZE larger than the ring's max record (dropped, counted separately),
  * -EINVAL bad arguments, -ECANCELED this call stalled past the writer's stall timeout
  * and its record was revoked (counted as abandoned).

@@ -24,6 +24,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <semaphore.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -506,6 +507,12 @@ static int offer(struct shmring *r, size_t len, int timeout_ms, uint64_t *pos, u
 		if (!deadline_ns || wait_space(r, deadline_ns)) {
 			atomic_fetch_add_explicit(&p->dropped_full, 1, memory_order_relaxed);
 			note_drop(r, "ring full");
+			/* A full ring means the writer is behind, and on a busy host it waits for
+			 * a CPU that spinning senders hold. Yield once (not a wait: it returns at
+			 * once when nothing else is runnable): at P=8 on 2 cores throughput went
+			 * from 51 % to 91 % of P=2's, and drops from 84 % to 17 % (docs/bench). */
+			if (!deadline_ns)
+				sched_yield();
 			return -EAGAIN;
 		}
 	}
@@ -575,6 +582,7 @@ SHM_EXPORT int shmring_reserve(shmring *r, size_t max_len, struct shmring_reserv
 	res->n = n;
 	res->max_len = max_len;
 	res->buf = slot_ptr(r, pos) + SHM_REC_HDR;
+	prefetch_ahead(r, pos, n, max_len);
 	msgpack_packer_init(&res->pk, res, res_write);
 	return 0;
 }

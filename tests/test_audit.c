@@ -804,6 +804,156 @@ struct thr_arg {
 	int id, n, ok;
 };
 
+/* ---- the encoder against msgpack-c's packer ----------------------------------------- */
+
+/* The reference: the record packed token by token with msgpack-c, as the Rust struct's
+ * field order says (what libshm did before its direct encoder). */
+static void ref_str(msgpack_packer *pk, const char *s)
+{
+	msgpack_pack_str(pk, strlen(s));
+	msgpack_pack_str_body(pk, s, strlen(s));
+}
+
+static void ref_pack(msgpack_packer *pk, const struct shmring_compacted_page_record *r)
+{
+	static const char *pt[] = { "tool_output", "conversation_turn", "memory_excerpt", "system_context" };
+	static const char *ok[] = { "tool_pair", "turn", "excerpt", "system" };
+	static const char *ov[] = { "tool_name", "message_id", "source_label", "key" };
+	msgpack_pack_map(pk, r->classification_fallback ? 12 : 11);
+	ref_str(pk, "ts"); ref_str(pk, r->ts);
+	ref_str(pk, "turn_id"); ref_str(pk, r->turn_id);
+	ref_str(pk, "page_id"); ref_str(pk, r->page_id);
+	ref_str(pk, "page_type"); ref_str(pk, pt[r->page_type]);
+	ref_str(pk, "origin"); msgpack_pack_map(pk, 2);
+	ref_str(pk, "kind"); ref_str(pk, ok[r->origin.kind]);
+	ref_str(pk, ov[r->origin.kind]); ref_str(pk, r->origin.value);
+	ref_str(pk, "original_tokens"); msgpack_pack_uint32(pk, r->original_tokens);
+	ref_str(pk, "compacted_tokens"); msgpack_pack_uint32(pk, r->compacted_tokens);
+	ref_str(pk, "fidelity_level"); ref_str(pk, r->fidelity_level);
+	ref_str(pk, "invariant_version"); msgpack_pack_uint8(pk, r->invariant_version);
+	ref_str(pk, "provider_name"); ref_str(pk, r->provider_name);
+	ref_str(pk, "violations"); msgpack_pack_array(pk, r->violation_count);
+	for (size_t i = 0; i < r->violation_count; i++) {
+		msgpack_pack_map(pk, 2);
+		ref_str(pk, "missing_field"); ref_str(pk, r->violations[i].missing_field);
+		ref_str(pk, "detail"); ref_str(pk, r->violations[i].detail);
+	}
+	if (r->classification_fallback) {
+		ref_str(pk, "classification_fallback");
+		msgpack_pack_true(pk);
+	}
+}
+
+/* A string whose length sits on or next to a msgpack header boundary, or is random. */
+static char *edge_str(unsigned *seed)
+{
+	static const size_t edges[] = { 0, 1, 31, 32, 255, 256, 65535, 65536, 70000 };
+	size_t n = rand_r(seed) % 3 == 0 ? edges[rand_r(seed) % 9] : (size_t)(rand_r(seed) % 300);
+	char *s = malloc(n + 1);
+	for (size_t i = 0; i < n; i++)
+		s[i] = (char)(1 + rand_r(seed) % 255); /* any byte but NUL, UTF-8 or not */
+	s[n] = 0;
+	return s;
+}
+
+static uint32_t edge_u32(unsigned *seed)
+{
+	static const uint32_t edges[] = { 0, 127, 128, 255, 256, 65535, 65536, UINT32_MAX };
+	return rand_r(seed) % 2 ? edges[rand_r(seed) % 8] : (uint32_t)rand_r(seed);
+}
+
+static void test_encoder_matches_msgpack_c(void **state)
+{
+	(void)state;
+	unsigned seed = 20261124;
+	msgpack_sbuffer want, got;
+	for (int it = 0; it < 3000; it++) {
+		char *str[6];
+		for (int k = 0; k < 6; k++)
+			str[k] = edge_str(&seed);
+		static const size_t vcounts[] = { 0, 1, 15, 16, 17 };
+		size_t nv = vcounts[rand_r(&seed) % 5];
+		struct shmring_violation *v = calloc(nv + 1, sizeof(*v));
+		for (size_t i = 0; i < nv; i++) {
+			v[i].missing_field = edge_str(&seed);
+			v[i].detail = edge_str(&seed);
+		}
+		struct shmring_compacted_page_record rec = {
+			.ts = str[0], .turn_id = str[1], .page_id = str[2],
+			.page_type = (enum shmring_page_type)(rand_r(&seed) % 4),
+			.origin = { (enum shmring_origin_kind)(rand_r(&seed) % 4), str[3] },
+			.original_tokens = edge_u32(&seed), .compacted_tokens = edge_u32(&seed),
+			.fidelity_level = str[4], .invariant_version = (uint8_t)edge_u32(&seed),
+			.provider_name = str[5], .violations = nv ? v : NULL, .violation_count = nv,
+			.classification_fallback = rand_r(&seed) % 2,
+		};
+		msgpack_sbuffer_init(&want);
+		msgpack_sbuffer_init(&got);
+		msgpack_packer pw, pg;
+		msgpack_packer_init(&pw, &want, msgpack_sbuffer_write);
+		msgpack_packer_init(&pg, &got, msgpack_sbuffer_write);
+		ref_pack(&pw, &rec);
+		assert_int_equal(shmring_audit_pack(&pg, &rec), 0);
+		assert_int_equal(got.size, want.size);
+		assert_memory_equal(got.data, want.data, want.size);
+		msgpack_sbuffer_destroy(&want);
+		msgpack_sbuffer_destroy(&got);
+		for (size_t i = 0; i < nv; i++) {
+			free((void *)v[i].missing_field);
+			free((void *)v[i].detail);
+		}
+		free(v);
+		for (int k = 0; k < 6; k++)
+			free(str[k]);
+	}
+}
+
+/* shmring_audit_send_to encodes in the ring: the same bytes as shmring_audit_pack, read
+ * back from the ring's data area; one over the ring's max record is refused and counted. */
+static void test_send_to_ring(void **state)
+{
+	(void)state;
+	struct tu_ring t;
+	tu_ring_init(&t, "sendto");
+	shmring *r;
+	assert_true(tu_writer_start(&t, "64", "128") > 0);
+	assert_int_equal(shmring_attach(t.name, &r), 0);
+	struct shmring_violation v[2] = { { "exit_code", "missing" }, { "x", "y" } };
+	struct shmring_compacted_page_record rec = {
+		.ts = "2026-11-24T08:55:52.123456Z", .turn_id = "t", .page_id = "p",
+		.origin = { SHMRING_ORIGIN_TURN, "m" }, .original_tokens = 70000,
+		.compacted_tokens = 12, .fidelity_level = "full", .invariant_version = 3,
+		.provider_name = "prov", .violations = v, .violation_count = 2,
+	};
+	for (int i = 0; i < 100; i++) { /* a record spans 3 slots: flush every 10 */
+		assert_int_equal(shmring_audit_send_to(r, &rec), 0);
+		if (i % 10 == 9)
+			assert_int_equal(tu_flush(r), 0);
+	}
+	char *line = render(&rec);
+	size_t n = 0;
+	char **lines = read_lines(t.out, &n);
+	assert_int_equal(n, 100);
+	for (size_t i = 0; i < n; i++)
+		assert_string_equal(lines[i], line);
+	free_lines(lines, n);
+	free(line);
+	/* Over the max record (a quarter of 64 x 128 B): -EMSGSIZE, counted, nothing sent. */
+	char *big = calloc(4000, 1);
+	memset(big, 'a', 3999);
+	rec.page_id = big;
+	struct shmring_stats st;
+	assert_int_equal(shmring_audit_send_to(r, &rec), -EMSGSIZE);
+	assert_int_equal(shmring_stats(r, &st), 0);
+	assert_int_equal(st.dropped_oversize, 1);
+	assert_int_equal(st.sent, 101);
+	assert_int_equal(shmring_audit_send_to(NULL, &rec), -EINVAL);
+	free(big);
+	shmring_close(r);
+	assert_int_equal(tu_writer_stop(&t), 0);
+	tu_ring_cleanup(&t);
+}
+
 static void *thr_main(void *p)
 {
 	struct thr_arg *a = p;
@@ -877,6 +1027,8 @@ int main(void)
 		cmocka_unit_test(test_flush_restarts_writer),
 		cmocka_unit_test(test_start_failures),
 		cmocka_unit_test(test_threads_and_fork),
+		cmocka_unit_test(test_encoder_matches_msgpack_c),
+		cmocka_unit_test(test_send_to_ring),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -121,13 +121,20 @@ int fixbuf_write(void *data, const char *buf, size_t len);
 
 /* Build the record for sequence number i (pipeline mode): the pool's strings, ts = NULL
  * (now), counts that change per record, packed with the typed API into fb. 0 or <0. */
+static inline void build_record(const struct pool *pl, uint64_t i,
+				struct shmring_compacted_page_record *rec)
+{
+	*rec = pl->rec[i % POOL_SIZE];
+	rec->ts = NULL;
+	rec->original_tokens = 1000u + (uint32_t)(i % 180000u);
+	rec->compacted_tokens = rec->original_tokens / 4u;
+}
+
 static inline int build_and_pack(const struct pool *pl, uint64_t i, struct fixbuf *fb)
 {
-	struct shmring_compacted_page_record rec = pl->rec[i % POOL_SIZE];
+	struct shmring_compacted_page_record rec;
 	msgpack_packer pk;
-	rec.ts = NULL;
-	rec.original_tokens = 1000u + (uint32_t)(i % 180000u);
-	rec.compacted_tokens = rec.original_tokens / 4u;
+	build_record(pl, i, &rec);
 	fb->used = 0;
 	msgpack_packer_init(&pk, fb, fixbuf_write);
 	return shmring_audit_pack(&pk, &rec);

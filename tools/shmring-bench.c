@@ -16,7 +16,8 @@
  * sweep of 1, 4, 16 MiB at P = 1, 2; temp files under $TMPDIR or /var/tmp (never tmpfs).
  *
  * transport: records pre-encoded once, only the hand-off and the consumer are measured;
- * pipeline: each record built and packed with shmring_audit_pack per send. Non-blocking
+ * pipeline: each record built per send and encoded into the ring (shmring_audit_send_to)
+ * or, for the peers and blocking sends, packed with shmring_audit_pack. Non-blocking
  * sends drop on a full channel (counted); blocking ones wait. Each configuration starts
  * a fresh consumer (for shmring the shmring-writer of the build tree, or $SHMRING_WRITER),
  * warms the channel up with records sent before the clock starts, then opens a start
@@ -688,7 +689,8 @@ static void report_configs(void)
 					if (!blk)
 						snprintf(x1, sizeof(x1), " %s |", fmt_ns(g, sizeof(g), w->p50));
 					if (pl)
-						snprintf(x2, sizeof(x2), " %s |", fmt_ns(e, sizeof(e), w->enc_p50));
+						snprintf(x2, sizeof(x2), " %s |", w->enc_p50 > 0 ?
+							 fmt_ns(e, sizeof(e), w->enc_p50) : "in the send");
 					fprintf(f, "| %d | %s | %.3f | %.2f–%.2f | %s | %s | %s |%s%s %.0f (%.0f + %.0f) | %.0f%% | %.1f%% | %.1f | %s |\n",
 						w->c.P, peer_names[w->c.peer], w->rate / 1e6, w->rate_lo / 1e6,
 						w->rate_hi / 1e6, fmt_ns(a, sizeof(a), w->ok_p50),
@@ -820,9 +822,14 @@ static void report_targets(void)
 		if (!pl)
 			continue;
 		snprintf(what, sizeof(what), "build + encode + send, pipeline, P=1, %s", blk_name(blk));
-		target(what, "≤ 200 ns", pl->ok_p50 <= 200,
-		       "p50 %.0f ns (of which build + encode %.0f), producer CPU %.0f ns/record", pl->ok_p50,
-		       pl->enc_p50, per_rec(pl, pl->cpu_prod));
+		if (pl->enc_p50 > 0)
+			target(what, "≤ 200 ns", pl->ok_p50 <= 200,
+			       "p50 %.0f ns (of which build + encode into a buffer %.0f; then shmring_send_wait), "
+			       "producer CPU %.0f ns/record", pl->ok_p50, pl->enc_p50, per_rec(pl, pl->cpu_prod));
+		else
+			target(what, "≤ 200 ns", pl->ok_p50 <= 200,
+			       "p50 %.0f ns (shmring_audit_send_to: encoded in the ring), producer CPU "
+			       "%.0f ns/record", pl->ok_p50, per_rec(pl, pl->cpu_prod));
 	}
 	for (int bi = 0; bi < G.nblk; bi++)
 		for (int mi = 0; mi < G.nmodes; mi++) {
@@ -1197,8 +1204,10 @@ int main(int argc, char **argv)
 		   "times (interleaved) and the median kept. Before the clock starts, a warm-up is sent "
 		   "and written: %llu records for shmring (one lap of the ring), %llu for the peers. "
 		   "transport: records packed once, before the clock; pipeline: every send fills a "
-		   "compaction record (ts = now), packs it with `shmring_audit_pack` into a buffer and "
-		   "sends it with the same call as transport. "
+		   "compaction record (ts = now); shmring's non-blocking send encodes it straight into "
+		   "the ring with `shmring_audit_send_to` (what `shmring_audit_send` does), the peers and "
+		   "shmring's blocking send pack it with `shmring_audit_pack` into a buffer and send it "
+		   "with the same call as transport. "
 		   "Records average %.0f bytes of "
 		   "msgpack, one in ten with a violation. shmring: ring of %u slots × %u bytes, fresh "
 		   "`shmring-writer --batch-bytes %zu` per configuration. Peers: pipe of %d bytes "

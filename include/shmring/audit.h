@@ -119,16 +119,20 @@ typedef struct shmring_audit_sink shmring_audit_sink;
 int shmring_audit_open(const char *jsonl_path, size_t capacity, shmring_audit_sink **out);
 
 /*
- * Send one record. Never blocks; no heap allocation unless the packed record exceeds
- * 64 KiB. Nothing is sent when an argument is invalid.
+ * Send one record. Never blocks, never allocates: the record's exact packed size is
+ * reserved in the ring and the record is encoded there. Nothing is sent when an argument
+ * is invalid.
  * Returns 0, or -EINVAL (s or rec NULL, a NULL string other than ts, an enum out of
  * range, violations NULL with violation_count > 0), -EAGAIN the ring is full (dropped,
  * counted in shmring_audit_dropped_count, logged at WARN for the first drop and each
  * power of two), -EMSGSIZE larger than the ring's largest record (dropped, counted
- * separately), -ECANCELED stalled past the writer's stall timeout (counted abandoned),
- * -ENOMEM.
+ * separately), -ECANCELED stalled past the writer's stall timeout (counted abandoned).
  */
 int shmring_audit_send(shmring_audit_sink *s, const struct shmring_compacted_page_record *rec);
+
+/* shmring_audit_send into any ring (one a writer serves to a file of the caller's
+ * choosing, opened with shmring_open/attach). Same returns, -EINVAL for r NULL. */
+int shmring_audit_send_to(shmring *r, const struct shmring_compacted_page_record *rec);
 
 /*
  * Returns 0 once every record accepted before the call, by any process, is in the file.
@@ -154,10 +158,11 @@ const char *shmring_audit_ring_name(const shmring_audit_sink *s);
 shmring *shmring_audit_ring(const shmring_audit_sink *s);
 
 /*
- * Pack rec as the msgpack map whose JSON conversion (shmring/json.h) is the line above.
- * Writes through pk's callback only; allocates nothing itself.
- * Returns 0, -EINVAL (as for shmring_audit_send), -ENOBUFS pk's callback failed (what
- * it wrote so far is then a truncated record).
+ * Pack rec as the msgpack map whose JSON conversion (shmring/json.h) is the line above:
+ * the same bytes msgpack-c's msgpack_pack_* calls would write, in one call of pk's
+ * callback. Allocates only for a record over 4 KiB.
+ * Returns 0, -EINVAL (as for shmring_audit_send), -ENOBUFS pk's callback failed,
+ * -ENOMEM.
  */
 int shmring_audit_pack(msgpack_packer *pk, const struct shmring_compacted_page_record *rec);
 
