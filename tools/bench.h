@@ -111,6 +111,9 @@ struct pool {
 /* Build producer `who`'s records; fixed timestamps (pipeline mode sends with ts = NULL). */
 int pool_build(struct pool *p, int who);
 void pool_free(struct pool *p);
+/* Replace the pre-encoded records with generic ones of exactly `bytes` bytes of msgpack,
+ * {"seq": i % 128, "pad": "..."} (11..65535 bytes), for the record-size sweep. */
+int pool_fixed_size(struct pool *p, uint32_t bytes);
 
 /* A msgpack_packer writing into a fixed buffer. */
 struct fixbuf {
@@ -163,6 +166,8 @@ struct run_cfg {
 	uint32_t capacity;      /* shmring: ring slots */
 	int writer_nice;        /* shmring: nice value the writer runs at (0 = as we do) */
 	uint64_t pace_ns;       /* 0: send as fast as possible; else one send per pace_ns */
+	uint32_t slot_size;     /* shmring: bytes per slot (0: the default of the run) */
+	uint32_t rec_bytes;     /* 0: compaction records; else generic records of this size */
 	int pipe_bytes, sndbuf, zmq_hwm;
 };
 

@@ -169,6 +169,43 @@ void pool_free(struct pool *p)
 		free(p->mp[i]);
 }
 
+int pool_fixed_size(struct pool *p, uint32_t bytes)
+{
+	/* map(2) + "seq" + fixint + "pad" = 10 bytes, then a string header of 1, 2 or 3 bytes
+	 * (str fix/8/16) and the padding: pick the header that makes the sum exact. */
+	uint32_t hdr = bytes <= 10 + 1 + 31 ? 1 : bytes <= 10 + 2 + 255 ? 2 : 3;
+	if (bytes < 11 || bytes > 65535)
+		return -EINVAL;
+	uint32_t pad = bytes - 10 - hdr;
+	p->mp_total = 0;
+	for (int i = 0; i < POOL_SIZE; i++) {
+		uint8_t *m = realloc(p->mp[i], bytes);
+		if (!m)
+			return -ENOMEM;
+		uint8_t *o = m;
+		*o++ = 0x82;
+		memcpy(o, "\xa3seq", 4), o += 4;
+		*o++ = (uint8_t)(i % 128);
+		memcpy(o, "\xa3pad", 4), o += 4;
+		if (hdr == 1) {
+			*o++ = (uint8_t)(0xa0 | pad);
+		} else if (hdr == 2) {
+			*o++ = 0xd9;
+			*o++ = (uint8_t)pad;
+		} else {
+			*o++ = 0xda;
+			*o++ = (uint8_t)(pad >> 8);
+			*o++ = (uint8_t)pad;
+		}
+		for (uint32_t k = 0; k < pad; k++)
+			*o++ = (uint8_t)('a' + (i + k) % 26);
+		p->mp[i] = m;
+		p->mp_len[i] = bytes;
+		p->mp_total += bytes;
+	}
+	return 0;
+}
+
 /* ---- batched output ----------------------------------------------------------------- */
 
 void self_cpu(uint64_t *cpu_ns, uint64_t *csw)

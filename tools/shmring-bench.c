@@ -73,7 +73,7 @@ struct row {
 	double csw;
 	double runq;    /* ns runnable but waiting for a CPU, all processes, over the window */
 	uint64_t samples;
-	int sweep;      /* a row of the --batch-bytes sweep */
+	int sweep;      /* 1: a row of the --batch-bytes sweep, 2: of the --sizes sweep */
 };
 
 static struct {
@@ -87,6 +87,7 @@ static struct {
 	int sweepP[8], nsweepP;
 	size_t sweep[8];
 	int nsweep;
+	int sizes[8], nsizes;  /* record-size sweep (bytes) */
 	int modes[2], nmodes;
 	int blk[2], nblk;
 	int peers[PEER_N], npeers;
@@ -179,7 +180,8 @@ static size_t parse_size(const char *s)
 /* ---- the output check --------------------------------------------------------------- */
 
 /* Count lines (each must end with '\n') and parse a sample of ~256 of them. */
-static int verify_output(const char *path, uint64_t expect, uint64_t *lines, char *err, size_t errlen)
+static int verify_output(const char *path, uint64_t expect, uint32_t rec_bytes, uint64_t *lines,
+			 char *err, size_t errlen)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	struct stat st;
@@ -243,6 +245,19 @@ static int verify_output(const char *path, uint64_t expect, uint64_t *lines, cha
 			break;
 		json_error_t je;
 		json_t *v = json_loadb(p, (size_t)(nl - p), 0, &je);
+		if (rec_bytes) { /* the size sweep's generic record: {"seq":n,"pad":"..."} */
+			json_t *pad = v ? json_object_get(v, "pad") : NULL;
+			uint32_t hdr = rec_bytes <= 42 ? 1 : rec_bytes <= 267 ? 2 : 3;
+			if (!json_is_integer(v ? json_object_get(v, "seq") : NULL) || !json_is_string(pad) ||
+			    json_string_length(pad) != rec_bytes - 10 - hdr) {
+				snprintf(err, errlen, "a line is not a %u-byte record: %.80s", rec_bytes,
+					 v ? p : je.text);
+				rc = -1;
+			}
+			parsed++;
+			json_decref(v);
+			continue;
+		}
 		json_t *o = v ? json_object_get(v, "origin") : NULL;
 		json_t *vi = v ? json_object_get(v, "violations") : NULL;
 		if (!v || !json_is_object(v) || !json_is_string(json_object_get(v, "turn_id")) ||
@@ -257,7 +272,7 @@ static int verify_output(const char *path, uint64_t expect, uint64_t *lines, cha
 		}
 		json_decref(v);
 	}
-	if (rc == 0 && n > 1000 && (viol * 40 < parsed || viol * 3 > parsed)) {
+	if (rc == 0 && !rec_bytes && n > 1000 && (viol * 40 < parsed || viol * 3 > parsed)) {
 		snprintf(err, errlen, "sample of %llu lines has %llu with violations (about 1 in 10 expected)",
 			 (unsigned long long)parsed, (unsigned long long)viol);
 		rc = -1;
@@ -272,7 +287,7 @@ static pid_t writer_start(const struct run_cfg *c, shmring **r)
 {
 	char cap[16], slot[16], batch[24], log[300];
 	snprintf(cap, sizeof(cap), "%u", c->capacity);
-	snprintf(slot, sizeof(slot), "%u", RING_SLOT);
+	snprintf(slot, sizeof(slot), "%u", c->slot_size ? c->slot_size : RING_SLOT);
 	snprintf(batch, sizeof(batch), "%zu", c->batch_bytes);
 	snprintf(log, sizeof(log), "%s/writer.log", c->dir);
 	pid_t pid = fork();
@@ -528,7 +543,7 @@ static void run_one(struct run_cfg *c, struct row *rw)
 		rw->writes = sh->cons.writes;
 	}
 	rw->cpu_life = (double)(children_cpu_ns() - life0);
-	if (verify_output(c->out, warm_lines + rw->delivered, &rw->lines, rw->err, sizeof(rw->err)))
+	if (verify_output(c->out, warm_lines + rw->delivered, c->rec_bytes, &rw->lines, rw->err, sizeof(rw->err)))
 		goto fail;
 	rw->ok = 1;
 fail:
@@ -857,7 +872,7 @@ static void report_sweep(void)
 		      "|---:|---:|---:|---|---:|---:|---:|\n", G.reps);
 	for (int i = 0; i < nrows; i++) {
 		struct row *w = &rows[i];
-		if (!w->sweep)
+		if (w->sweep != 1)
 			continue;
 		if (!w->ok) {
 			fprintf(G.md, "| %d | %zu MiB | failed: %s | | | | |\n", w->c.P, w->c.batch_bytes >> 20, w->err);
@@ -867,6 +882,54 @@ static void report_sweep(void)
 			w->c.batch_bytes >> 20, w->rate / 1e6, w->rate_lo / 1e6, w->rate_hi / 1e6,
 			per_rec(w, w->cpu_prod + w->cpu_cons), per_rec(w, w->cpu_prod), per_rec(w, w->cpu_cons),
 			busy_pct(w), w->ok_p99);
+	}
+	fputc('\n', G.md);
+}
+
+/* The record-size sweep: the same sizes with every record in one slot (slots of
+ * SIZE_SLOT_ONE bytes, the fixed-slot ring records could not span before) and spanning
+ * slots of SIZE_SLOT_SPAN bytes; both rings have the same 32 MiB data area. */
+#define SIZE_SLOT_ONE  1024u
+#define SIZE_SLOT_SPAN 64u
+#define SIZE_DATA      (32u << 20)
+
+static const struct row *size_row(int bytes, uint32_t slot)
+{
+	for (int i = 0; i < nrows; i++)
+		if (rows[i].sweep == 2 && rows[i].c.rec_bytes == (uint32_t)bytes && rows[i].c.slot_size == slot)
+			return &rows[i];
+	return NULL;
+}
+
+static void report_sizes(void)
+{
+	if (!G.nsizes)
+		return;
+	fprintf(G.md, "## Record sizes (transport, P=1, non-blocking, median of %d)\n\n"
+		      "Generic records of exactly the size shown, through a ring whose slots hold each "
+		      "record whole (%u B slots) and through one whose records span several slots "
+		      "(%u B slots); both rings have %u MiB of data. `span ÷ one` > 1 means spanning "
+		      "is faster. Latency is of accepted sends, ns.\n\n"
+		      "| record | slots each (one / span) | one slot: M rec/s | MB/s | p50 | p99 | drops "
+		      "| spanning: M rec/s | MB/s | p50 | p99 | drops | span ÷ one |\n"
+		      "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+		G.reps, SIZE_SLOT_ONE, SIZE_SLOT_SPAN, SIZE_DATA >> 20);
+	for (int k = 0; k < G.nsizes; k++) {
+		const struct row *a = size_row(G.sizes[k], SIZE_SLOT_ONE), *b = size_row(G.sizes[k], SIZE_SLOT_SPAN);
+		if (!a || !b)
+			continue;
+		if (!a->ok || !b->ok) {
+			fprintf(G.md, "| %d B | failed: %s | | | | | | | | | | | |\n", G.sizes[k], a->ok ? b->err : a->err);
+			continue;
+		}
+		unsigned na = (G.sizes[k] + 8 + SIZE_SLOT_ONE - 1) / SIZE_SLOT_ONE;
+		unsigned nb = (G.sizes[k] + 8 + SIZE_SLOT_SPAN - 1) / SIZE_SLOT_SPAN;
+		fprintf(G.md, "| %d B | %u / %u | %.3f | %.0f | %.0f | %.0f | %.1f%% | %.3f | %.0f | %.0f | "
+			      "%.0f | %.1f%% | %.2f |\n",
+			G.sizes[k], na, nb, a->rate / 1e6, a->rate * G.sizes[k] / 1e6, a->ok_p50, a->ok_p99,
+			a->sent ? 100.0 * (double)a->dropped / (double)a->sent : 0, b->rate / 1e6,
+			b->rate * G.sizes[k] / 1e6, b->ok_p50, b->ok_p99,
+			b->sent ? 100.0 * (double)b->dropped / (double)b->sent : 0, b->rate / a->rate);
 	}
 	fputc('\n', G.md);
 }
@@ -923,7 +986,7 @@ static void usage(FILE *f)
 {
 	fprintf(f, "usage: shmring-bench [--quick] [-P 1,2,4,8] [-m M] [--modes transport,pipeline]\n"
 		   "         [--peers shmring,pipe,posix-mq,unix-dgram,append-file,zmq] [--blocking both|yes|no]\n"
-		   "         [--batch-bytes B] [--sweep 1,4,16|none] [--sweep-P 1,2] [--warm N] [--no-micro] [--micro-only] [--reps N]\n"
+		   "         [--batch-bytes B] [--sweep 1,4,16|none] [--sweep-P 1,2] [--sizes 64,128,256,512,900|none] [--warm N] [--no-micro] [--micro-only] [--reps N]\n"
 		   "         [--capacity SLOTS] [--writer-nice N] [--pace NS]\n"
 		   "         [--dir DIR] [--md FILE] [--csv FILE] [--writer PATH]\n"
 		   "       shmring-bench --ir N   (fixed-count loops for callgrind)\n");
@@ -1011,11 +1074,11 @@ int main(int argc, char **argv)
 		{ "writer", required_argument, 0, 'W' }, { "ir", required_argument, 0, 'I' },
 		{ "reps", required_argument, 0, 'R' },    { "micro-only", no_argument, 0, 'u' },
 		{ "capacity", required_argument, 0, 'c' }, { "writer-nice", required_argument, 0, 'N' },
-		{ "pace", required_argument, 0, 'T' },
+		{ "pace", required_argument, 0, 'T' },   { "sizes", required_argument, 0, 'z' },
 		{ "help", no_argument, 0, 'h' },         { 0, 0, 0, 0 },
 	};
 	const char *Ps = NULL, *modes = "transport,pipeline", *peers = NULL, *blk = "both",
-		   *sweep = NULL, *sweepP = "1,2", *base = NULL, *md = NULL, *csv = NULL;
+		   *sweep = NULL, *sweepP = "1,2", *base = NULL, *md = NULL, *csv = NULL, *sizes = NULL;
 	long M = -1, warm = -1, ir = -1, reps = -1;
 	int micro_only = 0;
 	char writer[PATH_MAX];
@@ -1047,6 +1110,7 @@ int main(int argc, char **argv)
 		case 'c': G.capacity = (uint32_t)atol(optarg); break;
 		case 'N': G.writer_nice = atoi(optarg); break;
 		case 'T': G.pace_ns = (uint64_t)atol(optarg); break;
+		case 'z': sizes = optarg; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -1069,7 +1133,15 @@ int main(int argc, char **argv)
 	G.reps = reps > 0 ? (int)(reps > 16 ? 16 : reps) : G.quick ? 1 : 3;
 	G.nP = micro_only ? 0 : parse_list(Ps ? Ps : "1,2,4,8", G.Ps, 16);
 	if (micro_only)
-		sweep = "none";
+		sweep = sizes = "none";
+	if (!sizes)
+		sizes = G.quick ? "64,900" : "64,128,256,512,900";
+	if (strcmp(sizes, "none")) {
+		G.nsizes = parse_list(sizes, G.sizes, 8);
+		for (int i = 0; i < G.nsizes; i++)
+			if (G.sizes[i] < 11 || G.sizes[i] > (int)SIZE_SLOT_ONE - 8)
+				die("--sizes: record sizes must be 11..1016 bytes (one slot of the first ring)");
+	}
 	G.nsweepP = parse_list(sweepP, G.sweepP, 8);
 	if (!sweep)
 		sweep = "1,4,16";
@@ -1182,6 +1254,25 @@ int main(int argc, char **argv)
 					add_row(&med);
 				}
 			}
+	/* Record sizes: one slot each against spanning slots, interleaved the same way. */
+	static struct row sz_[16][16];
+	for (int r = 0; r < G.reps; r++)
+		for (int k = 0; k < G.nsizes; k++)
+			for (int v = 0; v < 2; v++) {
+				struct run_cfg cfg;
+				struct row med;
+				char tag[32];
+				run_cfg_init(&cfg, PEER_SHMRING, MODE_TRANSPORT, false, 1, G.batch);
+				cfg.rec_bytes = (uint32_t)G.sizes[k];
+				cfg.slot_size = v ? SIZE_SLOT_SPAN : SIZE_SLOT_ONE;
+				cfg.capacity = SIZE_DATA / cfg.slot_size;
+				snprintf(tag, sizeof(tag), "%dB/%uB", G.sizes[k], cfg.slot_size);
+				run_median(&cfg, &med, "sizes", tag, sz_[2 * k + v], r, G.reps);
+				if (r + 1 == G.reps) {
+					med.sweep = 2;
+					add_row(&med);
+				}
+			}
 	double e2e_secs = (double)(bench_now_ns() - t_start) / 1e9;
 	static struct pool pl;
 	double avg = 0;
@@ -1237,6 +1328,7 @@ int main(int argc, char **argv)
 		report_configs();
 		report_sweep();
 	}
+	report_sizes();
 	if (G.micro) {
 		struct micro_env me = { G.dir, G.writer, G.quick, G.md, G.csv };
 		if (micro_run(&me))
