@@ -75,7 +75,7 @@ psi1=$(psi)
 # ---- ring size: the same P=1 transport runs on a ring that fits in L2 -----------------
 cap_md="$tmp/cap.md"
 "$bench" -P 1 --peers shmring --modes transport --reps "$((quick ? 1 : 3))" -m "$((quick ? 20000 : 100000))" \
-	--no-micro --sweep none --capacity 4096 --md /dev/null --csv "$tmp/cap.csv" >/dev/null 2>&1 || true
+	--no-micro --sweep none --sizes none --capacity 4096 --md /dev/null --csv "$tmp/cap.csv" >/dev/null 2>&1 || true
 {
 	echo "## Ring size (shmring, transport, P=1, median of runs)"
 	echo
@@ -106,7 +106,7 @@ pace_md="$tmp/pace.md"
 for pace in 5000 50000 1000000; do
 	m=$((pace >= 1000000 ? 2000 : 20000))
 	"$bench" -P 1 -m "$m" --pace "$pace" --peers shmring,pipe,posix-mq,unix-dgram,zmq --modes transport \
-		--blocking no --reps 1 --no-micro --sweep none --md /dev/null --csv "$tmp/pace.csv" >/dev/null 2>&1 || true
+		--blocking no --reps 1 --no-micro --sweep none --sizes none --md /dev/null --csv "$tmp/pace.csv" >/dev/null 2>&1 || true
 	awk -F, -v pace="$pace" '$1=="e2e" {
 		printf "| %g µs | %s | %.0f | %.0f | %.0f | %.1f%% |\n", pace/1000, $5, $13, $14, $15, 100*$10/$9 }' \
 		"$tmp/pace.csv" >>"$pace_md"
@@ -116,7 +116,7 @@ echo >>"$pace_md"
 if command -v perf >/dev/null; then
 	perf stat -x, -o "$tmp/pace.perf" -e syscalls:sys_enter_futex,syscalls:sys_enter_write,context-switches \
 		-- "$bench" -P 1 -m 20000 --pace 50000 --warm 0 --peers shmring --modes transport --blocking no \
-		--reps 1 --no-micro --sweep none --md /dev/null --csv /dev/null >/dev/null 2>&1 || true
+		--reps 1 --no-micro --sweep none --sizes none --md /dev/null --csv /dev/null >/dev/null 2>&1 || true
 	awk -F, '/sys_enter_futex/ {f=$1} /sys_enter_write/ {w=$1} /context-switches/ {c=$1}
 		END { if (f != "") printf "shmring at one record per 50 µs (`perf stat`, all processes, 20000 records): " \
 			"%.2f futex calls, %.2f write(2) calls and %.2f context switches per record.\n\n", f/20000, w/20000, c/20000 }' \
@@ -172,7 +172,7 @@ prof_md="$tmp/prof.md"
 if command -v perf >/dev/null && perf record -q -o "$tmp/probe.data" -e cpu-clock true >/dev/null 2>&1; then
 	m=$((quick ? 300000 : 1500000))
 	perf record -q -o "$tmp/perf.data" -e cpu-clock -F 4999 -g -- "$bench" -P 1 -m "$m" \
-		--peers shmring --modes transport --blocking yes --reps 1 --no-micro --sweep none \
+		--peers shmring --modes transport --blocking yes --reps 1 --no-micro --sweep none --sizes none \
 		--md /dev/null --csv "$tmp/prof.csv" >/dev/null 2>&1 || true
 	perf report -i "$tmp/perf.data" --comm shmring-writer --children --sort sym --stdio \
 		--percentage relative -g none 2>/dev/null | grep '%' >"$out/profile-writer.txt" || true
