@@ -267,7 +267,7 @@ int micro_run(struct micro_env *e)
 			msgpack_packer_init(&pk, &cb, counting_write);
 			sink += shmring_audit_pack(&pk, &pl.rec[i]);
 		}
-		snprintf(note, sizeof(note), "msgpack-c calls its write callback %.1f times per record",
+		snprintf(note, sizeof(note), "the msgpack_packer's write callback is called %.1f times per record",
 			 (double)cb.calls / POOL_SIZE);
 		mrow(e, "build + encode", "write callbacks per record", 0, (double)cb.calls / POOL_SIZE, -1, note);
 	}

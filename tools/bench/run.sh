@@ -160,7 +160,7 @@ if command -v valgrind >/dev/null; then
 		[ -n "$ir" ] && [ -n "$c" ] && echo "| $f | $what, $c calls | $(awk -v a="$ir" -v b="$c" 'BEGIN{printf "%.0f", a/b}') | ${ns:-} |" >>"$ir_md"
 	done
 	wcb=$(irof fixbuf_write)
-	[ -n "$wcb" ] && echo "| (fixbuf_write) | msgpack-c's write callback inside shmring_audit_pack, per record | $(awk -v a="$wcb" -v b="$(calls shmring_audit_pack)" 'BEGIN{printf "%.0f", a/b}') | |" >>"$ir_md"
+	[ -n "$wcb" ] && echo "| (fixbuf_write) | the packer's write callback inside shmring_audit_pack (one call: the whole record), per record | $(awk -v a="$wcb" -v b="$(calls shmring_audit_pack)" 'BEGIN{printf "%.0f", a/b}') | |" >>"$ir_md"
 else
 	echo "| (valgrind missing) | | | |" >>"$ir_md"
 fi
