@@ -408,7 +408,7 @@ dead:
 
 proctype Writer()
 {
-	byte wh, fr, t, n, q, o, c, id, p, i, bc;
+	byte wh, fr, t, ts, n, q, o, c, id, p, i, bc;   /* ts: the tail as last loaded */
 	short w, wd;
 	bit ok;
 
@@ -428,14 +428,21 @@ step:
 		:: else -> skip
 		fi;
 		atomic {
-			/* a claim whose claimer stopped or died before C4, with nobody behind it:
-			 * the writer moves the tail for it, like any helper (step() in writer.c) */
 			if
-			:: tail == wh && LAP(w) == LAPOF(wh) && ST(w) == CLAIMED && NQ(w) >= 1 ->
-				tail = wh + NQ(w)
-			:: else -> skip
+			:: ST(w) == READY && LAP(w) == LAPOF(wh) && ts > wh && NQ(w) <= ts - wh ->
+				/* a READY run of this lap under the tail seen before: no fresh load */
+				t = ts
+			:: else ->
+				/* a claim whose claimer stopped or died before C4, with nobody behind
+				 * it: the writer moves the tail for it, like any helper */
+				if
+				:: tail == wh && LAP(w) == LAPOF(wh) && ST(w) == CLAIMED && NQ(w) >= 1 ->
+					tail = wh + NQ(w)
+				:: else -> skip
+				fi;
+				t = tail;
+				ts = t
 			fi;
-			t = tail;
 			assert(t >= wh && t - wh <= CAP);   /* the tail is never behind nor a lap ahead */
 			if
 			:: t == wh -> goto idle             /* tail not past us: treat as empty */
