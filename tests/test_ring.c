@@ -367,6 +367,9 @@ static void test_fork_shared_handle(void **state)
 	struct shmring_stats st;
 	shmring_stats(r, &st);
 	assert_int_equal(st.producers, 1); /* children's entries are released */
+	/* Every process counted its sends in its own entry: the identity balances. */
+	assert_int_equal(st.written, 2 + 8 * 1000);
+	assert_int_equal(st.sent, st.written + st.dropped_full + st.dropped_oversize + st.abandoned);
 	/* No semaphore of any child is left behind. */
 	char cmd[256];
 	snprintf(cmd, sizeof(cmd), "ls /dev/shm | grep -c 'sem.shmring.%s' >/dev/null", t.name);
@@ -417,6 +420,26 @@ static void test_threads(void **state)
 		assert_int_equal(a[i].flush_rc, 0);
 	assert_int_equal(tu_flush(r), 0);
 	assert_int_equal(check_records(t.out, T, 5000, 0), T * 5000);
+	/* sent is counted two ways (the first sending thread without a locked op, the
+	 * others with one): the sum must balance exactly. A second round of new threads
+	 * (whose pthread_t may reuse the first round's) must keep it so. */
+	struct shmring_stats st;
+	for (int round = 0; round < 2; round++) {
+		assert_int_equal(shmring_stats(r, &st), 0);
+		assert_int_equal(st.written, (uint64_t)(round + 1) * T * 5000);
+		assert_int_equal(st.sent, st.written + st.dropped_full + st.dropped_oversize + st.abandoned);
+		assert_int_equal(st.pending, 0);
+		if (round)
+			break;
+		for (int i = 0; i < T; i++) {
+			a[i] = (struct thr_arg){ r, T + i, 5000, 0 };
+			pthread_create(&th[i], NULL, thr_send, &a[i]);
+		}
+		for (int i = 0; i < T; i++)
+			pthread_join(th[i], NULL);
+		assert_int_equal(tu_flush(r), 0);
+		assert_int_equal(check_records(t.out, 2 * T, 5000, 0), 2 * T * 5000);
+	}
 	shmring_close(r);
 	assert_int_equal(tu_writer_stop(&t), 0);
 	tu_ring_cleanup(&t);
