@@ -221,9 +221,10 @@ static void note_drop(struct shmring *r, const char *why)
 
 static inline unsigned slots_for(const struct shmring *r, size_t bytes)
 {
-	/* A 64-bit divide costs tens of cycles on the send path: slot sizes are usually
-	 * powers of two (a shift), and otherwise a record that passed the max_record check
-	 * fits 32 bits (max_slots * slot_size <= 65535 * 65536). */
+	/* No 64-bit divide on the send path (35-90 cycles on x86 cores before Ice Lake; no
+	 * difference measured on this machine's): slot sizes are usually powers of two (a
+	 * shift), and otherwise a record that passed the max_record check fits 32 bits
+	 * (max_slots * slot_size <= 65535 * 65536). */
 	uint32_t s = r->m.g.slot_size;
 	if (likely((s & (s - 1)) == 0))
 		return (unsigned)((bytes + SHM_REC_HDR + s - 1) >> __builtin_ctz(s));
