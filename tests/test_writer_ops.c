@@ -258,6 +258,44 @@ static void test_partial_write_retry(void **state)
 	tu_ring_cleanup(&t);
 }
 
+/* After a record the writer polls for 50 ms (writer_sleeping stays 0: a sender makes no
+ * system call), then blocks on its semaphore (writer_sleeping 1; the next sender posts). */
+static void test_idle_poll_then_block(void **state)
+{
+	(void)state;
+	struct tu_ring t;
+	tu_ring_init(&t, "poll");
+	assert_true(tu_writer_start(&t, NULL, NULL) > 0);
+	shmring *r;
+	assert_int_equal(shmring_attach(t.name, &r), 0);
+	_Atomic uint32_t *sleeping = &shm_ring_map(r)->hdr->writer_sleeping;
+	for (int round = 0; round < 3; round++) {
+		send_range(r, round, round + 1);
+		assert_int_equal(tu_flush(r), 0); /* the writer consumed it before this returns */
+		uint64_t t0 = shm_now_ns();
+		/* Every sample taken within 30 ms of the flush is < 50 ms after the record. */
+		for (uint64_t now = t0; now - t0 < 30000000ull; now = shm_now_ns()) {
+			assert_int_equal(atomic_load(sleeping), 0);
+			usleep(500);
+		}
+		int slept = 0;
+		for (int i = 0; i < 2000 && !slept; i++) {
+			slept = atomic_load(sleeping) == 1;
+			usleep(1000);
+		}
+		assert_true(slept);
+	}
+	/* A send to the blocked writer wakes it: the record is written. */
+	send_range(r, 3, 4);
+	assert_int_equal(tu_flush(r), 0);
+	struct shmring_stats st;
+	assert_int_equal(shmring_stats(r, &st), 0);
+	assert_int_equal(st.written, 4);
+	shmring_close(r);
+	assert_int_equal(tu_writer_stop(&t), 0);
+	tu_ring_cleanup(&t);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -266,6 +304,7 @@ int main(void)
 		cmocka_unit_test(test_stdout_and_fsync),
 		cmocka_unit_test(test_detach_pid_file),
 		cmocka_unit_test(test_partial_write_retry),
+		cmocka_unit_test(test_idle_poll_then_block),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
