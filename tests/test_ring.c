@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
+#include <sys/resource.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <sys/mman.h>
@@ -479,6 +480,36 @@ static void test_writer_exclusive_and_drain(void **state)
 	tu_ring_cleanup(&t);
 }
 
+/* Opening makes the ring's page table entries, writable: a first lap of sends takes no
+ * page fault (without MADV_POPULATE_WRITE it took one per 4 KiB page: 512 here). */
+static void test_no_faults_on_first_lap(void **state)
+{
+	(void)state;
+	struct tu_ring t;
+	tu_ring_init(&t, "faults");
+	struct shmring_options o = { .capacity = 4096, .slot_size = 512 };
+	shmring *r;
+	assert_int_equal(shmring_open(t.name, &o, &r), 0);
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	tu_pack_record(&sb, 0, 0, 300);
+	assert_int_equal(shmring_send(r, sb.data, sb.size), 0); /* first-call paths warmed */
+	struct rusage a, b;
+	getrusage(RUSAGE_SELF, &a);
+	int ok = 0;
+	for (int i = 1; i < 4000; i++)
+		ok += shmring_send(r, sb.data, sb.size) == 0;
+	getrusage(RUSAGE_SELF, &b);
+	msgpack_sbuffer_destroy(&sb);
+	assert_int_equal(ok, 3999);
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+	/* (Under a sanitizer the ring's shadow memory faults in lazily: not countable.) */
+	assert_true(b.ru_minflt - a.ru_minflt < 32);
+#endif
+	shmring_close(r);
+	tu_ring_cleanup(&t);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -492,6 +523,7 @@ int main(void)
 		cmocka_unit_test(test_fork_shared_handle),
 		cmocka_unit_test(test_threads),
 		cmocka_unit_test(test_writer_exclusive_and_drain),
+		cmocka_unit_test(test_no_faults_on_first_lap),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
