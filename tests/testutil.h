@@ -40,6 +40,11 @@ static inline void tu_sleep_ms(unsigned ms)
 
 static inline void tu_track(pid_t pid, const char *name);
 
+/* The accounting identity once nothing is pending (after a flush): every offer has its
+ * outcome. For use in cmocka tests (assert_int_equal). */
+#define TU_ASSERT_SETTLED(st) \
+	assert_int_equal((st).sent, (st).written + (st).dropped_full + (st).dropped_oversize + (st).abandoned)
+
 /* A ring name and an output path unique to this process and call. */
 struct tu_ring {
 	char name[96];

@@ -114,6 +114,8 @@ void pool_free(struct pool *p);
 /* Replace the pre-encoded records with generic ones of exactly `bytes` bytes of msgpack,
  * {"seq": i % 128, "pad": "..."} (11..65535 bytes), for the record-size sweep. */
 int pool_fixed_size(struct pool *p, uint32_t bytes);
+/* The "pad" string's length in such a record of `bytes` bytes (the checker's twin). */
+uint32_t pool_fixed_pad(uint32_t bytes);
 
 /* A msgpack_packer writing into a fixed buffer. */
 struct fixbuf {
@@ -123,7 +125,8 @@ struct fixbuf {
 int fixbuf_write(void *data, const char *buf, size_t len);
 
 /* Build the record for sequence number i (pipeline mode): the pool's strings, ts = NULL
- * (now), counts that change per record, packed with the typed API into fb. 0 or <0. */
+ * (now), counts that change per record. build_and_pack also packs it with the typed API
+ * into fb: 0 or <0. */
 static inline void build_record(const struct pool *pl, uint64_t i,
 				struct shmring_compacted_page_record *rec)
 {

@@ -169,14 +169,19 @@ void pool_free(struct pool *p)
 		free(p->mp[i]);
 }
 
-int pool_fixed_size(struct pool *p, uint32_t bytes)
+uint32_t pool_fixed_pad(uint32_t bytes)
 {
 	/* map(2) + "seq" + fixint + "pad" = 10 bytes, then a string header of 1, 2 or 3 bytes
 	 * (str fix/8/16) and the padding: pick the header that makes the sum exact. */
 	uint32_t hdr = bytes <= 10 + 1 + 31 ? 1 : bytes <= 10 + 2 + 255 ? 2 : 3;
+	return bytes - 10 - hdr;
+}
+
+int pool_fixed_size(struct pool *p, uint32_t bytes)
+{
 	if (bytes < 11 || bytes > 65535)
 		return -EINVAL;
-	uint32_t pad = bytes - 10 - hdr;
+	uint32_t pad = pool_fixed_pad(bytes), hdr = bytes - 10 - pad;
 	p->mp_total = 0;
 	for (int i = 0; i < POOL_SIZE; i++) {
 		uint8_t *m = realloc(p->mp[i], bytes);

@@ -419,6 +419,18 @@ static int send_sure(struct px *x, send_fn f, const uint8_t *mp, size_t len)
 	}
 }
 
+/* A send's outcome: a full channel is a drop, anything else an error (the first kept). */
+static inline __attribute__((always_inline)) void tally(int rc, uint64_t *dropped, uint64_t *errors,
+							int *first_err)
+{
+	if (__builtin_expect(rc != 0, 0)) {
+		if (rc == -EAGAIN)
+			(*dropped)++;
+		else if (!(*errors)++)
+			*first_err = rc;
+	}
+}
+
 /* The measured loop, specialised per peer (always_inline: the send is a direct call). One
  * call in 64 is timed into the histogram. */
 static inline __attribute__((always_inline)) void
@@ -451,12 +463,7 @@ measure(struct px *x, send_fn f, const struct pool *pl, struct prod_result *res,
 				rc = f(x, pl->mp[k], pl->mp_len[k]);
 			}
 			sent++;
-			if (__builtin_expect(rc != 0, 0)) {
-				if (rc == -EAGAIN)
-					dropped++;
-				else if (!errors++)
-					first_err = rc;
-			}
+			tally(rc, &dropped, &errors, &first_err);
 		}
 	} else if (x->r && !x->block) {
 		/* shmring, non-blocking: the typed send encodes straight into the ring (what
@@ -477,12 +484,7 @@ measure(struct px *x, send_fn f, const struct pool *pl, struct prod_result *res,
 				rc = shmring_audit_send_to(x->r, &rec);
 			}
 			sent++;
-			if (__builtin_expect(rc != 0, 0)) {
-				if (rc == -EAGAIN)
-					dropped++;
-				else if (!errors++)
-					first_err = rc;
-			}
+			tally(rc, &dropped, &errors, &first_err);
 		}
 	} else {
 		/* Peers, and shmring's blocking send (the typed API has no waiting variant):
@@ -506,12 +508,7 @@ measure(struct px *x, send_fn f, const struct pool *pl, struct prod_result *res,
 					rc = f(x, buf, fb.used);
 			}
 			sent++;
-			if (__builtin_expect(rc != 0, 0)) {
-				if (rc == -EAGAIN)
-					dropped++;
-				else if (!errors++)
-					first_err = rc;
-			}
+			tally(rc, &dropped, &errors, &first_err);
 		}
 	}
 	res->t_last = bench_now_ns();

@@ -73,7 +73,7 @@ struct row {
 	double csw;
 	double runq;    /* ns runnable but waiting for a CPU, all processes, over the window */
 	uint64_t samples;
-	int sweep;      /* 1: a row of the --batch-bytes sweep, 2: of the --sizes sweep */
+	enum { ROW_MAIN, ROW_BATCH, ROW_SIZE } sweep; /* main tables, --batch-bytes or --sizes sweep */
 };
 
 static struct {
@@ -247,9 +247,8 @@ static int verify_output(const char *path, uint64_t expect, uint32_t rec_bytes, 
 		json_t *v = json_loadb(p, (size_t)(nl - p), 0, &je);
 		if (rec_bytes) { /* the size sweep's generic record: {"seq":n,"pad":"..."} */
 			json_t *pad = v ? json_object_get(v, "pad") : NULL;
-			uint32_t hdr = rec_bytes <= 42 ? 1 : rec_bytes <= 267 ? 2 : 3;
 			if (!json_is_integer(v ? json_object_get(v, "seq") : NULL) || !json_is_string(pad) ||
-			    json_string_length(pad) != rec_bytes - 10 - hdr) {
+			    json_string_length(pad) != pool_fixed_pad(rec_bytes)) {
 				snprintf(err, errlen, "a line is not a %u-byte record: %.80s", rec_bytes,
 					 v ? p : je.text);
 				rc = -1;
@@ -605,6 +604,11 @@ static double busy_pct(const struct row *w)
 	return w->secs > 0 ? 100.0 * w->cpu_cons / (w->secs * 1e9) : 0;
 }
 
+static double drop_pct(const struct row *w)
+{
+	return w->sent ? 100.0 * (double)w->dropped / (double)w->sent : 0;
+}
+
 /* Time our processes spent runnable but without a CPU, as a share of the window and of
  * the processes (producers + consumer): how much the machine was taken by others. */
 static double runq_pct(const struct row *w)
@@ -620,7 +624,7 @@ static void progress(const struct row *w, const char *tag)
 		mode_name(w->c.mode), blk_name(w->c.blocking), w->c.P, peer_names[w->c.peer], tag,
 		w->rate / 1e6, w->ok_p50, w->ok_p99, w->ok_p999, per_rec(w, w->cpu_prod + w->cpu_cons),
 		busy_pct(w), runq_pct(w), per_rec(w, w->csw * 1000.0),
-		w->sent ? 100.0 * (double)w->dropped / (double)w->sent : 0, w->ok ? "ok" : "FAILED: ",
+		drop_pct(w), w->ok ? "ok" : "FAILED: ",
 		w->ok ? "" : w->err);
 }
 
@@ -652,7 +656,7 @@ static struct row *find(int mode, bool blk, int P, int peer, size_t batch)
 	for (int i = 0; i < nrows; i++)
 		if ((int)rows[i].c.mode == mode && rows[i].c.blocking == blk && rows[i].c.P == P &&
 		    (int)rows[i].c.peer == peer && rows[i].c.batch_bytes == batch && rows[i].ok &&
-		    !rows[i].sweep)
+		    rows[i].sweep == ROW_MAIN)
 			return &rows[i];
 	return NULL;
 }
@@ -696,7 +700,7 @@ static void report_configs(void)
 					for (int i = 0; i < nrows; i++)
 						if ((int)rows[i].c.mode == mode && rows[i].c.blocking == blk &&
 						    rows[i].c.P == G.Ps[pi] && (int)rows[i].c.peer == G.peers[k] &&
-						    !rows[i].sweep)
+						    rows[i].sweep == ROW_MAIN)
 							w = &rows[i];
 					if (!w)
 						continue;
@@ -712,7 +716,7 @@ static void report_configs(void)
 						fmt_ns(b, sizeof(b), w->ok_p99), fmt_ns(c, sizeof(c), w->ok_p999), x1, x2,
 						per_rec(w, w->cpu_prod + w->cpu_cons), per_rec(w, w->cpu_prod),
 						per_rec(w, w->cpu_cons), busy_pct(w),
-						w->sent ? 100.0 * (double)w->dropped / (double)w->sent : 0,
+						drop_pct(w),
 						per_rec(w, w->csw * 1000.0), w->ok ? "ok" : w->err);
 				}
 			fputc('\n', f);
@@ -872,7 +876,7 @@ static void report_sweep(void)
 		      "|---:|---:|---:|---|---:|---:|---:|\n", G.reps);
 	for (int i = 0; i < nrows; i++) {
 		struct row *w = &rows[i];
-		if (w->sweep != 1)
+		if (w->sweep != ROW_BATCH)
 			continue;
 		if (!w->ok) {
 			fprintf(G.md, "| %d | %zu MiB | failed: %s | | | | |\n", w->c.P, w->c.batch_bytes >> 20, w->err);
@@ -896,7 +900,7 @@ static void report_sweep(void)
 static const struct row *size_row(int bytes, uint32_t slot)
 {
 	for (int i = 0; i < nrows; i++)
-		if (rows[i].sweep == 2 && rows[i].c.rec_bytes == (uint32_t)bytes && rows[i].c.slot_size == slot)
+		if (rows[i].sweep == ROW_SIZE && rows[i].c.rec_bytes == (uint32_t)bytes && rows[i].c.slot_size == slot)
 			return &rows[i];
 	return NULL;
 }
@@ -927,9 +931,9 @@ static void report_sizes(void)
 		fprintf(G.md, "| %d B | %u / %u | %.3f | %.0f | %.0f | %.0f | %.1f%% | %.3f | %.0f | %.0f | "
 			      "%.0f | %.1f%% | %.2f |\n",
 			G.sizes[k], na, nb, a->rate / 1e6, a->rate * G.sizes[k] / 1e6, a->ok_p50, a->ok_p99,
-			a->sent ? 100.0 * (double)a->dropped / (double)a->sent : 0, b->rate / 1e6,
+			drop_pct(a), b->rate / 1e6,
 			b->rate * G.sizes[k] / 1e6, b->ok_p50, b->ok_p99,
-			b->sent ? 100.0 * (double)b->dropped / (double)b->sent : 0, b->rate / a->rate);
+			drop_pct(b), b->rate / a->rate);
 	}
 	fputc('\n', G.md);
 }
@@ -1250,7 +1254,7 @@ int main(int argc, char **argv)
 				snprintf(tag, sizeof(tag), "%zuM", G.sweep[k] >> 20);
 				run_median(&cfg, &med, "sweep", tag, sw_[k], r, G.reps);
 				if (r + 1 == G.reps) {
-					med.sweep = 1;
+					med.sweep = ROW_BATCH;
 					add_row(&med);
 				}
 			}
@@ -1269,7 +1273,7 @@ int main(int argc, char **argv)
 				snprintf(tag, sizeof(tag), "%dB/%uB", G.sizes[k], cfg.slot_size);
 				run_median(&cfg, &med, "sizes", tag, sz_[2 * k + v], r, G.reps);
 				if (r + 1 == G.reps) {
-					med.sweep = 2;
+					med.sweep = ROW_SIZE;
 					add_row(&med);
 				}
 			}
