@@ -42,8 +42,10 @@ static void buf_add(char **b, size_t *len, const char *p, size_t n)
 	(*b)[*len] = 0;
 }
 
-/* When non-zero (and we are root), the program runs as this user and group. */
+/* When non-zero (and we are root), the program runs as this user and group, from g_cli:
+ * a copy in a folder that user can reach (the build tree may be in a 0700 folder). */
 static uid_t g_run_uid;
+static const char *g_cli = SHMRING_CLI_PATH;
 
 /* Run `shmring ARGS...` (NULL-terminated) with `in` on stdin; capture stdout and stderr. */
 static int run_argv(struct run *r, const char *in, const char *const *args)
@@ -65,7 +67,7 @@ static int run_argv(struct run *r, const char *in, const char *const *args)
 			_exit(126);
 		const char *argv[64];
 		int n = 0;
-		argv[n++] = SHMRING_CLI_PATH;
+		argv[n++] = g_cli;
 		for (int i = 0; args[i] && n < 63; i++)
 			argv[n++] = args[i];
 		argv[n] = NULL;
@@ -722,10 +724,19 @@ static void test_errors(void **state)
 	shmring_unlink(t.name);
 	assert_int_equal(shmring_open(t.name, NULL, &h), 0);
 	shmring_close(h);
-	if (geteuid() == 0)
+	char cli_dir[] = "/tmp/shmring-cli-XXXXXX", cli[64] = "";
+	if (geteuid() == 0) {
+		assert_non_null(mkdtemp(cli_dir));
+		assert_int_equal(chmod(cli_dir, 0755), 0);
+		snprintf(cli, sizeof(cli), "%s/shmring", cli_dir);
+		char cmd[512];
+		snprintf(cmd, sizeof(cmd), "cp '%s' '%s' && chmod 0755 '%s'", SHMRING_CLI_PATH, cli, cli);
+		assert_int_equal(system(cmd), 0);
+		g_cli = cli;
 		g_run_uid = 65534;
-	else
+	} else {
 		assert_int_equal(chmod(shm_path(t.name), 0), 0);
+	}
 	expect_error(t.name, "permission denied", "stat", NULL);
 	expect_error(t.name, "permission denied", "peek", NULL);
 	expect_error(t.name, "permission denied", "send", "1");
@@ -737,6 +748,11 @@ static void test_errors(void **state)
 	json_decref(arr);
 	run_free(&r);
 	g_run_uid = 0;
+	g_cli = SHMRING_CLI_PATH;
+	if (cli[0]) {
+		unlink(cli);
+		rmdir(cli_dir);
+	}
 	tu_ring_cleanup(&t);
 }
 
