@@ -114,18 +114,29 @@ static void test_flush_barrier(void **state)
 	assert_true(tu_writer_start(&t, NULL, NULL) > 0);
 	shmring *r;
 	assert_int_equal(shmring_open(t.name, NULL, &r), 0);
-	const int P = 3;
+	enum { P = 3 };
+	pid_t kids[P];
 	for (int p = 0; p < P; p++) {
-		if (fork() == 0) {
+		/* Exit status: 2 flush failed (the flush's error is printed), 3 file unreadable,
+		 * 4 a line sent before a confirmed flush is missing, 5 a send failed. */
+		if ((kids[p] = fork()) == 0) {
 			msgpack_sbuffer sb;
 			msgpack_sbuffer_init(&sb);
 			for (long i = 0; i < 3000; i++) {
 				tu_pack_record(&sb, p, i, 16);
-				while (shmring_send(r, sb.data, sb.size) == -EAGAIN)
+				int sr;
+				while ((sr = shmring_send(r, sb.data, sb.size)) == -EAGAIN)
 					sched_yield();
+				if (sr != 0) { /* e.g. -ECANCELED: stalled past the stall timeout */
+					fprintf(stderr, "send of producer %d at %ld: %s\n", p, i, strerror(-sr));
+					_exit(5);
+				}
 				if (i % 500 == 499) {
-					if (tu_flush(r) != 0)
+					int rc = tu_flush(r);
+					if (rc != 0) {
+						fprintf(stderr, "flush of producer %d at %ld: %s\n", p, i, strerror(-rc));
 						_exit(2);
+					}
 					/* Every line of ours up to i must be in the file now. */
 					long bad;
 					json_t *arr = tu_read_jsonl(t.out, &bad);
@@ -138,15 +149,23 @@ static void test_flush_barrier(void **state)
 						if (json_integer_value(json_object_get(v, "p")) == p)
 							mine++;
 					json_decref(arr);
-					if (mine != i + 1)
+					if (mine != i + 1) {
+						fprintf(stderr, "producer %d: %ld lines after flush at %ld (bad line %ld)\n",
+							p, mine, i, bad);
 						_exit(4);
+					}
 				}
 			}
 			shmring_close(r);
 			_exit(0);
 		}
 	}
-	assert_int_equal(tu_wait_children(P), 0);
+	int st[P];
+	for (int p = 0; p < P; p++) /* all of them before any assertion can jump away */
+		if (waitpid(kids[p], &st[p], 0) != kids[p])
+			st[p] = -1;
+	for (int p = 0; p < P; p++)
+		assert_int_equal(st[p], 0); /* 0x200: exit 2 ... 0x500: exit 5 */
 	shmring_close(r);
 	assert_int_equal(tu_writer_stop(&t), 0);
 	tu_ring_cleanup(&t);
