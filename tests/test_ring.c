@@ -544,5 +544,8 @@ int main(void)
 		cmocka_unit_test(test_writer_exclusive_and_drain),
 		cmocka_unit_test(test_no_faults_on_first_lap),
 	};
+	/* SHMRING_TEST_FILTER=test_flush_barrier runs one test (e.g. in a loop). */
+	if (getenv("SHMRING_TEST_FILTER"))
+		cmocka_set_test_filter(getenv("SHMRING_TEST_FILTER"));
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

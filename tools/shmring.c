@@ -43,6 +43,7 @@ const char *cli_cause(int err)
 	case -EACCES:
 	case -EPERM: return "permission denied";
 	case -EPROTO: return "not a shmring ring (wrong layout or corrupt)";
+	case -ENOSPC: return "its pages cannot be had: /dev/shm is full";
 	case -EINVAL: return "invalid ring name (1 to 200 of [A-Za-z0-9._-], one leading '/' allowed)";
 	default: return strerror(-err);
 	}
