@@ -673,12 +673,25 @@ static int pool_get(struct shmring *r, struct flush_sem *out)
 	for (int tries = 0; tries < 2; tries++) {
 		out->sem = sem_open(out->name, O_CREAT | O_EXCL, mode, 0);
 		if (out->sem != SEM_FAILED)
-			return 0;
+			break;
 		if (errno != EEXIST)
 			return -errno;
 		sem_unlink(out->name); /* a leftover of a dead process with our entry and gen */
 	}
-	return -EEXIST;
+	if (out->sem == SEM_FAILED)
+		return -EEXIST;
+	/* sem_open applies the umask: a writer of another user whom the ring's mode admits
+	 * could not open the semaphore to post it, and every flush would wait its full
+	 * 100 ms. The ring's mode, as for the ring itself (glibc: /dev/shm/sem.NAME). */
+	char path[sizeof(out->name) + 16];
+	snprintf(path, sizeof(path), "/dev/shm/sem.%s", out->name + 1);
+	if (chmod(path, mode) < 0) {
+		int e = -errno;
+		sem_close(out->sem);
+		sem_unlink(out->name);
+		return e;
+	}
+	return 0;
 }
 
 static void pool_put(struct shmring *r, struct flush_sem *s)
