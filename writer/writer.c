@@ -186,10 +186,35 @@ static void free_range(struct wr *w, uint64_t from, uint64_t to)
 	}
 }
 
-/* Publish totals, head and confirmed (W4), wake waiters for room. */
+/*
+ * The progress seqlock (G0/G3, read by shm_stats_read's G1/G2): odd from before the first
+ * word of a batch is freed until its totals, head and confirmed are stored, so that a
+ * reader never counts a record both in `written` and among the words above the head, nor
+ * in neither. A writer killed inside leaves it odd; the next one settles it at start.
+ */
+static uint32_t progress_begin(struct wr *w)
+{
+	uint32_t s = atomic_load_explicit(&w->h->progress_seq, memory_order_relaxed);
+	if (!(s & 1))
+		atomic_store_explicit(&w->h->progress_seq, ++s, memory_order_relaxed);
+	/* G0: the odd count is ordered before every store of the commit. */
+	atomic_thread_fence(memory_order_release);
+	return s;
+}
+
+static void progress_end(struct wr *w, uint32_t s)
+{
+	/* G3: pairs with the readers' G1. */
+	atomic_store_explicit(&w->h->progress_seq, s + 1, memory_order_release);
+}
+
+/* Publish totals, head and confirmed (W4), wake waiters for room. Called between
+ * progress_begin() and progress_end(). */
 static void publish_progress(struct wr *w, uint64_t head)
 {
 	struct shm_hdr *h = w->h;
+	/* Relaxed: a hint for senders that find the ring full (ring.c yield_to_writer). */
+	atomic_store_explicit(&h->writer_beat_ns, shm_now_ns(), memory_order_relaxed);
 	/* Only the writer stores these: plain totals, so a recovery can store them again. */
 	atomic_store_explicit(&h->written, w->t_written, memory_order_relaxed);
 	atomic_store_explicit(&h->invalid, w->t_invalid, memory_order_relaxed);
@@ -200,6 +225,12 @@ static void publish_progress(struct wr *w, uint64_t head)
 		atomic_store_explicit(&h->marked[i], w->marked[i], memory_order_relaxed);
 	atomic_store_explicit(&h->head, head, memory_order_release);
 	atomic_store_explicit(&h->confirmed, head, memory_order_release);
+}
+
+/* Wake producers waiting for room (send_wait, flush) after a commit freed slots. */
+static void wake_space_waiters(struct wr *w)
+{
+	struct shm_hdr *h = w->h;
 	/* V2: the fence orders W3 before the load of space_waiters (pairs with V1). */
 	atomic_thread_fence(memory_order_seq_cst);
 	if (atomic_load_explicit(&h->space_waiters, memory_order_seq_cst)) {
@@ -288,6 +319,7 @@ static int commit(struct wr *w)
 			fdatasync(w->out_fd);
 		crash_point(w, 3);
 		if (w->crash_point == 4 && w->commits >= w->crash_after) {
+			progress_begin(w);
 			free_range(w, w->freed, w->freed + (w->head - w->freed) / 2);
 			crash_point(w, 4);
 		}
@@ -295,9 +327,12 @@ static int commit(struct wr *w)
 	}
 	if (!w->used && w->o->fsync == FSYNC_FLUSH && w->nsent)
 		fdatasync(w->out_fd);
+	uint32_t seq = progress_begin(w);
 	free_range(w, w->freed, w->head);
 	w->freed = w->head;
 	publish_progress(w, w->head);
+	progress_end(w, seq);
+	wake_space_waiters(w);
 	atomic_store_explicit(&in->state, 0, memory_order_release);
 	for (unsigned i = 0; i < w->nsent; i++) {
 		sem_t *s = sem_open(w->sent[i].name, 0);
@@ -339,6 +374,7 @@ static int recover(struct wr *w)
 	}
 	int same = w->out_regular && in->dev == w->out_dev && in->ino == w->out_ino;
 	if (same && w->file_size >= in->file_start + in->len) {
+		uint32_t seq = progress_begin(w);
 		free_range(w, in->head_before, in->head_after);
 		w->t_written = in->written;
 		w->t_invalid = in->invalid;
@@ -347,6 +383,8 @@ static int recover(struct wr *w)
 		w->t_flushes = in->flushes_done;
 		memcpy(w->marked, in->marked, sizeof(w->marked));
 		publish_progress(w, in->head_after);
+		progress_end(w, seq);
+		wake_space_waiters(w);
 		wlog("INFO", "ring %s: the killed writer's last batch (%llu bytes) is complete",
 		     w->o->ring, (unsigned long long)in->len);
 	} else if (same && w->file_size >= in->file_start) {
@@ -629,7 +667,10 @@ static int step(struct wr *w)
 		unsigned owner = atomic_load_explicit(&e->owner, memory_order_relaxed);
 		/* Q1 partner: the owner resumed and is done with the bytes, or it died. */
 		if (atomic_load_explicit(&e->released, memory_order_acquire) || !owner_alive(w, owner)) {
-			uint64_t pad = w_make(lap, 0, qn, 0, W_PAD);
+			/* The PAD of a record still uncounted (its batch not committed) says so,
+			 * for shm_pending_scan(). */
+			uint64_t pad = w_make(lap, st == W_QUAR && w_kind(wd) == 0 ? W_PAD_REVOKED : 0,
+					      qn, 0, W_PAD);
 			if (atomic_compare_exchange_strong_explicit(&w->m.words[pos & w->mask], &wd, pad,
 					memory_order_acq_rel, memory_order_relaxed))
 				atomic_store_explicit(&e->owner, 0, memory_order_release);
@@ -689,7 +730,9 @@ static void idle_wait(struct wr *w, uint64_t max_ns)
 			return;
 		__builtin_ia32_pause();
 	}
-	if (shm_now_ns() - w->last_record_ns < IDLE_POLL_WINDOW_NS) {
+	uint64_t now = shm_now_ns();
+	if (now - w->last_record_ns < IDLE_POLL_WINDOW_NS) {
+		atomic_store_explicit(&h->writer_beat_ns, now, memory_order_relaxed);
 		struct timespec d = { 0, (long)IDLE_POLL_NS };
 		nanosleep(&d, NULL);
 		return;
@@ -753,6 +796,7 @@ int writer_run(const struct writer_opts *o)
 		return WEXIT_ERROR;
 	}
 	w.head = w.freed = atomic_load_explicit(&w.h->head, memory_order_acquire);
+	progress_end(&w, progress_begin(&w)); /* settle a count a killed commit left odd */
 	publish_path(&w, o->out);
 	atomic_store_explicit(&w.h->writer_pid, (int32_t)getpid(), memory_order_relaxed);
 	atomic_fetch_add_explicit(&w.h->writer_epoch, 1, memory_order_release);
@@ -862,6 +906,7 @@ int writer_run(const struct writer_opts *o)
 	}
 	if (rc >= 0)
 		rc = commit(&w);
+	atomic_store_explicit(&w.h->writer_beat_ns, 0, memory_order_relaxed);
 	wlog("INFO", "ring %s: stopping (head %llu)", o->ring, (unsigned long long)w.head);
 	free(w.buf);
 	if (w.out_fd > STDOUT_FILENO)
