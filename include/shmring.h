@@ -46,8 +46,8 @@ struct shmring_stats {
 	uint64_t max_record;       /* largest msgpack record accepted, bytes */
 	uint64_t head;             /* slots below head are free again (writer) */
 	uint64_t tail;             /* next slot position to claim (producers) */
-	uint64_t pending;          /* records sent but not yet written nor lost */
-	uint64_t sent;             /* records offered to shmring_send */
+	uint64_t pending;          /* records in the ring not yet written nor abandoned */
+	uint64_t sent;             /* records sent that got an outcome: the sum below */
 	uint64_t written;          /* records whose JSON line was written */
 	uint64_t invalid;          /* of written: records written as a shmring_error line */
 	uint64_t dropped_full;     /* records dropped because the ring was full */
@@ -77,7 +77,8 @@ int shmring_attach(const char *name, shmring **out);
 /*
  * Send one msgpack-encoded record (len bytes). Never blocks, never allocates, no syscall
  * while the writer is awake and the ring has room. On a full ring it yields the CPU once
- * (sched_yield: the writer is behind) and returns. Errors: -EAGAIN ring full (dropped
+ * if a writer is running (awake, committed within 20 ms: it is behind and a yield lets
+ * it make room), else returns at once. Errors: -EAGAIN ring full (dropped
  * and counted),
  * -EMSGSIZE larger than the ring's max record (dropped, counted separately),
  * -EINVAL bad arguments, -ECANCELED this call stalled past the writer's stall timeout
