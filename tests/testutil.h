@@ -40,8 +40,10 @@ static inline void tu_sleep_ms(unsigned ms)
 
 static inline void tu_track(pid_t pid, const char *name);
 
-/* The accounting identity once nothing is pending (after a flush): every offer has its
- * outcome. For use in cmocka tests (assert_int_equal). */
+/* Drained: nothing pending, so sent (the sum of outcomes, DESIGN §9) is written + drops +
+ * abandoned. A check that pending, counted from the ring's words, agrees with the
+ * writer's totals; tests compare those with counts of their own (lines parsed, answers
+ * their sends returned). For use in cmocka tests (assert_int_equal). */
 #define TU_ASSERT_SETTLED(st) \
 	assert_int_equal((st).sent, (st).written + (st).dropped_full + (st).dropped_oversize + (st).abandoned)
 
