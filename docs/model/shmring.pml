@@ -15,6 +15,8 @@
  *   KILLS   producer crashes in a run        STALLS  stall timeouts of a live owner
  *   MAXTRY  claim() iterations before a drop QMAX    quarantine entries
  *   W1_OLD         writer.c step() before the W1' re-read (the bug in README.md "Findings")
+ *   KILL_ANYWHERE  producers may also crash in the claim loop, holding nothing (the
+ *                  instants where a death must leave no count, DESIGN §9)
  *   SENT_OLD       ring.c before layout 3: `sent` bumped when a send starts, before the
  *                  record has an outcome (finding 2: a death in between never settles)
  *   ALLOW_CORRUPT  let the writer skip a word as corrupt (as the C does) instead of
@@ -188,10 +190,12 @@ proctype Producer(byte me)
 #endif
 claim:		/* ---- claim(): ring.c ---- */
 		atomic {                                                  /* C1 */
+#ifdef KILL_ANYWHERE
 			if
 			:: CRASH                          /* killed in the claim loop: nothing held */
 			:: true
 			fi;
+#endif
 			w = 0; wk = 0; m = 0; ok = 0;
 			if
 			:: tries >= MAXTRY -> goto drop   /* the C caps its loop too: a drop */
