@@ -57,6 +57,15 @@ void shm_producer_sum(const struct shm_map *m, struct shm_psum *s, int count_liv
 
 int shm_stats_read(const struct shm_map *m, struct shmring_stats *st, int self);
 
+/* The writer's output error (werr.c): a consistent copy of hdr->werr (-EAGAIN when a
+ * writer died while storing it), the stats fields, the op's name, and the composed text
+ * "OP PATH: strerror" (its length, 0 when there is no error, or -errno). */
+struct shm_werr_view { uint32_t op; int32_t err; uint64_t since_ns; };
+int  shm_werr_read(const struct shm_hdr *h, struct shm_werr_view *v);
+void shm_werr_stats(const struct shm_hdr *h, struct shmring_stats *st);
+const char *shm_werr_op_name(unsigned op);
+int  shm_werr_text(const struct shm_hdr *h, char *buf, size_t len);
+
 /* A handle's mapping, for library code layered on a handle (audit.c): the fd is this
  * process's own (re-opened after fork), or -1 if that failed. */
 struct shm_map *shm_ring_map(shmring *r);

@@ -312,6 +312,7 @@ int shm_stats_read(const struct shm_map *m, struct shmring_stats *st, int self)
 	st->producers = ps.live;
 	uint64_t done = st->written + st->dropped_full + st->dropped_oversize + st->abandoned;
 	st->pending = st->sent > done ? st->sent - done : 0;
+	shm_werr_stats(h, st);
 	int live = shm_lock_held(m->fd, SHM_LOCK_WRITER);
 	st->writer_alive = live == 1;
 	return live < 0 ? live : 0;
