@@ -68,7 +68,6 @@ struct wr {
 	unsigned commits, crash_after, crash_point; /* tests: SHMRING_WRITER_CRASH=N:P */
 	int out_regular;            /* a regular file: its size tells what a batch reached */
 	uint64_t out_dev, out_ino, file_size;
-	int reopen;                 /* SIGHUP: open PATH anew before the next batch */
 	unsigned werr_op;           /* the output error as last stored in hdr->werr */
 	int werr_err;
 	struct { uint64_t pos; char name[SHM_NAME_MAX + 64]; } sent[MAX_SENTINELS];
@@ -249,21 +248,21 @@ static int reopen_out(struct wr *w)
  * One lstat(2) per batch. A failing open is retried every second; returns <0 only when
  * a stop was asked meanwhile.
  */
-static int ensure_out(struct wr *w)
+static int ensure_out(struct wr *w, int force)
 {
 	if (strcmp(w->o->out, "-") == 0)
 		return 0;
-	int gone = 0;
+	int gone = force;
 	for (;;) {
-		if (w->out_fd >= 0 && !w->reopen) {
+		if (w->out_fd >= 0 && !force) {
 			if (out_is_ours(w))
 				return 0;
 			wlog("WARN", "%s was removed or replaced under the writer: opening it anew", w->o->out);
 			gone = 1;
 		}
+		force = 0;
 		int rc = reopen_out(w);
 		if (rc == 0) {
-			w->reopen = 0;
 			werr_clear(w, SHMRING_WOP_OPEN);
 			if (gone)
 				wlog("INFO", "reopened %s", w->o->out);
@@ -406,14 +405,14 @@ static int commit(struct wr *w)
 {
 	struct shm_intent *in = &w->h->intent;
 	int rc;
-	if (w->used && (rc = ensure_out(w)))
+	if (w->used && (rc = ensure_out(w, 0)))
 		return rc;
 	if (w->o->max_bytes && w->out_regular && w->used && w->file_size &&
 	    w->file_size + w->used > w->o->max_bytes) {
 		rc = rotate(w);
 		if (rc && w->out_fd >= 0)
 			werr_set(w, SHMRING_WOP_ROTATE, rc, "going on in the same file");
-		else if (rc && (rc = ensure_out(w)))
+		else if (rc && (rc = ensure_out(w, 0)))
 			return rc; /* renamed, but PATH cannot be created: retried above */
 		else
 			werr_clear(w, SHMRING_WOP_ROTATE);
@@ -448,27 +447,23 @@ static int commit(struct wr *w)
 			werr_set(w, SHMRING_WOP_WRITE, rc, "retrying every second, the records wait in the ring");
 			if (!keep_trying())
 				return give_up(w, done, rc);
-			if (writer_hup)
-				writer_hup = 0, w->reopen = 1;
-			if (!w->reopen && out_is_ours(w))
+			if (out_is_ours(w))
 				continue;
-			wlog("WARN", "%s was removed, replaced or reopened by SIGHUP: writing the batch "
-			     "to it anew", w->o->out);
 			/* PATH was removed (to free space: the blocks of a file we hold open are
-			 * freed only when we close it) or replaced, or SIGHUP asked: cut off what
-			 * the batch wrote to the old file, then write the whole batch to PATH anew
-			 * under a new intent. Killed in between, the old intent names the old file
-			 * and the next writer writes the batch again (DESIGN §4.1). */
-			if (done && ftruncate(w->out_fd, (off_t)in->file_start) < 0) {
-				/* removed: nobody reads it again */
-			}
-			w->reopen = 1;
-			if ((rc = ensure_out(w)))
-				return give_up(w, 0, rc);
-			/* Relaxed: a successor reads the intent only after we died, through the
-			 * writer lock the kernel drops; the state goes to 0 before the fields
-			 * change, so a death in between leaves no stale batch in flight. */
+			 * freed only when we close it) or renamed away: cut off what the batch
+			 * wrote to the old file and clear the intent (the batch is in no file
+			 * now: a writer killed from here on leaves nothing in flight, and the next
+			 * one reads the batch again from the ring); then write the whole batch to
+			 * PATH anew under a new intent. Relaxed: a successor reads the intent only
+			 * after we died, through the writer lock the kernel drops. */
+			if (done && ftruncate(w->out_fd, (off_t)in->file_start) < 0)
+				wlog("WARN", "cannot cut the partial batch off the old %s: %s", w->o->out,
+				     strerror(errno));
 			atomic_store_explicit(&in->state, 0, memory_order_relaxed);
+			wlog("WARN", "%s was removed or replaced while failing: writing the batch to it anew",
+			     w->o->out);
+			if ((rc = ensure_out(w, 1)))
+				return give_up(w, 0, rc);
 			intent_begin(w);
 			done = 0;
 		}
