@@ -540,8 +540,12 @@ static int recover(struct wr *w)
 		/* No partial line stays: the batch is written again, whole. */
 		if (ftruncate(w->out_fd, (off_t)in->file_start) < 0)
 			return -errno;
-		wlog("INFO", "ring %s: removed %llu bytes of a partial batch; writing it again",
-		     w->o->ring, (unsigned long long)(w->file_size - in->file_start));
+		if (w->file_size == in->file_start)
+			wlog("INFO", "ring %s: the last writer's last batch (%llu bytes) is not in the "
+			     "file; writing it", w->o->ring, (unsigned long long)in->len);
+		else
+			wlog("INFO", "ring %s: removed %llu bytes of a partial batch; writing it again",
+			     w->o->ring, (unsigned long long)(w->file_size - in->file_start));
 		w->file_size = in->file_start;
 	} else {
 		wlog("WARN", "ring %s: the output is not the file the killed writer used; its "
