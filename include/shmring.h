@@ -103,9 +103,9 @@ int shmring_send(shmring *r, const void *msgpack, size_t len);
  * Barrier: returns 0 once every record accepted before it, from any process, has been
  * written by the writer (write(2) returned). Bounded at SHMRING_FLUSH_TIMEOUT_MS.
  * Errors: -ENOTCONN no live writer (answered at once), -ETIMEDOUT not confirmed in time,
- * -EIO not confirmed in time while the live writer reports that its output fails (full
- * disk, I/O error, file size limit...: shmring_writer_error() says what; the records
- * stay in the ring), -ECANCELED the sentinel was revoked, -EINVAL, -ENOMEM/-EMFILE
+ * -EIO not confirmed in time while the live writer reports that it cannot write or open
+ * its output (full disk, I/O error, file size limit...: shmring_writer_error() says
+ * what; the records stay in the ring), -ECANCELED the sentinel was revoked, -EINVAL, -ENOMEM/-EMFILE
  * (semaphore).
  */
 int shmring_flush(shmring *r);

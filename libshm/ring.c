@@ -701,13 +701,15 @@ static int writer_alive(const struct shmring *r)
 }
 
 /* A flush not confirmed in time: -ENOTCONN the writer is gone, -EIO it lives but reports
- * that its output fails (the records wait in the ring), else -ETIMEDOUT. */
+ * that it cannot write or open its output (the records wait in the ring), else
+ * -ETIMEDOUT. A failed rotation or fsync does not stop the lines: not -EIO. */
 static int flush_late(const struct shmring *r)
 {
 	struct shm_werr_view v;
 	if (!writer_alive(r))
 		return -ENOTCONN;
-	if (shm_werr_read(r->m.hdr, &v) == 0 && v.op != SHMRING_WOP_NONE)
+	if (shm_werr_read(r->m.hdr, &v) == 0 &&
+	    (v.op == SHMRING_WOP_WRITE || v.op == SHMRING_WOP_OPEN))
 		return -EIO;
 	return -ETIMEDOUT;
 }

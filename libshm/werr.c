@@ -91,7 +91,7 @@ int shm_werr_text(const struct shm_hdr *h, char *buf, size_t len)
 	int rc = shm_werr_read(h, &v);
 	if (rc || v.op == SHMRING_WOP_NONE)
 		return rc;
-	static __thread char path[SHM_PATH_MAX]; /* 4 KiB: not on a caller's small stack */
+	char path[SHM_PATH_MAX];
 	read_path(h, path);
 	char why[128];
 	const char *e = strerror_r(v.err, why, sizeof(why)); /* GNU: may return a static string */
