@@ -70,6 +70,7 @@ struct wr {
 	uint64_t out_dev, out_ino, file_size;
 	unsigned werr_op;           /* the output error as last stored in hdr->werr */
 	int werr_err;
+	uint64_t werr_logged;       /* when it was last logged (CLOCK_MONOTONIC ns) */
 	struct { uint64_t pos; char name[SHM_NAME_MAX + 64]; } sent[MAX_SENTINELS];
 	unsigned nsent;
 	uint64_t stall_pos, stall_since;
@@ -187,12 +188,24 @@ static void werr_store(struct wr *w, unsigned op, int err)
 	w->werr_err = err;
 }
 
-/* op failed with rc (-errno): recorded and logged once per change of op or errno. */
+/* op failed with rc (-errno): recorded once per change of op or errno, and logged then
+ * and once a minute while it goes on. */
 static void werr_set(struct wr *w, unsigned op, int rc, const char *then)
 {
-	if (w->werr_op == op && w->werr_err == -rc)
+	uint64_t now = shm_now_ns();
+	if (w->werr_op == op && w->werr_err == -rc) {
+		if (now - w->werr_logged < 60000000000ull)
+			return;
+		/* Relaxed: we are the only process that stores it. */
+		uint64_t since = atomic_load_explicit(&w->h->werr.since, memory_order_relaxed);
+		long long secs = (long long)time(NULL) - (long long)(since / 1000000000ull);
+		wlog("ERROR", "%s %s: %s, for %lld s now; %s", shm_werr_op_name(op), w->o->out,
+		     strerror(-rc), secs, then);
+		w->werr_logged = now;
 		return;
+	}
 	werr_store(w, op, -rc);
+	w->werr_logged = now;
 	wlog("ERROR", "%s %s: %s; %s", shm_werr_op_name(op), w->o->out, strerror(-rc), then);
 }
 
