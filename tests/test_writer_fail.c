@@ -1,8 +1,8 @@
 /* test_writer_fail: the writer's output fails (ENOSPC on a small tmpfs, EFBIG past
- * RLIMIT_FSIZE) or is removed, replaced, or rotated when the writer is killed: the failure
- * shows in stats, shmring stat and flush; SIGTERM ends the writer within 2 s; nothing
- * acknowledged is lost or written twice. The tmpfs tests need root (mount); without it
- * the others run and the program exits 77 saying why. */
+ * RLIMIT_FSIZE, open ENOTDIR) or is removed, replaced, or rotated when the writer is
+ * killed: the failure shows in stats, shmring stat and flush; SIGTERM ends the writer
+ * within 2 s; nothing acknowledged is lost or written twice. The tmpfs tests need root
+ * (mount); without it the others run and the program exits 77 saying why. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -456,6 +456,66 @@ static void test_output_removed_or_replaced(void **state)
 	tu_ring_cleanup(&t);
 }
 
+/* PATH cannot be opened (its folder replaced by a file): at start the writer exits 1 and
+ * leaves "open PATH: Not a directory" for stat; while serving, the removed output cannot
+ * be created again: the error is shown, flush says -EIO, and once the folder is back the
+ * records reach the new file, none lost. */
+static void test_open_fails(void **state)
+{
+	(void)state;
+	struct tu_ring t;
+	tu_ring_init(&t, "open");
+	shmring *r;
+	assert_int_equal(shmring_open(t.name, NULL, &r), 0);
+	int fd = open(t.dir, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600); /* a file, not a folder */
+	assert_true(fd >= 0);
+	close(fd);
+	pid_t w = fork();
+	if (w == 0) {
+		if (!getenv("SHMRING_TEST_VERBOSE"))
+			freopen("/dev/null", "w", stderr);
+		execl(SHMRING_WRITER_PATH, SHMRING_WRITER_PATH, "--ring", t.name, "--out", t.out, (char *)NULL);
+		_exit(127);
+	}
+	int st;
+	assert_int_equal(waitpid(w, &st, 0), w);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 1);
+	struct shmring_stats s = stats_of(r);
+	assert_false(s.writer_alive);
+	assert_int_equal(s.writer_error_op, SHMRING_WOP_OPEN);
+	assert_int_equal(s.writer_errno, ENOTDIR);
+	char want[PATH_MAX + 128], got[PATH_MAX + 128];
+	snprintf(want, sizeof(want), "open %s: %s", t.out, strerror(ENOTDIR));
+	assert_int_equal(shmring_writer_error(r, got, sizeof(got)), (int)strlen(want));
+	assert_string_equal(got, want);
+	assert_int_equal(unlink(t.dir), 0);
+
+	assert_true(tu_writer_start(&t, NULL, NULL) > 0);
+	s = stats_of(r);
+	assert_int_equal(s.writer_errno, 0); /* a new writer starts clean */
+	send_range(r, 0, 100);
+	assert_int_equal(tu_flush(r), 0);
+	assert_int_equal(unlink(t.out), 0);
+	assert_int_equal(rmdir(t.dir), 0);
+	fd = open(t.dir, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	close(fd);
+	send_range(r, 100, 200);
+	wait_writer_errno(r, ENOTDIR);
+	assert_int_equal(stats_of(r).writer_error_op, SHMRING_WOP_OPEN);
+	assert_int_equal(shmring_flush(r), -EIO);
+	assert_int_equal(unlink(t.dir), 0); /* the writer makes the folder again */
+	assert_int_equal(flush_within(r, 5000), 0);
+	assert_file_is(t.out, 100, 200);
+	s = stats_of(r);
+	assert_int_equal(s.writer_errno, 0);
+	assert_int_equal(s.written, 200);
+	TU_ASSERT_SETTLED(s);
+	shmring_close(r);
+	assert_int_equal(tu_writer_stop(&t), 0);
+	tu_ring_cleanup(&t);
+}
+
 /* A rotation killed between its renames and the reopen (SHMRING_WRITER_CRASH=1:5): PATH
  * is missing, nothing was in flight; the next writer creates PATH and every record is in
  * PATH or PATH.k exactly once, in order across the files. */
@@ -551,6 +611,7 @@ int main(void)
 		cmocka_unit_test(test_enospc_output_removed),
 		cmocka_unit_test(test_efbig_stop_then_new_writer),
 		cmocka_unit_test(test_output_removed_or_replaced),
+		cmocka_unit_test(test_open_fails),
 		cmocka_unit_test(test_rotation_killed),
 	};
 	int rc = cmocka_run_group_tests(tests, NULL, NULL);

@@ -235,14 +235,14 @@ static int keep_trying(void)
 }
 
 /* 1: PATH still names the file we append to (or we cannot tell: not a regular file, or
- * stat fails otherwise than ENOENT); 0: it was removed or replaced. */
+ * stat fails otherwise than ENOENT or ENOTDIR); 0: it was removed or replaced. */
 static int out_is_ours(const struct wr *w)
 {
 	struct stat st;
 	if (!w->out_regular)
 		return 1;
 	if (lstat(w->o->out, &st) < 0)
-		return errno != ENOENT;
+		return errno != ENOENT && errno != ENOTDIR;
 	return (uint64_t)st.st_dev == w->out_dev && (uint64_t)st.st_ino == w->out_ino;
 }
 
