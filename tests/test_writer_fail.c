@@ -194,12 +194,26 @@ struct small_fs {
 	char filler[96];
 };
 
+/* Mounts a failed assertion would leave behind: detached at exit. */
+static char g_mounts[8][64];
+static int g_nmounts;
+static void umount_all(void)
+{
+	for (int i = 0; i < g_nmounts; i++)
+		if (umount2(g_mounts[i], MNT_DETACH) == 0)
+			rmdir(g_mounts[i]);
+}
+
 /* Mount a 256 KiB tmpfs and fill all but `room` bytes of it with a filler file. */
 static void fs_mount(struct small_fs *fs, struct tu_ring *t, size_t room)
 {
 	snprintf(fs->dir, sizeof(fs->dir), "/tmp/shmring-fail-XXXXXX");
 	assert_non_null(mkdtemp(fs->dir));
 	assert_int_equal(mount("none", fs->dir, "tmpfs", 0, "size=256k,mode=0700"), 0);
+	if (g_nmounts == 0)
+		atexit(umount_all);
+	if (g_nmounts < 8)
+		snprintf(g_mounts[g_nmounts++], sizeof(g_mounts[0]), "%s", fs->dir);
 	snprintf(t->dir, sizeof(t->dir), "%s", fs->dir);
 	snprintf(t->out, sizeof(t->out), "%s/out.jsonl", fs->dir);
 	snprintf(fs->filler, sizeof(fs->filler), "%s/filler", fs->dir);
