@@ -59,6 +59,15 @@ int shm_stats_read(const struct shm_map *m, struct shmring_stats *st, int self);
 /* Records in the ring not yet counted by the writer: a walk of the words in [head, tail). */
 uint64_t shm_pending_scan(const struct shm_map *m, uint64_t head, uint64_t tail);
 
+/* The writer's output error (werr.c): a consistent copy of hdr->werr (-EAGAIN when a
+ * writer died while storing it), the stats fields, the op's name, and the composed text
+ * "OP PATH: strerror" (its length, 0 when there is no error, or -errno). */
+struct shm_werr_view { uint32_t op; int32_t err; uint64_t since_ns; };
+int  shm_werr_read(const struct shm_hdr *h, struct shm_werr_view *v);
+void shm_werr_stats(const struct shm_hdr *h, struct shmring_stats *st);
+const char *shm_werr_op_name(unsigned op);
+int  shm_werr_text(const struct shm_hdr *h, char *buf, size_t len);
+
 /* A handle's mapping, for library code layered on a handle (audit.c): the fd is this
  * process's own (re-opened after fork), or -1 if that failed. */
 struct shm_map *shm_ring_map(shmring *r);

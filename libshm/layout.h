@@ -174,7 +174,20 @@ struct shm_hdr {
 	char out_path[SHM_PATH_MAX];     /* the file the writer appends to, for tools */
 
 	alignas(SHM_CACHELINE) struct shm_quarantine quarantine[SHM_QMAX];
-	uint64_t reserved[64];
+
+	/* The writer's output error (werr.c, writer.c): which operation on its output failed,
+	 * with which errno, since when. Only the writer stores, under a seqlock (E1/E2 pair
+	 * with the readers' E3/E4); readers compose "write PATH: strerror" with out_path.
+	 * Carved out of the reserved words: every other offset is unchanged, and a ring
+	 * made before it reads as all zero, "no error". */
+	struct shm_werr {
+		_Atomic uint32_t seq;     /* odd while the writer stores */
+		_Atomic uint32_t op;      /* enum shmring_writer_op; 0 = no error */
+		_Atomic int32_t  err;     /* errno of the failure */
+		uint32_t pad;
+		_Atomic uint64_t since;   /* CLOCK_REALTIME ns when this op and errno first failed */
+	} werr;
+	uint64_t reserved[61];
 
 	struct shm_producer producers[SHM_MAX_PRODUCERS];
 };
@@ -187,6 +200,11 @@ static_assert(offsetof(struct shm_hdr, head) - offsetof(struct shm_hdr, writer_s
 	      "writer line apart from producers'");
 static_assert(offsetof(struct shm_hdr, producers) % SHM_CACHELINE == 0, "producer table aligned");
 static_assert(sizeof(uint64_t) == 8 && sizeof(_Atomic uint64_t) == 8, "64-bit words");
+static_assert(offsetof(struct shm_hdr, werr) ==
+	      offsetof(struct shm_hdr, quarantine) + sizeof(struct shm_quarantine) * SHM_QMAX &&
+	      offsetof(struct shm_hdr, producers) - offsetof(struct shm_hdr, werr) == 64 * 8,
+	      "werr is carved out of the 64 reserved words: no other offset, no size changes");
+static_assert(sizeof(struct shm_werr) == 24, "werr: three words");
 
 /* OFD lock bytes on the shm object (far past its end: locks do not need data there). */
 #define SHM_LOCK_BASE          ((off_t)1 << 40)

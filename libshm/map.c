@@ -362,6 +362,7 @@ int shm_stats_read(const struct shm_map *m, struct shmring_stats *st, int self)
 	st->aborted = ps.aborted;
 	st->producers = ps.live;
 	st->sent = st->written + st->abandoned + st->pending + st->dropped_full + st->dropped_oversize;
+	shm_werr_stats(h, st);
 	int live = shm_lock_held(m->fd, SHM_LOCK_WRITER);
 	st->writer_alive = live == 1;
 	return live < 0 ? live : 0;

@@ -699,6 +699,20 @@ static int writer_alive(const struct shmring *r)
 	return shm_lock_held(r->m.fd, SHM_LOCK_WRITER) == 1;
 }
 
+/* A flush not confirmed in time: -ENOTCONN the writer is gone, -EIO it lives but reports
+ * that it cannot write or open its output (the records wait in the ring), else
+ * -ETIMEDOUT. A failed rotation or fsync does not stop the lines: not -EIO. */
+static int flush_late(const struct shmring *r)
+{
+	struct shm_werr_view v;
+	if (!writer_alive(r))
+		return -ENOTCONN;
+	if (shm_werr_read(r->m.hdr, &v) == 0 &&
+	    (v.op == SHMRING_WOP_WRITE || v.op == SHMRING_WOP_OPEN))
+		return -EIO;
+	return -ETIMEDOUT;
+}
+
 static void ns_to_ts(uint64_t ns, struct timespec *ts)
 {
 	ts->tv_sec = (time_t)(ns / 1000000000ull);
@@ -733,7 +747,7 @@ SHM_EXPORT int shmring_flush(shmring *r)
 		/* Full: wait for the writer to free slots, within the same 100 ms. */
 		uint64_t now = shm_now_ns();
 		if (now >= deadline) {
-			rc = writer_alive(r) ? -ETIMEDOUT : -ENOTCONN;
+			rc = flush_late(r);
 			goto out;
 		}
 		wait_space(r, deadline);
@@ -756,7 +770,7 @@ SHM_EXPORT int shmring_flush(shmring *r)
 			if ((int64_t)(atomic_load_explicit(&h->confirmed, memory_order_acquire) - (pos + n)) >= 0)
 				rc = 0;
 			else
-				rc = writer_alive(r) ? -ETIMEDOUT : -ENOTCONN;
+				rc = flush_late(r);
 			break;
 		}
 	}
