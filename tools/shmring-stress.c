@@ -246,9 +246,13 @@ int main(int argc, char **argv)
 		switch (act) {
 		case 0:
 		case 1:
+			/* Aim for an instant inside a send: look for the mark a little first. */
+			for (int k = 0; k < 100000 && !sh->inside[p]; k++)
+				;
 			if (kill(prod[p], SIGSTOP) == 0) {
 				stops++;
-				msleep(rand_r(&seed) % 300); /* sometimes past the stall timeout */
+				/* sometimes past the stall timeout: quarantine, -ECANCELED */
+				msleep(rand_r(&seed) % (unsigned)(atoi(g_stall) * 3 / 2 + 1));
 				kill(prod[p], SIGCONT);
 			}
 			break;
