@@ -56,6 +56,8 @@ struct shm_psum { uint64_t dropped_full, dropped_oversize, aborted, flushes; uin
 void shm_producer_sum(const struct shm_map *m, struct shm_psum *s, int count_live, int self);
 
 int shm_stats_read(const struct shm_map *m, struct shmring_stats *st, int self);
+/* Does a ring at rest keep the protocol's invariants? 0, or -EPROTO and why (valid.c). */
+int shm_ring_valid(const struct shm_map *m, char *why, size_t len);
 /* Records in the ring not yet counted by the writer: a walk of the words in [head, tail). */
 uint64_t shm_pending_scan(const struct shm_map *m, uint64_t head, uint64_t tail);
 

@@ -38,8 +38,10 @@ static void drain(shmring *r, struct shmring_stats *st)
 	do {
 		(void)shmring_flush(r);
 		assert_int_equal(shmring_stats(r, st), 0);
-		if (st->pending == 0 && st->head == st->tail)
+		if (st->pending == 0 && st->head == st->tail) {
+			TU_ASSERT_RING_VALID(r);
 			return;
+		}
 		tu_sleep_ms(20);
 	} while (tu_now_ms() < end);
 	fail_msg("pending stays %llu (head %llu, tail %llu)", (unsigned long long)st->pending,
@@ -269,6 +271,44 @@ static void test_yield_policy(void **state)
 	tu_ring_cleanup(&t);
 }
 
+/* The invariant checker itself: it passes a ring at rest and names what is broken. */
+static void test_ring_valid(void **state)
+{
+	(void)state;
+	struct tu_ring t;
+	tu_ring_init(&t, "valid");
+	struct shmring_options o = { .capacity = 64, .slot_size = 128 };
+	shmring *r;
+	assert_int_equal(shmring_open(t.name, &o, &r), 0);
+	struct shm_map *m = shm_ring_map(r);
+	char why[160];
+	assert_int_equal(shm_ring_valid(m, why, sizeof(why)), 0);
+	fill(r, 3); /* three published records in [head, tail): still valid */
+	assert_int_equal(shm_ring_valid(m, why, sizeof(why)), 0);
+	/* A word past the tail that is not free for its next position. */
+	uint64_t save = atomic_load(&m->words[10]);
+	atomic_store(&m->words[10], w_make(0, 0, 1, 0, W_READY));
+	assert_int_equal(shm_ring_valid(m, why, sizeof(why)), -EPROTO);
+	assert_non_null(strstr(why, "I3"));
+	atomic_store(&m->words[10], save);
+	/* A run that claims to reach past the tail. */
+	save = atomic_load(&m->words[2]);
+	atomic_store(&m->words[2], w_make(0, 0, 5, 0, W_READY));
+	assert_int_equal(shm_ring_valid(m, why, sizeof(why)), -EPROTO);
+	assert_non_null(strstr(why, "I2"));
+	atomic_store(&m->words[2], save);
+	/* confirmed behind head; an odd progress count. */
+	atomic_store(&m->hdr->confirmed, 7);
+	assert_int_equal(shm_ring_valid(m, why, sizeof(why)), -EPROTO);
+	atomic_store(&m->hdr->confirmed, 0);
+	atomic_store(&m->hdr->progress_seq, 1);
+	assert_int_equal(shm_ring_valid(m, why, sizeof(why)), -EPROTO);
+	atomic_store(&m->hdr->progress_seq, 0);
+	assert_int_equal(shm_ring_valid(m, why, sizeof(why)), 0);
+	shmring_close(r);
+	tu_ring_cleanup(&t);
+}
+
 static void quiet(enum shmring_log_level l, const char *msg, void *ctx)
 {
 	(void)l, (void)msg, (void)ctx;
@@ -292,6 +332,7 @@ int main(void)
 		cmocka_unit_test(test_killed_waiting),
 		cmocka_unit_test(test_sigkill_send_wait),
 		cmocka_unit_test(test_yield_policy),
+		cmocka_unit_test(test_ring_valid),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

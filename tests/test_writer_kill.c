@@ -105,6 +105,7 @@ static void test_kill_restart(void **state)
 	assert_int_equal(st.dropped_full, (uint64_t)full);
 	assert_int_equal(st.sent, (uint64_t)(total + full));
 	TU_ASSERT_SETTLED(st);
+	TU_ASSERT_RING_VALID(r);
 	printf("# %d writer kills, %llu records, %llu full-ring retries\n", kills,
 	       (unsigned long long)st.written, (unsigned long long)st.dropped_full);
 	shmring_close(r);
