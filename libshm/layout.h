@@ -20,7 +20,7 @@
 #include <sys/types.h>
 
 #define SHM_MAGIC          0x31474e4952484d53ull /* "SMHRING1", stored last by the creator */
-#define SHM_LAYOUT_VERSION 2u
+#define SHM_LAYOUT_VERSION 3u
 #define SHM_CACHELINE      64
 #define SHM_PAGE           4096u
 #define SHM_PREFIX         "shmring."          /* /dev/shm/shmring.NAME */
@@ -62,7 +62,8 @@ enum shm_state {
 	W_FREE    = 0, /* free for the position of this lap */
 	W_CLAIMED = 1, /* claimed by owner, being filled */
 	W_READY   = 2, /* published: data complete */
-	W_PAD     = 3, /* producer padding: skip and free, count nothing */
+	W_PAD     = 3, /* padding: skip and free, count nothing (owner W_PAD_REVOKED: a
+			* quarantined record the writer released, counted with its batch) */
 	W_DEAD    = 4, /* revoked, owner dead: skip, count abandoned, free */
 	W_QUAR    = 5, /* revoked, owner alive: skip, count abandoned, keep (issue 4) */
 	W_HOLE    = 6, /* a quarantined run carried to a later lap: skip, keep */
@@ -71,6 +72,7 @@ enum shm_state {
 #define W_LAP_BITS   24
 #define W_LAP_MASK   ((1u << W_LAP_BITS) - 1)
 #define W_OWNER_ANON 0xfffffu
+#define W_PAD_REVOKED 0xffffeu /* owner field of a PAD that was a quarantined record */
 
 static inline unsigned w_state(uint64_t w) { return (unsigned)(w & 7); }
 static inline unsigned w_kind(uint64_t w)  { return (unsigned)((w >> 3) & 1); }
@@ -88,15 +90,14 @@ static inline uint64_t w_make(unsigned lap, unsigned owner, unsigned n, unsigned
 struct shm_producer {
 	_Atomic uint32_t gen;             /* bumped at each registration (10 bits used in owner) */
 	_Atomic int32_t  pid;             /* informational: liveness comes from the lock */
-	_Atomic uint64_t sent;            /* records offered by this entry's processes */
+	/* Each drop counter is bumped by one atomic add that is itself the record's outcome:
+	 * no death can leave a drop half-counted (DESIGN §9). A record that got into the
+	 * ring is counted by the ring, not here. */
 	_Atomic uint64_t dropped_full;
 	_Atomic uint64_t dropped_oversize;
-	_Atomic uint64_t aborted;         /* reservations aborted (not counted in sent) */
+	_Atomic uint64_t aborted;         /* reservations aborted (never records) */
 	_Atomic uint64_t flushes;         /* flush calls */
-	/* sent, counted by the one thread of the entry's process that sends first, with a
-	 * plain load and store (no locked instruction); readers add it to sent. */
-	_Atomic uint64_t sent_fast;
-	uint64_t reserved[1];
+	uint64_t reserved[3];
 } __attribute__((aligned(SHM_CACHELINE)));
 
 /* A run of slots the writer revoked while its owner was alive (issue 4). */
@@ -146,6 +147,14 @@ struct shm_hdr {
 	_Atomic uint64_t marked[3];      /* losses already told by a shmring_lost line */
 	_Atomic int32_t  writer_pid;     /* pid of the serving writer (0 = none yet) */
 	_Atomic uint32_t writer_epoch;   /* bumped by each writer that starts serving */
+	/* Seqlock over a commit (odd while the writer frees a batch's words and stores the
+	 * totals, head and confirmed), so that a reader's counters and its scan of the words
+	 * from head describe the same instant (shm_stats_read, DESIGN §9). */
+	_Atomic uint32_t progress_seq;
+	uint32_t pad0;
+	/* CLOCK_MONOTONIC ns of the writer's last commit or idle round: a sender that finds
+	 * the ring full yields the CPU only to a writer that is running (DESIGN §3). */
+	_Atomic uint64_t writer_beat_ns;
 
 	/* The writer's commit intent (DESIGN §4.1): written before each batch's write(2),
 	 * so a writer started after one was killed knows whether that batch reached the
@@ -165,7 +174,20 @@ struct shm_hdr {
 	char out_path[SHM_PATH_MAX];     /* the file the writer appends to, for tools */
 
 	alignas(SHM_CACHELINE) struct shm_quarantine quarantine[SHM_QMAX];
-	uint64_t reserved[64];
+
+	/* The writer's output error (werr.c, writer.c): which operation on its output failed,
+	 * with which errno, since when. Only the writer stores, under a seqlock (E1/E2 pair
+	 * with the readers' E3/E4); readers compose "write PATH: strerror" with out_path.
+	 * Carved out of the reserved words: every other offset is unchanged, and a ring
+	 * made before it reads as all zero, "no error". */
+	struct shm_werr {
+		_Atomic uint32_t seq;     /* odd while the writer stores */
+		_Atomic uint32_t op;      /* enum shmring_writer_op; 0 = no error */
+		_Atomic int32_t  err;     /* errno of the failure */
+		uint32_t pad;
+		_Atomic uint64_t since;   /* CLOCK_REALTIME ns when this op and errno first failed */
+	} werr;
+	uint64_t reserved[61];
 
 	struct shm_producer producers[SHM_MAX_PRODUCERS];
 };
@@ -178,6 +200,11 @@ static_assert(offsetof(struct shm_hdr, head) - offsetof(struct shm_hdr, writer_s
 	      "writer line apart from producers'");
 static_assert(offsetof(struct shm_hdr, producers) % SHM_CACHELINE == 0, "producer table aligned");
 static_assert(sizeof(uint64_t) == 8 && sizeof(_Atomic uint64_t) == 8, "64-bit words");
+static_assert(offsetof(struct shm_hdr, werr) ==
+	      offsetof(struct shm_hdr, quarantine) + sizeof(struct shm_quarantine) * SHM_QMAX &&
+	      offsetof(struct shm_hdr, producers) - offsetof(struct shm_hdr, werr) == 64 * 8,
+	      "werr is carved out of the 64 reserved words: no other offset, no size changes");
+static_assert(sizeof(struct shm_werr) == 24, "werr: three words");
 
 /* OFD lock bytes on the shm object (far past its end: locks do not need data there). */
 #define SHM_LOCK_BASE          ((off_t)1 << 40)

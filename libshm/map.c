@@ -14,6 +14,7 @@
 #include <sys/syscall.h>
 #include <linux/futex.h>
 #include <limits.h>
+#include <sched.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -320,8 +321,6 @@ void shm_producer_sum(const struct shm_map *m, struct shm_psum *s, int count_liv
 	for (unsigned i = 0; i < SHM_MAX_PRODUCERS; i++) {
 		const struct shm_producer *p = &m->hdr->producers[i];
 		/* Relaxed: counters are independent monotone figures, read for reporting. */
-		s->sent += atomic_load_explicit(&p->sent, memory_order_relaxed) +
-			   atomic_load_explicit(&p->sent_fast, memory_order_relaxed);
 		s->dropped_full += atomic_load_explicit(&p->dropped_full, memory_order_relaxed);
 		s->dropped_oversize += atomic_load_explicit(&p->dropped_oversize, memory_order_relaxed);
 		s->aborted += atomic_load_explicit(&p->aborted, memory_order_relaxed);
@@ -332,6 +331,46 @@ void shm_producer_sum(const struct shm_map *m, struct shm_psum *s, int count_liv
 	}
 }
 
+/*
+ * Count the records in [head, tail) that the writer has not counted yet, walking record
+ * starts as step() does: CLAIMED and READY records, and claims revoked (DEAD, QUAR) or
+ * released (PAD marked W_PAD_REVOKED) that the writer has not committed past. Flush
+ * sentinels, padding and holes are not records. A word of another lap (freed under us,
+ * or scribbled) or an unreadable span moves on one slot, as the writer does.
+ */
+uint64_t shm_pending_scan(const struct shm_map *m, uint64_t head, uint64_t tail)
+{
+	const struct shm_geom *g = &m->g;
+	const uint64_t mask = g->capacity - 1;
+	uint64_t n_rec = 0;
+	if (tail - head > g->capacity)
+		return 0; /* a torn view: the caller retries */
+	for (uint64_t p = head; p != tail && (int64_t)(tail - p) > 0;) {
+		/* Acquire: pairs with C3/P1/W2, for the span the word names. */
+		uint64_t w = atomic_load_explicit(&m->words[p & mask], memory_order_acquire);
+		unsigned st = w_state(w), span = w_n(w);
+		if (w_lap(w) != shm_lap(g, p) || st == W_FREE) {
+			p++;
+			continue;
+		}
+		if (st == W_QUAR || st == W_HOLE)
+			span = span < SHM_QMAX ? atomic_load_explicit(&m->hdr->quarantine[span].n,
+								       memory_order_acquire) : 0;
+		if (w_kind(w) == 0 && (st == W_CLAIMED || st == W_READY || st == W_DEAD || st == W_QUAR ||
+				       (st == W_PAD && w_owner(w) == W_PAD_REVOKED)))
+			n_rec++;
+		p += span >= 1 && span <= g->max_slots ? span : 1;
+	}
+	return n_rec;
+}
+
+/*
+ * Every figure describes one instant: the writer's totals and head are read under its
+ * progress seqlock (odd while it frees a batch and stores them), and `pending` counts the
+ * ring's records above that head. `sent` is not a counter of its own: a record is counted
+ * by the act that gives it an outcome (its claim puts it in the ring; a drop is one
+ * atomic add), so no death can leave a count without an outcome (DESIGN §9).
+ */
 int shm_stats_read(const struct shm_map *m, struct shmring_stats *st, int self)
 {
 	const struct shm_hdr *h = m->hdr;
@@ -340,25 +379,37 @@ int shm_stats_read(const struct shm_map *m, struct shmring_stats *st, int self)
 	st->capacity = m->g.capacity;
 	st->slot_size = m->g.slot_size;
 	st->max_record = (uint64_t)m->g.max_slots * m->g.slot_size - SHM_REC_HDR;
-	/* Writer figures first, producer figures after: pending can only be over-, never
-	 * under-estimated by a racing writer. */
-	st->head = atomic_load_explicit(&h->head, memory_order_acquire);
-	st->written = atomic_load_explicit(&h->written, memory_order_relaxed);
-	st->invalid = atomic_load_explicit(&h->invalid, memory_order_relaxed);
-	st->abandoned = atomic_load_explicit(&h->abandoned, memory_order_relaxed);
-	st->flushes_done = atomic_load_explicit(&h->flushes_done, memory_order_relaxed);
-	st->corrupt = atomic_load_explicit(&h->corrupt, memory_order_relaxed);
+	/* Bounded: a writer killed inside a commit leaves the count odd until the next one
+	 * recovers; then the figures are read as they stand. */
+	for (int tries = 0; tries < 64; tries++) {
+		/* G1: pairs with the writer's G3 (release) at the end of a commit. */
+		uint32_t s1 = atomic_load_explicit(&h->progress_seq, memory_order_acquire);
+		if ((s1 & 1) && tries < 63) {
+			sched_yield();
+			continue;
+		}
+		st->head = atomic_load_explicit(&h->head, memory_order_acquire);
+		st->written = atomic_load_explicit(&h->written, memory_order_relaxed);
+		st->invalid = atomic_load_explicit(&h->invalid, memory_order_relaxed);
+		st->abandoned = atomic_load_explicit(&h->abandoned, memory_order_relaxed);
+		st->flushes_done = atomic_load_explicit(&h->flushes_done, memory_order_relaxed);
+		st->corrupt = atomic_load_explicit(&h->corrupt, memory_order_relaxed);
+		st->tail = atomic_load_explicit(&h->tail, memory_order_acquire);
+		st->pending = shm_pending_scan(m, st->head, st->tail);
+		/* G2: the loads above complete before the re-check (seqlock reader). */
+		atomic_thread_fence(memory_order_acquire);
+		if (atomic_load_explicit(&h->progress_seq, memory_order_relaxed) == s1)
+			break;
+	}
 	st->writer_pid = atomic_load_explicit(&h->writer_pid, memory_order_relaxed);
 	shm_producer_sum(m, &ps, 1, self);
-	st->tail = atomic_load_explicit(&h->tail, memory_order_acquire);
-	st->sent = ps.sent;
 	st->dropped_full = ps.dropped_full;
 	st->dropped_oversize = ps.dropped_oversize;
 	st->flushes = ps.flushes;
 	st->aborted = ps.aborted;
 	st->producers = ps.live;
-	uint64_t done = st->written + st->dropped_full + st->dropped_oversize + st->abandoned;
-	st->pending = st->sent > done ? st->sent - done : 0;
+	st->sent = st->written + st->abandoned + st->pending + st->dropped_full + st->dropped_oversize;
+	shm_werr_stats(h, st);
 	int live = shm_lock_held(m->fd, SHM_LOCK_WRITER);
 	st->writer_alive = live == 1;
 	return live < 0 ? live : 0;

@@ -45,8 +45,6 @@ struct shmring {
 	unsigned fork_gen;          /* g_fork_gen when this process took its entry */
 	pthread_mutex_t mu;         /* entry re-registration and the semaphore pool */
 	_Atomic uint64_t local_drops;
-	/* The thread that counts this entry's sends in sent_fast; 0 until one sends. */
-	_Atomic(pthread_t) fast_thread;
 	struct flush_sem {
 		sem_t *sem;
 		char name[SHM_NAME_MAX + 64];
@@ -149,8 +147,6 @@ static int refork(struct shmring *r)
 			r->entry = SHM_MAX_PRODUCERS - 1;
 			r->owner = W_OWNER_ANON;
 		}
-		/* A new entry: its sent_fast belongs to no thread yet. */
-		atomic_store_explicit(&r->fast_thread, (pthread_t)0, memory_order_relaxed);
 		r->fork_gen = g;
 	}
 	pthread_mutex_unlock(&r->mu);
@@ -284,6 +280,7 @@ static int claim(struct shmring *r, unsigned n, const unsigned kind, uint64_t *p
 	const struct shm_geom *g = &r->m.g;
 	const uint64_t mask = g->capacity - 1;
 	for (int tries = 0; tries < 10000; tries++) {
+		SHM_TEST_POINT(SHM_TP_CLAIM_LOOP, 0);
 		/* C1: pairs with C4/H1 so that the word at T is at least as new as the tail. */
 		uint64_t T = atomic_load_explicit(&h->tail, memory_order_acquire);
 		unsigned lap = (unsigned)shm_lap(g, T);
@@ -318,11 +315,14 @@ static int claim(struct shmring *r, unsigned n, const unsigned kind, uint64_t *p
 						: w_make(lap, 0, want, 0, W_PAD);
 			if (atomic_compare_exchange_strong_explicit(&r->m.words[T & mask], &w, nw,
 					memory_order_acq_rel, memory_order_acquire)) {
+				if (want == n)
+					SHM_TEST_POINT(SHM_TP_CLAIMED, T);
 				/* C4: failure means a helper already moved it for us. */
 				uint64_t t = T;
 				atomic_compare_exchange_strong_explicit(&h->tail, &t, T + want,
 					memory_order_release, memory_order_relaxed);
 				if (want == n) {
+					SHM_TEST_POINT(SHM_TP_TAIL_MOVED, T);
 					*pos = T;
 					return 0;
 				}
@@ -374,6 +374,7 @@ static int publish(struct shmring *r, uint64_t pos, unsigned n, unsigned kind, u
 	const struct shm_geom *g = &r->m.g;
 	unsigned lap = (unsigned)shm_lap(g, pos);
 	uint64_t exp = w_make(lap, r->owner, n, kind, W_CLAIMED);
+	SHM_TEST_POINT(SHM_TP_COPIED, pos);
 	/* P1: release makes the record's bytes visible to W1; seq_cst orders it before P2
 	 * in the single total order, against the writer's S1 -> S2 (Dekker). */
 	if (!atomic_compare_exchange_strong_explicit(&r->m.words[pos & (g->capacity - 1)], &exp,
@@ -391,6 +392,7 @@ static int publish(struct shmring *r, uint64_t pos, unsigned n, unsigned kind, u
 		}
 		return -ECANCELED;
 	}
+	SHM_TEST_POINT(SHM_TP_PUBLISHED, pos);
 	/* P2: seq_cst load; if it reads 0 the writer's S2 re-check will see our READY. */
 	if (atomic_load_explicit(&h->writer_sleeping, memory_order_seq_cst) &&
 	    atomic_exchange_explicit(&h->writer_sleeping, 0, memory_order_seq_cst))
@@ -398,10 +400,8 @@ static int publish(struct shmring *r, uint64_t pos, unsigned n, unsigned kind, u
 	return 0;
 }
 
-/* Test hook: called between claim and publish (phase 1 after the claim, phase 2 after
- * half the bytes), so tests can kill or stop a producer at the worst instants. Hidden
- * from the shared library; NULL outside tests (one predictable branch). */
-void (*shm_test_hook)(int phase, uint64_t pos);
+/* Test points (internal.h): hidden from the shared library; NULL outside tests. */
+void (*shm_test_hook)(int point, uint64_t pos);
 
 static inline uint8_t *slot_ptr(const struct shmring *r, uint64_t pos)
 {
@@ -460,6 +460,7 @@ static int wait_space(struct shmring *r, uint64_t deadline_ns)
 	 * at a time so that a writer that died is noticed through the deadline. */
 	if (((w_lap(w) + 1) & W_LAP_MASK) == shm_lap(&r->m.g, T)) {
 		uint64_t left = deadline_ns - now;
+		SHM_TEST_POINT(SHM_TP_WAIT, T);
 		shm_futex_wait(&h->space_seq, seq, left < 10000000ull ? left : 10000000ull);
 	}
 	atomic_fetch_sub_explicit(&h->space_waiters, 1, memory_order_relaxed);
@@ -472,37 +473,39 @@ static inline uint64_t max_record(const struct shmring *r)
 }
 
 /*
- * Count an offer in sent before its outcome's counter, so that sent >= written + dropped
- * + abandoned at every instant. Relaxed: counters are read only for reporting.
- * A lock xadd costs a send about a tenth of its time, so the first thread to send on a
- * handle owns sent_fast and bumps it with a plain load and store: only it writes that
- * word (the entry is this process's; pthread_self() of a thread that exited is reused
- * only after it was joined or freed). Other threads, and the unlocked overflow entry
- * shared by many processes, use the atomic add.
+ * A full ring means the writer is behind. On a host with more runnable threads than
+ * CPUs, senders that spin on -EAGAIN hold the CPUs the writer needs to make room, so a
+ * drop yields once (at P=8 on 2 cores throughput went from 51 % to 91 % of P=2's, and
+ * drops from 84 % to 17 %: docs/bench). But a yield helps only a writer that is running:
+ * with no writer, a stopped one or one blocked on a failing disk, it hands the CPU to any
+ * busy process for up to a time slice (measured: 1000 sends into a full ring, two busy
+ * loops, no writer: 0.25-2.5 s). So yield only while the writer is awake and committed
+ * or polled within the last SHM_BEAT_FRESH_NS. Relaxed loads: a hint, not a guarantee.
  */
-static inline void count_sent(struct shmring *r, struct shm_producer *p)
+#define SHM_BEAT_FRESH_NS 20000000ull /* 20 ms: it commits every ~1 ms when behind */
+static void yield_to_writer(struct shmring *r, uint64_t pos)
 {
-	pthread_t me = pthread_self();
-	pthread_t f = atomic_load_explicit(&r->fast_thread, memory_order_relaxed);
-	if (unlikely(f != me) &&
-	    (f != (pthread_t)0 || r->owner == W_OWNER_ANON ||
-	     !atomic_compare_exchange_strong_explicit(&r->fast_thread, &f, me,
-						      memory_order_relaxed, memory_order_relaxed))) {
-		atomic_fetch_add_explicit(&p->sent, 1, memory_order_relaxed);
+	const struct shm_hdr *h = r->m.hdr;
+	if (atomic_load_explicit(&h->writer_sleeping, memory_order_relaxed))
+		return; /* it is woken by the next publish, not by our yield */
+	uint64_t beat = atomic_load_explicit(&h->writer_beat_ns, memory_order_relaxed);
+	if (!beat || (int64_t)(shm_now_ns() - beat) > (int64_t)SHM_BEAT_FRESH_NS)
 		return;
-	}
-	atomic_store_explicit(&p->sent_fast,
-		atomic_load_explicit(&p->sent_fast, memory_order_relaxed) + 1, memory_order_relaxed);
+	SHM_TEST_POINT(SHM_TP_YIELD, pos);
+	sched_yield();
 }
 
-/* Count the offer, check its size, claim (waiting up to timeout_ms if positive; the
- * clock is read only once the ring is found full), prefetch for the next claim. */
+/* Check the size, claim (waiting up to timeout_ms if positive; the clock is read only
+ * once the ring is found full), prefetch for the next claim. Nothing is counted until
+ * the record has its outcome: the claim (C3) puts it in the ring, where the ring counts
+ * it; a drop is one atomic add (DESIGN §9). */
 static int offer(struct shmring *r, size_t len, int timeout_ms, uint64_t *pos, unsigned *n)
 {
 	uint64_t deadline_ns = 0;
 	struct shm_producer *p = &r->m.hdr->producers[r->entry];
-	count_sent(r, p);
+	SHM_TEST_POINT(SHM_TP_OFFER, 0);
 	if (unlikely(len > max_record(r))) {
+		SHM_TEST_POINT(SHM_TP_OVERSIZE, 0);
 		atomic_fetch_add_explicit(&p->dropped_oversize, 1, memory_order_relaxed);
 		note_drop(r, "larger than the ring's max record");
 		return -EMSGSIZE;
@@ -512,14 +515,12 @@ static int offer(struct shmring *r, size_t len, int timeout_ms, uint64_t *pos, u
 		if (timeout_ms > 0 && !deadline_ns)
 			deadline_ns = shm_now_ns() + (uint64_t)timeout_ms * 1000000ull;
 		if (!deadline_ns || wait_space(r, deadline_ns)) {
+			SHM_TEST_POINT(SHM_TP_FULL, 0);
 			atomic_fetch_add_explicit(&p->dropped_full, 1, memory_order_relaxed);
+			SHM_TEST_POINT(SHM_TP_DROPPED, 0);
 			note_drop(r, "ring full");
-			/* A full ring means the writer is behind, and on a busy host it waits for
-			 * a CPU that spinning senders hold. Yield once (not a wait: it returns at
-			 * once when nothing else is runnable): at P=8 on 2 cores throughput went
-			 * from 51 % to 91 % of P=2's, and drops from 84 % to 17 % (docs/bench). */
 			if (!deadline_ns)
-				sched_yield();
+				yield_to_writer(r, 0);
 			return -EAGAIN;
 		}
 	}
@@ -541,9 +542,9 @@ static int send_common(shmring *r, const void *msgpack, size_t len, int timeout_
 	struct shm_rec rec = { .len = (uint32_t)len, .aux = 0 };
 	memcpy(dst, &rec, sizeof(rec));
 	if (unlikely(shm_test_hook)) {
-		shm_test_hook(1, pos);
+		shm_test_hook(SHM_TP_FILLED_HDR, pos);
 		memcpy(dst + SHM_REC_HDR, msgpack, len / 2);
-		shm_test_hook(2, pos);
+		shm_test_hook(SHM_TP_HALF_COPY, pos);
 	}
 	memcpy(dst + SHM_REC_HDR, msgpack, len);
 	return publish(r, pos, n, 0, W_READY);
@@ -606,7 +607,6 @@ SHM_EXPORT int shmring_commit(struct shmring_reservation *res)
 		if (publish(r, res->pos, res->n, 0, W_PAD))
 			return -ECANCELED;
 		if (res->len == 0 && !res->overflow) {
-			atomic_fetch_sub_explicit(&p->sent, 1, memory_order_relaxed);
 			atomic_fetch_add_explicit(&p->aborted, 1, memory_order_relaxed);
 			return -EINVAL;
 		}
@@ -628,8 +628,7 @@ SHM_EXPORT void shmring_abort(struct shmring_reservation *res)
 	struct shm_producer *p = &r->m.hdr->producers[r->entry];
 	if (publish(r, res->pos, res->n, 0, W_PAD))
 		return; /* revoked: the writer counted it as abandoned */
-	/* An aborted reservation was never a record: it leaves sent and is counted apart. */
-	atomic_fetch_sub_explicit(&p->sent, 1, memory_order_relaxed);
+	/* An aborted reservation was never a record: a PAD the ring does not count. */
 	atomic_fetch_add_explicit(&p->aborted, 1, memory_order_relaxed);
 }
 
@@ -713,6 +712,20 @@ static int writer_alive(const struct shmring *r)
 	return shm_lock_held(r->m.fd, SHM_LOCK_WRITER) == 1;
 }
 
+/* A flush not confirmed in time: -ENOTCONN the writer is gone, -EIO it lives but reports
+ * that it cannot write or open its output (the records wait in the ring), else
+ * -ETIMEDOUT. A failed rotation or fsync does not stop the lines: not -EIO. */
+static int flush_late(const struct shmring *r)
+{
+	struct shm_werr_view v;
+	if (!writer_alive(r))
+		return -ENOTCONN;
+	if (shm_werr_read(r->m.hdr, &v) == 0 &&
+	    (v.op == SHMRING_WOP_WRITE || v.op == SHMRING_WOP_OPEN))
+		return -EIO;
+	return -ETIMEDOUT;
+}
+
 static void ns_to_ts(uint64_t ns, struct timespec *ts)
 {
 	ts->tv_sec = (time_t)(ns / 1000000000ull);
@@ -747,7 +760,7 @@ SHM_EXPORT int shmring_flush(shmring *r)
 		/* Full: wait for the writer to free slots, within the same 100 ms. */
 		uint64_t now = shm_now_ns();
 		if (now >= deadline) {
-			rc = writer_alive(r) ? -ETIMEDOUT : -ENOTCONN;
+			rc = flush_late(r);
 			goto out;
 		}
 		wait_space(r, deadline);
@@ -756,8 +769,7 @@ SHM_EXPORT int shmring_flush(shmring *r)
 	struct shm_rec rec = { .len = (uint32_t)nlen, .aux = 0 };
 	memcpy(dst, &rec, sizeof(rec));
 	memcpy(dst + SHM_REC_HDR, fs.name, nlen);
-	if (unlikely(shm_test_hook))
-		shm_test_hook(3, pos);
+	SHM_TEST_POINT(SHM_TP_FLUSH_CLAIMED, pos);
 	if ((rc = publish(r, pos, n, 1, W_READY)))
 		goto out;
 	for (;;) {
@@ -771,7 +783,7 @@ SHM_EXPORT int shmring_flush(shmring *r)
 			if ((int64_t)(atomic_load_explicit(&h->confirmed, memory_order_acquire) - (pos + n)) >= 0)
 				rc = 0;
 			else
-				rc = writer_alive(r) ? -ETIMEDOUT : -ENOTCONN;
+				rc = flush_late(r);
 			break;
 		}
 	}

@@ -299,7 +299,11 @@ static void test_ls(void **state)
 static void check_stats_json(json_t *o, const char *name, const char *out, const struct shmring_stats *s)
 {
 	assert_true(json_is_object(o));
-	assert_int_equal(json_object_size(o), 21); /* 19 stats fields + name + out_path */
+	/* 19 stats fields + name + out_path + writer_error and its since (the three error
+	 * fields of the struct are told as that text) */
+	assert_int_equal(json_object_size(o), 23);
+	assert_true(json_is_null(json_object_get(o, "writer_error")));
+	assert_true(json_is_null(json_object_get(o, "writer_error_since")));
 	assert_string_equal(json_string_value(json_object_get(o, "name")), name);
 	assert_string_equal(json_string_value(json_object_get(o, "out_path")), out);
 #define F(f) do { \

@@ -163,7 +163,8 @@ def test_stats_dict():
         check(tuple(st) == shmring.STATS_FIELDS, "stats keys: %r" % list(st))
         check(set(st) == {"capacity", "slot_size", "max_record", "head", "tail", "pending", "sent", "written",
                           "invalid", "dropped_full", "dropped_oversize", "abandoned", "aborted", "flushes",
-                          "flushes_done", "corrupt", "writer_pid", "writer_alive", "producers"},
+                          "flushes_done", "corrupt", "writer_pid", "writer_alive", "producers",
+                          "writer_errno", "writer_error_op", "writer_error_since_ns"},
               "stats field names")
         check(st["capacity"] == 64 and st["slot_size"] == 256, "geometry %r" % st)
         check(st["max_record"] == 16 * 256 - 8, "max_record %d" % st["max_record"])
@@ -172,6 +173,7 @@ def test_stats_dict():
         ring.send(b"\x01")
         st = ring.stats()
         check(st["sent"] == 2 and st["pending"] == 2 and st["tail"] == 2, "after two sends %r" % st)
+        check(st["writer_errno"] == 0 and ring.writer_error() is None, "no writer error %r" % st)
         # No writer: flush answers ENOTCONN at once.
         try:
             ring.flush()

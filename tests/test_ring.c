@@ -405,7 +405,7 @@ static void test_fork_shared_handle(void **state)
 	tu_ring_cleanup(&t);
 }
 
-struct thr_arg { shmring *r; int p; long M; int flush_rc; };
+struct thr_arg { shmring *r; int p; long M; int flush_rc; uint64_t full; };
 
 static void *thr_send(void *a)
 {
@@ -414,8 +414,10 @@ static void *thr_send(void *a)
 	msgpack_sbuffer_init(&sb);
 	for (long i = 0; i < ta->M; i++) {
 		tu_pack_record(&sb, ta->p, i, 16);
-		while (shmring_send(ta->r, sb.data, sb.size) == -EAGAIN)
+		while (shmring_send(ta->r, sb.data, sb.size) == -EAGAIN) {
+			ta->full++; /* counted here, apart from the ring's dropped_full */
 			sched_yield();
+		}
 		if (i % 1000 == 999 && tu_flush(ta->r))
 			ta->flush_rc = -1;
 	}
@@ -436,7 +438,7 @@ static void test_threads(void **state)
 	pthread_t th[T];
 	struct thr_arg a[T];
 	for (int i = 0; i < T; i++) {
-		a[i] = (struct thr_arg){ r, i, 5000, 0 };
+		a[i] = (struct thr_arg){ r, i, 5000, 0, 0 };
 		pthread_create(&th[i], NULL, thr_send, &a[i]);
 	}
 	for (int i = 0; i < T; i++)
@@ -445,19 +447,24 @@ static void test_threads(void **state)
 		assert_int_equal(a[i].flush_rc, 0);
 	assert_int_equal(tu_flush(r), 0);
 	assert_int_equal(check_records(t.out, T, 5000, 0), T * 5000);
-	/* sent is counted two ways (the first sending thread without a locked op, the
-	 * others with one): the sum must balance exactly. A second round of new threads
-	 * (whose pthread_t may reuse the first round's) must keep it so. */
+	/* The ring's counts agree with the threads' own: every send answered 0 once and
+	 * -EAGAIN `full` times. A second round of new threads (whose pthread_t may reuse the
+	 * first round's) must keep it so. */
 	struct shmring_stats st;
+	uint64_t full = 0;
 	for (int round = 0; round < 2; round++) {
+		for (int i = 0; i < T; i++)
+			full += a[i].full;
 		assert_int_equal(shmring_stats(r, &st), 0);
 		assert_int_equal(st.written, (uint64_t)(round + 1) * T * 5000);
+		assert_int_equal(st.dropped_full, full);
+		assert_int_equal(st.sent, (uint64_t)(round + 1) * T * 5000 + full);
 		TU_ASSERT_SETTLED(st);
 		assert_int_equal(st.pending, 0);
 		if (round)
 			break;
 		for (int i = 0; i < T; i++) {
-			a[i] = (struct thr_arg){ r, T + i, 5000, 0 };
+			a[i] = (struct thr_arg){ r, T + i, 5000, 0, 0 };
 			pthread_create(&th[i], NULL, thr_send, &a[i]);
 		}
 		for (int i = 0; i < T; i++)

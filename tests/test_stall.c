@@ -79,6 +79,7 @@ static void check_identity(shmring *r)
 	assert_int_equal(shmring_stats(r, &st), 0);
 	assert_int_equal(st.pending, 0);
 	TU_ASSERT_SETTLED(st);
+	TU_ASSERT_RING_VALID(r);
 }
 
 /* Full capacity: with the writer stopped, exactly `slots` one-slot records fit; then they

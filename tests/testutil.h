@@ -40,10 +40,24 @@ static inline void tu_sleep_ms(unsigned ms)
 
 static inline void tu_track(pid_t pid, const char *name);
 
-/* The accounting identity once nothing is pending (after a flush): every offer has its
- * outcome. For use in cmocka tests (assert_int_equal). */
+/* Drained: nothing pending, so sent (the sum of outcomes, DESIGN §9) is written + drops +
+ * abandoned. A check that pending, counted from the ring's words, agrees with the
+ * writer's totals; tests compare those with counts of their own (lines parsed, answers
+ * their sends returned). For use in cmocka tests (assert_int_equal). */
 #define TU_ASSERT_SETTLED(st) \
 	assert_int_equal((st).sent, (st).written + (st).dropped_full + (st).dropped_oversize + (st).abandoned)
+
+/* The ring keeps the protocol's invariants once at rest (shm_ring_valid): retried for up
+ * to a second, since the writer may still be finishing the commit that drained it. */
+#define TU_ASSERT_RING_VALID(r) \
+	do { \
+		char why_[160] = ""; \
+		uint64_t end_ = tu_now_ms() + 1000; \
+		while (shm_ring_valid(shm_ring_map(r), why_, sizeof(why_)) && tu_now_ms() < end_) \
+			tu_sleep_ms(5); \
+		if (shm_ring_valid(shm_ring_map(r), why_, sizeof(why_))) \
+			fail_msg("ring not valid at rest: %s", why_); \
+	} while (0)
 
 /* A ring name and an output path unique to this process and call. */
 struct tu_ring {

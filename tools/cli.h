@@ -11,7 +11,7 @@
 
 #include "internal.h"
 
-enum { CLI_OK = 0, CLI_ERR = 1, CLI_USAGE = 2, CLI_NOWRITER = 3, CLI_TIMEOUT = 4 };
+enum { CLI_OK = 0, CLI_ERR = 1, CLI_USAGE = 2, CLI_NOWRITER = 3, CLI_TIMEOUT = 4, CLI_OUTPUT = 5 };
 
 /* "shmring: ring NAME: <cause of -err>" on stderr. */
 void cli_ring_err(const char *name, int err);

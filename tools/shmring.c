@@ -5,7 +5,8 @@
  *   shmring stat NAME [--json] [--watch [S]] [--count N]
  *   shmring peek NAME [-n N]               pending records as JSON lines, not consumed
  *   shmring send NAME [JSON ...]           JSON values (or stdin lines) as msgpack records
- *   shmring flush NAME                     the flush barrier: 0 ok, 3 no writer, 4 timeout
+ *   shmring flush NAME                     the flush barrier: 0 ok, 3 no writer, 4 timeout,
+ *                                          5 the writer's output fails
  *   shmring rm NAME [--force]              unlink a ring and its leftover semaphores
  *   shmring gc [--dry-run] [--min-age S]   remove what dead processes left behind
  *
@@ -172,7 +173,8 @@ static void usage_main(FILE *f)
 		"  help [COMMAND]                      this text, or the usage of COMMAND\n\n"
 		"`shmring COMMAND --help` prints the usage of COMMAND. Commands that read a ring never\n"
 		"create it and never attach as a producer.\n\n"
-		"Exit status: 0 ok, 1 error, 2 usage; flush: 3 no live writer, 4 timed out.\n");
+		"Exit status: 0 ok, 1 error, 2 usage; flush: 3 no live writer, 4 timed out,\n"
+		"5 the writer's output fails.\n");
 }
 
 static void usage_ls(FILE *f)
@@ -197,6 +199,7 @@ static void usage_stat(FILE *f)
 		"Print every counter of ring NAME and the file its writer appends to.\n\n"
 		"  -j, --json              one JSON object per refresh with the fields below plus\n"
 		"                          \"name\" and \"out_path\" (null when no writer ever served)\n"
+		"                          and \"writer_error\", \"writer_error_since\" (null or text)\n"
 		"  -w, --watch [SECONDS]   refresh every SECONDS (default 1; fractions allowed) until\n"
 		"                          interrupted, in place when stdout is a terminal, with the\n"
 		"                          rates per second of records sent, written and dropped\n"
@@ -206,8 +209,8 @@ static void usage_stat(FILE *f)
 		"  capacity, slot_size       slots in the ring, bytes per slot\n"
 		"  max_record                largest msgpack record accepted, bytes\n"
 		"  head, tail                slots below head are free again; tail is the next claim\n"
-		"  pending                   records sent but not yet written nor lost\n"
-		"  sent                      records offered by producers\n"
+		"  pending                   records in the ring not yet written nor abandoned\n"
+		"  sent                      sends that got an outcome (the sum of the others)\n"
 		"  written                   JSON lines written (invalid ones included)\n"
 		"  invalid                   of written: records written as a shmring_error line\n"
 		"  dropped_full              dropped because the ring was full\n"
@@ -218,6 +221,9 @@ static void usage_stat(FILE *f)
 		"  flushes, flushes_done     flush calls, flush barriers the writer confirmed\n"
 		"  writer_pid, writer_alive  the last writer's pid; whether a writer serves now\n"
 		"  producers                 producer processes attached now\n"
+		"  writer_error              what fails in the writer's output, e.g. \"write PATH: No\n"
+		"                            space left on device\" (records wait in the ring), or none\n"
+		"  writer_error_since        when it began to fail (RFC 3339, UTC)\n"
 		"sent = written + dropped_full + dropped_oversize + abandoned + pending\n");
 }
 
@@ -256,7 +262,9 @@ static void usage_flush(FILE *f)
 		"process, has been written by the writer (bounded at %d ms).\n\n"
 		"  -h, --help   this text\n\n"
 		"Exit status: 0 flushed, 3 no live writer, 4 not confirmed in time (writer stopped\n"
-		"or overloaded), 1 any other error.\n",
+		"or overloaded), 5 not confirmed in time while the writer reports that its output\n"
+		"fails (full disk, I/O error, file size limit: the message says what; the records\n"
+		"wait in the ring), 1 any other error.\n",
 		SHMRING_FLUSH_TIMEOUT_MS);
 }
 
@@ -424,7 +432,31 @@ out:
 
 /* ---- stat ----------------------------------------------------------------------- */
 
-static json_t *stats_json(const char *name, const char *out_path, const struct shmring_stats *s)
+/* "2026-12-04T16:40:00.123456Z" of a CLOCK_REALTIME time in ns. */
+static void rfc3339(uint64_t ns, char *buf, size_t len)
+{
+	time_t sec = (time_t)(ns / 1000000000ull);
+	struct tm tm;
+	gmtime_r(&sec, &tm);
+	size_t n = strftime(buf, len, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(buf + n, len - n, ".%06luZ", (unsigned long)(ns % 1000000000ull / 1000));
+}
+
+/* The writer's output error, composed from the record in shared memory; "" when none. */
+static void writer_error(const struct shm_map *m, char *buf, size_t len, char *since, size_t slen,
+			 const struct shmring_stats *s)
+{
+	since[0] = 0;
+	if (shm_werr_text(m->hdr, buf, len) <= 0) {
+		buf[0] = 0;
+		return;
+	}
+	if (s->writer_error_since_ns)
+		rfc3339(s->writer_error_since_ns, since, slen);
+}
+
+static json_t *stats_json(const char *name, const char *out_path, const struct shmring_stats *s,
+			  const char *werr, const char *since)
 {
 	json_t *o = json_object();
 	if (!o)
@@ -453,6 +485,8 @@ static json_t *stats_json(const char *name, const char *out_path, const struct s
 	PUTI(writer_pid);
 	PUT("writer_alive", json_boolean(s->writer_alive));
 	PUTI(producers);
+	PUT("writer_error", werr[0] ? json_string(werr) : json_null());
+	PUT("writer_error_since", werr[0] && since[0] ? json_string(since) : json_null());
 #undef PUTI
 #undef PUT
 	if (bad) {
@@ -462,7 +496,8 @@ static json_t *stats_json(const char *name, const char *out_path, const struct s
 	return o;
 }
 
-static void stats_text(const char *name, const char *out_path, const struct shmring_stats *s)
+static void stats_text(const char *name, const char *out_path, const struct shmring_stats *s,
+		       const char *werr, const char *since)
 {
 	printf("%-17s %s\n", "name", name);
 	printf("%-17s %s\n", "out_path", out_path[0] ? out_path : "-");
@@ -487,6 +522,10 @@ static void stats_text(const char *name, const char *out_path, const struct shmr
 	printf("%-17s %d\n", "writer_pid", (int)s->writer_pid);
 	printf("%-17s %s\n", "writer_alive", s->writer_alive ? "yes" : "no");
 	printf("%-17s %u\n", "producers", s->producers);
+	if (werr[0])
+		printf("%-17s %s (since %s)\n", "writer_error", werr, since[0] ? since : "?");
+	else
+		printf("%-17s none\n", "writer_error");
 }
 
 /* `--watch 2` as well as `--watch=2`: a number after --watch is its interval (taken out
@@ -538,7 +577,7 @@ static int stat_loop(const char *name, struct shm_map *m, int json, int watch, d
 	int tty = isatty(STDOUT_FILENO);
 	struct shmring_stats prev = { 0 }, st;
 	double t_prev = 0;
-	char out_path[SHM_PATH_MAX];
+	char out_path[SHM_PATH_MAX], werr[SHM_PATH_MAX + 256], since[48];
 	for (unsigned long i = 0; !g_stop && (!watch || !count || i < count); i++) {
 		if (i)
 			sleep_s(every);
@@ -551,8 +590,9 @@ static int stat_loop(const char *name, struct shm_map *m, int json, int watch, d
 		}
 		double t = mono_s();
 		cli_out_path(m, out_path, sizeof(out_path));
+		writer_error(m, werr, sizeof(werr), since, sizeof(since), &st);
 		if (json) {
-			if ((rc = print_json(stats_json(name, out_path, &st))))
+			if ((rc = print_json(stats_json(name, out_path, &st, werr, since))))
 				return rc;
 		} else {
 			if (watch && tty)
@@ -567,7 +607,7 @@ static int stat_loop(const char *name, struct shm_map *m, int json, int watch, d
 				strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
 				printf("%-17s %s (every %gs)\n", "time", when, every);
 			}
-			stats_text(name, out_path, &st);
+			stats_text(name, out_path, &st, werr, since);
 			if (watch && i) {
 				double dt = t - t_prev > 1e-6 ? t - t_prev : 1e-6;
 				printf("%-17s sent %.1f/s  written %.1f/s  dropped %.1f/s\n", "rates",
@@ -677,6 +717,9 @@ static int cmd_flush(int argc, char **argv)
 		return CLI_ERR;
 	}
 	rc = shmring_flush(r);
+	char werr[SHM_PATH_MAX + 256] = "";
+	if (rc == -EIO && shmring_writer_error(r, werr, sizeof(werr)) <= 0)
+		snprintf(werr, sizeof(werr), "an error it no longer reports");
 	shmring_close(r);
 	switch (rc) {
 	case 0: return CLI_OK;
@@ -687,6 +730,10 @@ static int cmd_flush(int argc, char **argv)
 		cli_ring_msg(name, "flush not confirmed within %d ms (writer stopped or busy)",
 			     SHMRING_FLUSH_TIMEOUT_MS);
 		return CLI_TIMEOUT;
+	case -EIO:
+		cli_ring_msg(name, "flush not confirmed within %d ms: the writer's output fails: %s",
+			     SHMRING_FLUSH_TIMEOUT_MS, werr);
+		return CLI_OUTPUT;
 	default:
 		cli_ring_msg(name, "flush failed: %s", strerror(-rc));
 		return CLI_ERR;

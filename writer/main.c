@@ -85,8 +85,12 @@ static void usage(FILE *f)
 		"      --mark-losses        before the first line after records were lost, write\n"
 		"                           {\"shmring_lost\":{\"dropped_full\":N,\"dropped_oversize\":N,\"abandoned\":N},\"ts\":T}\n"
 		"  -h, --help               this text\n\n"
-		"SIGTERM/SIGINT: write everything already in the ring, then exit 0.\n"
-		"SIGHUP: reopen PATH (after logrotate renamed it).\n"
+		"SIGTERM/SIGINT: write everything already in the ring, then exit 0; while PATH\n"
+		"cannot be written (full disk, I/O error, file size limit), exit 1 within a second,\n"
+		"leaving what was not written in the ring for the next writer.\n"
+		"SIGHUP: reopen PATH (after logrotate renamed it). PATH removed or replaced is also\n"
+		"noticed before each batch, and opened anew.\n"
+		"A failing write or open is retried every second; `shmring stat` shows the error.\n"
 		"Exit status: 0 ok, 1 error, 2 usage, 3 another live writer serves the ring, 4 ring damaged.\n");
 }
 

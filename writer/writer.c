@@ -68,6 +68,9 @@ struct wr {
 	unsigned commits, crash_after, crash_point; /* tests: SHMRING_WRITER_CRASH=N:P */
 	int out_regular;            /* a regular file: its size tells what a batch reached */
 	uint64_t out_dev, out_ino, file_size;
+	unsigned werr_op;           /* the output error as last stored in hdr->werr */
+	int werr_err;
+	uint64_t werr_logged;       /* when it was last logged (CLOCK_MONOTONIC ns) */
 	struct { uint64_t pos; char name[SHM_NAME_MAX + 64]; } sent[MAX_SENTINELS];
 	unsigned nsent;
 	uint64_t stall_pos, stall_since;
@@ -108,14 +111,20 @@ static int open_out(struct wr *w)
 	if (w->out_fd < 0)
 		return -errno;
 	struct stat st;
-	if (fstat(w->out_fd, &st) < 0)
-		return -errno;
+	if (fstat(w->out_fd, &st) < 0) {
+		rc = -errno;
+		close(w->out_fd);
+		w->out_fd = -1;
+		return rc;
+	}
 	w->out_regular = S_ISREG(st.st_mode);
 	w->out_dev = st.st_dev;
 	w->out_ino = st.st_ino;
 	w->file_size = (uint64_t)st.st_size;
 	return 0;
 }
+
+static void crash_point(struct wr *w, int point);
 
 /* PATH -> PATH.1 -> ... -> PATH.keep (the oldest is replaced), then a fresh PATH. Only
  * between batches, with nothing in flight, so a line is never split across files. */
@@ -131,7 +140,11 @@ static int rotate(struct wr *w)
 	snprintf(to, sizeof(to), "%s.1", w->o->out);
 	if (rename(w->o->out, to) < 0)
 		return -errno;
+	/* Killed here, PATH is gone and nothing is in flight (the intent of the last batch
+	 * was cleared): the next writer creates PATH and goes on. */
+	crash_point(w, 5);
 	close(w->out_fd);
+	w->out_fd = -1;
 	return open_out(w);
 }
 
@@ -147,6 +160,143 @@ static void publish_path(struct wr *w, const char *path)
 	atomic_thread_fence(memory_order_release);
 	memcpy(h->out_path, abs, strlen(abs) + 1);
 	atomic_store_explicit(&h->path_seq, s + 2, memory_order_release);
+}
+
+/*
+ * The output error record in shared memory (hdr->werr), which only the writer stores:
+ * shmring stat shows it, a flush that times out while it is set returns -EIO. Seqlock
+ * writer: the odd count first (a count left odd by a writer killed here is made odd
+ * again, then even); E1, the release fence after it, orders it before the field stores
+ * (pairs with the readers' E4 fence in libshm/werr.c: a reader that copied a new field
+ * sees the count changed); E2, the release store of the even count, publishes the
+ * fields (pairs with the readers' E3 acquire load).
+ */
+static void werr_store(struct wr *w, unsigned op, int err)
+{
+	struct shm_werr *e = &w->h->werr;
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME, &now);
+	uint64_t since = op ? (uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec : 0;
+	uint32_t odd = atomic_load_explicit(&e->seq, memory_order_relaxed) | 1;
+	atomic_store_explicit(&e->seq, odd, memory_order_relaxed);
+	atomic_thread_fence(memory_order_release); /* E1 */
+	atomic_store_explicit(&e->op, op, memory_order_relaxed);
+	atomic_store_explicit(&e->err, err, memory_order_relaxed);
+	atomic_store_explicit(&e->since, since, memory_order_relaxed);
+	atomic_store_explicit(&e->seq, odd + 1, memory_order_release); /* E2 */
+	w->werr_op = op;
+	w->werr_err = err;
+}
+
+/* op failed with rc (-errno): recorded once per change of op or errno, and logged then
+ * and once a minute while it goes on. */
+static void werr_set(struct wr *w, unsigned op, int rc, const char *then)
+{
+	uint64_t now = shm_now_ns();
+	if (w->werr_op == op && w->werr_err == -rc) {
+		if (now - w->werr_logged < 60000000000ull)
+			return;
+		/* Relaxed: we are the only process that stores it. */
+		uint64_t since = atomic_load_explicit(&w->h->werr.since, memory_order_relaxed);
+		long long secs = (long long)time(NULL) - (long long)(since / 1000000000ull);
+		wlog("ERROR", "%s %s: %s, for %lld s now; %s", shm_werr_op_name(op), w->o->out,
+		     strerror(-rc), secs, then);
+		w->werr_logged = now;
+		return;
+	}
+	werr_store(w, op, -rc);
+	w->werr_logged = now;
+	wlog("ERROR", "%s %s: %s; %s", shm_werr_op_name(op), w->o->out, strerror(-rc), then);
+}
+
+/* op worked: clear the record if it was op's failure. */
+static void werr_clear(struct wr *w, unsigned op)
+{
+	if (w->werr_op != op)
+		return;
+	werr_store(w, SHMRING_WOP_NONE, 0);
+	wlog("INFO", "%s %s works again", shm_werr_op_name(op), w->o->out);
+}
+
+/*
+ * After a failed output operation: 1 to try it again after a pause of 1 s, 0 to give up
+ * because a stop was asked (SIGTERM, SIGINT). The pause is slept in 50 ms slices so a
+ * stop is seen at once; the operation is then tried once more before giving up.
+ */
+static int keep_trying(void)
+{
+	if (writer_stop)
+		return 0;
+	for (int i = 0; i < 20 && !writer_stop; i++) {
+		struct timespec d = { 0, 50000000L };
+		nanosleep(&d, NULL);
+	}
+	return 1;
+}
+
+/* 1: PATH still names the file we append to (or we cannot tell: not a regular file, or
+ * stat fails otherwise than ENOENT or ENOTDIR); 0: it was removed or replaced. */
+static int out_is_ours(const struct wr *w)
+{
+	struct stat st;
+	if (!w->out_regular)
+		return 1;
+	if (lstat(w->o->out, &st) < 0)
+		return errno != ENOENT && errno != ENOTDIR;
+	return (uint64_t)st.st_dev == w->out_dev && (uint64_t)st.st_ino == w->out_ino;
+}
+
+static int reopen_out(struct wr *w)
+{
+	if (w->out_fd > STDOUT_FILENO)
+		close(w->out_fd);
+	w->out_fd = -1;
+	return open_out(w);
+}
+
+/*
+ * Before a batch: the output is open and PATH still names it. A file removed or replaced
+ * under us (rm, a rename without SIGHUP) is noticed here, before a byte of the batch goes
+ * to it, and PATH is opened anew (created): no record goes to a file nobody can read.
+ * One lstat(2) per batch (2-3 µs measured on this machine). A failing open is retried
+ * every second; returns <0 only when a stop was asked meanwhile.
+ */
+static int ensure_out(struct wr *w, int force)
+{
+	if (strcmp(w->o->out, "-") == 0)
+		return 0;
+	int gone = force;
+	for (;;) {
+		if (w->out_fd >= 0 && !force) {
+			if (out_is_ours(w))
+				return 0;
+			wlog("WARN", "%s was removed or replaced under the writer: opening it anew", w->o->out);
+			gone = 1;
+		}
+		force = 0;
+		int rc = reopen_out(w);
+		if (rc == 0) {
+			werr_clear(w, SHMRING_WOP_OPEN);
+			if (gone)
+				wlog("INFO", "reopened %s", w->o->out);
+			return 0;
+		}
+		werr_set(w, SHMRING_WOP_OPEN, rc, "retrying every second, the records wait in the ring");
+		if (!keep_trying())
+			return rc;
+	}
+}
+
+/* fdatasync for --fsync. A regular file only: a pipe or a tty has nothing to sync. The
+ * failure is recorded and the lines stay confirmed: they are in the page cache, and an
+ * fsync failing again after an error proves nothing (Linux reports a writeback error
+ * once). */
+static void sync_out(struct wr *w)
+{
+	if (fdatasync(w->out_fd) == 0)
+		werr_clear(w, SHMRING_WOP_FSYNC);
+	else if (w->out_regular)
+		werr_set(w, SHMRING_WOP_FSYNC, -errno, "the lines written may not be on disk");
 }
 
 static int write_all(int fd, const char *p, size_t n)
@@ -186,10 +336,35 @@ static void free_range(struct wr *w, uint64_t from, uint64_t to)
 	}
 }
 
-/* Publish totals, head and confirmed (W4), wake waiters for room. */
+/*
+ * The progress seqlock (G0/G3, read by shm_stats_read's G1/G2): odd from before the first
+ * word of a batch is freed until its totals, head and confirmed are stored, so that a
+ * reader never counts a record both in `written` and among the words above the head, nor
+ * in neither. A writer killed inside leaves it odd; the next one settles it at start.
+ */
+static uint32_t progress_begin(struct wr *w)
+{
+	uint32_t s = atomic_load_explicit(&w->h->progress_seq, memory_order_relaxed);
+	if (!(s & 1))
+		atomic_store_explicit(&w->h->progress_seq, ++s, memory_order_relaxed);
+	/* G0: the odd count is ordered before every store of the commit. */
+	atomic_thread_fence(memory_order_release);
+	return s;
+}
+
+static void progress_end(struct wr *w, uint32_t s)
+{
+	/* G3: pairs with the readers' G1. */
+	atomic_store_explicit(&w->h->progress_seq, s + 1, memory_order_release);
+}
+
+/* Publish totals, head and confirmed (W4), wake waiters for room. Called between
+ * progress_begin() and progress_end(). */
 static void publish_progress(struct wr *w, uint64_t head)
 {
 	struct shm_hdr *h = w->h;
+	/* Relaxed: a hint for senders that find the ring full (ring.c yield_to_writer). */
+	atomic_store_explicit(&h->writer_beat_ns, shm_now_ns(), memory_order_relaxed);
 	/* Only the writer stores these: plain totals, so a recovery can store them again. */
 	atomic_store_explicit(&h->written, w->t_written, memory_order_relaxed);
 	atomic_store_explicit(&h->invalid, w->t_invalid, memory_order_relaxed);
@@ -200,6 +375,12 @@ static void publish_progress(struct wr *w, uint64_t head)
 		atomic_store_explicit(&h->marked[i], w->marked[i], memory_order_relaxed);
 	atomic_store_explicit(&h->head, head, memory_order_release);
 	atomic_store_explicit(&h->confirmed, head, memory_order_release);
+}
+
+/* Wake producers waiting for room (send_wait, flush) after a commit freed slots. */
+static void wake_space_waiters(struct wr *w)
+{
+	struct shm_hdr *h = w->h;
 	/* V2: the fence orders W3 before the load of space_waiters (pairs with V1). */
 	atomic_thread_fence(memory_order_seq_cst);
 	if (atomic_load_explicit(&h->space_waiters, memory_order_seq_cst)) {
@@ -210,7 +391,8 @@ static void publish_progress(struct wr *w, uint64_t head)
 
 /* Tests kill the writer at a chosen point of its Nth commit with a batch: 1 after the
  * intent, 2 after half the batch was written, 3 after the write, 4 halfway through
- * freeing. Set only through the environment of a test. */
+ * freeing, 5 in a rotation between the renames and the reopen. Set only through the
+ * environment of a test. */
 static void crash_point(struct wr *w, int point)
 {
 	if (unlikely(w->crash_point == (unsigned)point) && w->commits >= w->crash_after) {
@@ -220,29 +402,10 @@ static void crash_point(struct wr *w, int point)
 	}
 }
 
-/*
- * Commit the batch: record the intent, write(2) it, free the consumed slots, publish,
- * clear the intent, then post the sentinels. A writer killed anywhere in here is
- * followed by one whose recover() finishes or redoes exactly this batch.
- */
-static int commit(struct wr *w)
+/* The intent of the batch about to be written to the file now open (DESIGN §4.1). */
+static void intent_begin(struct wr *w)
 {
 	struct shm_intent *in = &w->h->intent;
-	if (w->o->max_bytes && w->out_regular && w->used && w->file_size &&
-	    w->file_size + w->used > w->o->max_bytes) {
-		int rc = rotate(w);
-		if (rc) {
-			wlog("ERROR", "cannot rotate %s: %s; going on in the same file", w->o->out, strerror(-rc));
-			if (w->out_fd < 0 && (rc = open_out(w)))
-				return rc;
-		}
-	}
-	w->t_written += w->b_written;
-	w->t_invalid += w->b_invalid;
-	w->t_abandoned += w->b_abandoned;
-	w->t_corrupt += w->b_corrupt;
-	w->t_flushes += w->b_flushes;
-	w->b_written = w->b_invalid = w->b_abandoned = w->b_corrupt = w->b_flushes = 0;
 	in->dev = w->out_dev;
 	in->ino = w->out_ino;
 	in->file_start = w->file_size;
@@ -257,6 +420,54 @@ static int commit(struct wr *w)
 	memcpy(in->marked, w->marked, sizeof(w->marked));
 	/* I1: the intent is complete before it says a batch is in flight. */
 	atomic_store_explicit(&in->state, 1, memory_order_release);
+}
+
+/*
+ * Asked to stop while the output fails: cut off what this batch wrote, so that the file
+ * ends with a whole line, and leave the intent as it is. The batch's records are still in
+ * the ring (head did not move); the next writer's recover() finds the batch absent from
+ * the file (or cuts it off itself if this ftruncate failed) and writes it again: exactly
+ * once, as after a SIGKILL.
+ */
+static int give_up(struct wr *w, size_t done, int rc)
+{
+	if (done && w->out_regular && ftruncate(w->out_fd, (off_t)w->h->intent.file_start) < 0) {
+		/* recover() cuts it */
+	}
+	wlog("ERROR", "stopping while %s fails: %s; the records of positions %llu..%llu stay in "
+	     "the ring for the next writer", w->o->out, strerror(-rc), (unsigned long long)w->freed,
+	     (unsigned long long)w->head);
+	return rc;
+}
+
+/*
+ * Commit the batch: record the intent, write(2) it, free the consumed slots, publish,
+ * clear the intent, then post the sentinels. A writer killed anywhere in here is
+ * followed by one whose recover() finishes or redoes exactly this batch.
+ */
+static int commit(struct wr *w)
+{
+	struct shm_intent *in = &w->h->intent;
+	int rc;
+	if (w->used && (rc = ensure_out(w, 0)))
+		return rc;
+	if (w->o->max_bytes && w->out_regular && w->used && w->file_size &&
+	    w->file_size + w->used > w->o->max_bytes) {
+		rc = rotate(w);
+		if (rc && w->out_fd >= 0)
+			werr_set(w, SHMRING_WOP_ROTATE, rc, "going on in the same file");
+		else if (rc && (rc = ensure_out(w, 0)))
+			return rc; /* renamed, but PATH cannot be created: retried above */
+		else
+			werr_clear(w, SHMRING_WOP_ROTATE);
+	}
+	w->t_written += w->b_written;
+	w->t_invalid += w->b_invalid;
+	w->t_abandoned += w->b_abandoned;
+	w->t_corrupt += w->b_corrupt;
+	w->t_flushes += w->b_flushes;
+	w->b_written = w->b_invalid = w->b_abandoned = w->b_corrupt = w->b_flushes = 0;
+	intent_begin(w);
 	if (w->used)
 		w->commits++;
 	if (w->used && w->crash_point) {
@@ -264,8 +475,9 @@ static int commit(struct wr *w)
 		crash_point(w, 2);
 	}
 	if (w->used) {
-		/* A full disk or an I/O error loses nothing: keep the batch and retry from
-		 * the first byte not yet written (never from the start: no line twice). */
+		/* A full disk or an I/O error loses nothing: keep the batch and retry every
+		 * second from the first byte not yet written (never from the start: no line
+		 * twice), until it works or a stop is asked. */
 		size_t done = 0;
 		while (done < w->used) {
 			ssize_t k = write(w->out_fd, w->buf + done, w->used - done);
@@ -275,29 +487,52 @@ static int commit(struct wr *w)
 			}
 			if (errno == EINTR)
 				continue;
-			int rc = -errno;
-			wlog("ERROR", "write to %s failed: %s; retrying in 1 s", w->o->out, strerror(-rc));
-			sleep(1);
-			if (writer_stop > 1)
-				return rc;
+			rc = -errno;
+			werr_set(w, SHMRING_WOP_WRITE, rc, "retrying every second, the records wait in the ring");
+			if (!keep_trying())
+				return give_up(w, done, rc);
+			if (out_is_ours(w))
+				continue;
+			/* PATH was removed (to free space: the blocks of a file we hold open are
+			 * freed only when we close it) or renamed away: cut off what the batch
+			 * wrote to the old file and clear the intent (the batch is in no file
+			 * now: a writer killed from here on leaves nothing in flight, and the next
+			 * one reads the batch again from the ring); then write the whole batch to
+			 * PATH anew under a new intent. Relaxed: a successor reads the intent only
+			 * after we died, through the writer lock the kernel drops. */
+			if (done && ftruncate(w->out_fd, (off_t)in->file_start) < 0)
+				wlog("WARN", "cannot cut the partial batch off the old %s: %s", w->o->out,
+				     strerror(errno));
+			atomic_store_explicit(&in->state, 0, memory_order_relaxed);
+			wlog("WARN", "%s was removed or replaced while failing: writing the batch to it anew",
+			     w->o->out);
+			if ((rc = ensure_out(w, 1)))
+				return give_up(w, 0, rc);
+			intent_begin(w);
+			done = 0;
 		}
+		werr_clear(w, SHMRING_WOP_WRITE);
 		w->file_size += w->used;
 		/* --fsync: after every batch, or before confirming a flush (durable once the
 		 * flusher hears back); never by default (write(2) only). */
 		if (w->o->fsync == FSYNC_ALWAYS || (w->o->fsync == FSYNC_FLUSH && w->nsent))
-			fdatasync(w->out_fd);
+			sync_out(w);
 		crash_point(w, 3);
 		if (w->crash_point == 4 && w->commits >= w->crash_after) {
+			progress_begin(w);
 			free_range(w, w->freed, w->freed + (w->head - w->freed) / 2);
 			crash_point(w, 4);
 		}
 		w->used = 0;
 	}
 	if (!w->used && w->o->fsync == FSYNC_FLUSH && w->nsent)
-		fdatasync(w->out_fd);
+		sync_out(w);
+	uint32_t seq = progress_begin(w);
 	free_range(w, w->freed, w->head);
 	w->freed = w->head;
 	publish_progress(w, w->head);
+	progress_end(w, seq);
+	wake_space_waiters(w);
 	atomic_store_explicit(&in->state, 0, memory_order_release);
 	for (unsigned i = 0; i < w->nsent; i++) {
 		sem_t *s = sem_open(w->sent[i].name, 0);
@@ -339,6 +574,7 @@ static int recover(struct wr *w)
 	}
 	int same = w->out_regular && in->dev == w->out_dev && in->ino == w->out_ino;
 	if (same && w->file_size >= in->file_start + in->len) {
+		uint32_t seq = progress_begin(w);
 		free_range(w, in->head_before, in->head_after);
 		w->t_written = in->written;
 		w->t_invalid = in->invalid;
@@ -347,14 +583,20 @@ static int recover(struct wr *w)
 		w->t_flushes = in->flushes_done;
 		memcpy(w->marked, in->marked, sizeof(w->marked));
 		publish_progress(w, in->head_after);
+		progress_end(w, seq);
+		wake_space_waiters(w);
 		wlog("INFO", "ring %s: the killed writer's last batch (%llu bytes) is complete",
 		     w->o->ring, (unsigned long long)in->len);
 	} else if (same && w->file_size >= in->file_start) {
 		/* No partial line stays: the batch is written again, whole. */
 		if (ftruncate(w->out_fd, (off_t)in->file_start) < 0)
 			return -errno;
-		wlog("INFO", "ring %s: removed %llu bytes of a partial batch; writing it again",
-		     w->o->ring, (unsigned long long)(w->file_size - in->file_start));
+		if (w->file_size == in->file_start)
+			wlog("INFO", "ring %s: the last writer's last batch (%llu bytes) is not in the "
+			     "file; writing it", w->o->ring, (unsigned long long)in->len);
+		else
+			wlog("INFO", "ring %s: removed %llu bytes of a partial batch; writing it again",
+			     w->o->ring, (unsigned long long)(w->file_size - in->file_start));
 		w->file_size = in->file_start;
 	} else {
 		wlog("WARN", "ring %s: the output is not the file the killed writer used; its "
@@ -629,7 +871,10 @@ static int step(struct wr *w)
 		unsigned owner = atomic_load_explicit(&e->owner, memory_order_relaxed);
 		/* Q1 partner: the owner resumed and is done with the bytes, or it died. */
 		if (atomic_load_explicit(&e->released, memory_order_acquire) || !owner_alive(w, owner)) {
-			uint64_t pad = w_make(lap, 0, qn, 0, W_PAD);
+			/* The PAD of a record still uncounted (its batch not committed) says so,
+			 * for shm_pending_scan(). */
+			uint64_t pad = w_make(lap, st == W_QUAR && w_kind(wd) == 0 ? W_PAD_REVOKED : 0,
+					      qn, 0, W_PAD);
 			if (atomic_compare_exchange_strong_explicit(&w->m.words[pos & w->mask], &wd, pad,
 					memory_order_acq_rel, memory_order_relaxed))
 				atomic_store_explicit(&e->owner, 0, memory_order_release);
@@ -689,7 +934,9 @@ static void idle_wait(struct wr *w, uint64_t max_ns)
 			return;
 		__builtin_ia32_pause();
 	}
-	if (shm_now_ns() - w->last_record_ns < IDLE_POLL_WINDOW_NS) {
+	uint64_t now = shm_now_ns();
+	if (now - w->last_record_ns < IDLE_POLL_WINDOW_NS) {
+		atomic_store_explicit(&h->writer_beat_ns, now, memory_order_relaxed);
 		struct timespec d = { 0, (long)IDLE_POLL_NS };
 		nanosleep(&d, NULL);
 		return;
@@ -730,6 +977,9 @@ int writer_run(const struct writer_opts *o)
 	}
 	if ((rc = open_out(&w))) {
 		wlog("ERROR", "cannot open %s for appending: %s", o->out, strerror(-rc));
+		/* Left for shmring stat to show: "open PATH: <why>" (with no writer alive). */
+		publish_path(&w, o->out);
+		werr_store(&w, SHMRING_WOP_OPEN, -rc);
 		shm_map_close(&w.m);
 		return WEXIT_ERROR;
 	}
@@ -753,7 +1003,9 @@ int writer_run(const struct writer_opts *o)
 		return WEXIT_ERROR;
 	}
 	w.head = w.freed = atomic_load_explicit(&w.h->head, memory_order_acquire);
+	progress_end(&w, progress_begin(&w)); /* settle a count a killed commit left odd */
 	publish_path(&w, o->out);
+	werr_store(&w, SHMRING_WOP_NONE, 0); /* what a predecessor left is not ours */
 	atomic_store_explicit(&w.h->writer_pid, (int32_t)getpid(), memory_order_relaxed);
 	atomic_fetch_add_explicit(&w.h->writer_epoch, 1, memory_order_release);
 	wlog("INFO", "serving ring %s (capacity %u, slot %u) into %s", o->ring, w.m.g.capacity,
@@ -814,15 +1066,17 @@ int writer_run(const struct writer_opts *o)
 				break;
 		if (writer_hup) {
 			/* logrotate renamed the file: everything so far is in the old one (just
-			 * committed); reopen the path. */
+			 * committed); reopen the path now, so the old one is closed. A failure is
+			 * retried before the next batch. */
 			writer_hup = 0;
-			if (w.out_fd > STDOUT_FILENO) {
-				close(w.out_fd);
-				if ((rc = open_out(&w))) {
-					wlog("ERROR", "cannot reopen %s: %s", o->out, strerror(-rc));
-					break;
+			if (strcmp(o->out, "-") != 0) {
+				if ((rc = reopen_out(&w)) == 0) {
+					werr_clear(&w, SHMRING_WOP_OPEN);
+					wlog("INFO", "reopened %s", o->out);
+				} else {
+					werr_set(&w, SHMRING_WOP_OPEN, rc, "retrying before the next batch");
 				}
-				wlog("INFO", "reopened %s", o->out);
+				rc = 0;
 			}
 		}
 		uint64_t now = shm_now_ns();
@@ -862,6 +1116,7 @@ int writer_run(const struct writer_opts *o)
 	}
 	if (rc >= 0)
 		rc = commit(&w);
+	atomic_store_explicit(&w.h->writer_beat_ns, 0, memory_order_relaxed);
 	wlog("INFO", "ring %s: stopping (head %llu)", o->ring, (unsigned long long)w.head);
 	free(w.buf);
 	if (w.out_fd > STDOUT_FILENO)

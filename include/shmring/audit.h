@@ -140,7 +140,9 @@ int shmring_audit_send_to(shmring *r, const struct shmring_compacted_page_record
  * ring any more (it exited or was killed) and autostart is on, a new one is started first
  * (up to 2 s more) and the flush is retried once.
  * Errors: -EINVAL, -ENOTCONN no writer serves the ring, -ETIMEDOUT not confirmed in
- * time, the other errors of shmring_flush, and those of starting a writer (see
+ * time, -EIO not confirmed in time while the writer cannot write the file (full disk...:
+ * shmring_writer_error() on shmring_audit_ring() says what; the records wait in the
+ * ring), the other errors of shmring_flush, and those of starting a writer (see
  * shmring_audit_open) when one had to be started.
  */
 int shmring_audit_flush(shmring_audit_sink *s);

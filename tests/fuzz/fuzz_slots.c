@@ -64,6 +64,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *in, size_t len)
 	for (unsigned q = 0; q < SHM_QMAX; q++) /* quarantine entries from the input too */
 		if (len > m.g.data_size + q)
 			atomic_store(&m.hdr->quarantine[q].n, in[m.g.data_size + q]);
+	char why[160];
+	(void)shm_ring_valid(&m, why, sizeof(why)); /* garbage: must report, never fault */
 	writer_drain_image(&m, devnull, 4 * m.g.capacity);
+	(void)shm_ring_valid(&m, why, sizeof(why));
 	return 0;
 }

@@ -63,12 +63,15 @@ class Stats(ctypes.Structure):
         ("writer_pid", ctypes.c_int32),
         ("writer_alive", ctypes.c_bool),
         ("producers", ctypes.c_uint32),
+        ("writer_errno", ctypes.c_int32),
+        ("writer_error_op", ctypes.c_uint32),
+        ("writer_error_since_ns", ctypes.c_uint64),
     ]
 
 
 STATS_FIELDS = tuple(name for name, _ in Stats._fields_)
-# 2 x 4 + 14 x 8 + 4 + 1 (+3 padding) + 4 = 132, rounded up to the 8-byte alignment.
-assert ctypes.sizeof(Stats) == 136, "struct shmring_stats changed: update Stats"
+# 2 x 4 + 14 x 8 + 4 + 1 (+3 padding) + 4 = 132, then 4 + 4 (+4 padding to 8) + 8 = 152.
+assert ctypes.sizeof(Stats) == 152, "struct shmring_stats changed: update Stats"
 
 _lib = None
 
@@ -108,6 +111,8 @@ def load_library():
     lib.shmring_dropped_count.restype = ctypes.c_uint64
     lib.shmring_stats.argtypes = [vp, ctypes.POINTER(Stats)]
     lib.shmring_stats.restype = ctypes.c_int
+    lib.shmring_writer_error.argtypes = [vp, ctypes.c_char_p, ctypes.c_size_t]
+    lib.shmring_writer_error.restype = ctypes.c_int
     lib.shmring_close.argtypes = [vp]
     lib.shmring_close.restype = None
     lib.shmring_unlink.argtypes = [ctypes.c_char_p]
@@ -179,7 +184,8 @@ class Ring:
     def flush(self):
         """Return once every record sent before, from any process, is written (100 ms at
         most). OSError(ENOTCONN) when no writer serves the ring, TimeoutError when the
-        writer did not confirm in time."""
+        writer did not confirm in time, OSError(EIO) when it did not while its output
+        fails (writer_error() says why)."""
         _check(self._lib.shmring_flush(self._handle()), "flush", self.name)
 
     def dropped_count(self):
@@ -192,6 +198,14 @@ class Ring:
         _check(self._lib.shmring_stats(self._handle(), ctypes.byref(st)), "stats", self.name)
         return {name: (bool(v) if name == "writer_alive" else int(v))
                 for name, v in ((n, getattr(st, n)) for n in STATS_FIELDS)}
+
+    def writer_error(self):
+        """The writer's output error as text ("write PATH: No space left on device"), or
+        None while its output works."""
+        buf = ctypes.create_string_buffer(8192)
+        n = _check(self._lib.shmring_writer_error(self._handle(), buf, len(buf)),
+                   "writer_error", self.name)
+        return buf.value.decode(errors="replace") if n else None
 
     def close(self):
         """Detach (the ring stays). Idempotent."""
