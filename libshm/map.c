@@ -17,7 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "drain.h"
 
 /* Create the missing folders above path (0700: audit trails are private by default). */
 int shm_mkdir_parents(const char *path)
@@ -301,18 +301,15 @@ uint64_t shm_pending_scan(const struct shm_map *m, uint64_t head, uint64_t tail)
 	for (uint64_t p = head; p != tail && (int64_t)(tail - p) > 0;) {
 		/* Acquire: pairs with C3/P1/W2, for the span the word names. */
 		uint64_t w = atomic_load_explicit(&m->words[p & mask], memory_order_acquire);
-		unsigned st = w_state(w), span = w_n(w);
-		if (w_lap(w) != shm_lap(g, p) || st == W_FREE) {
+		unsigned st = w_state(w), span = shm_run_span(m, w);
+		if (w_lap(w) != shm_lap(g, p) || span == 0) {
 			p++;
 			continue;
 		}
-		if (st == W_QUAR || st == W_HOLE)
-			span = span < SHM_QMAX ? atomic_load_explicit(&m->hdr->quarantine[span].n,
-								       memory_order_acquire) : 0;
 		if (w_kind(w) == 0 && (st == W_CLAIMED || st == W_READY || st == W_DEAD || st == W_QUAR ||
 				       (st == W_PAD && w_owner(w) == W_PAD_REVOKED)))
 			n_rec++;
-		p += span >= 1 && span <= g->max_slots ? span : 1;
+		p += span;
 	}
 	return n_rec;
 }

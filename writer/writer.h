@@ -32,6 +32,5 @@ extern volatile sig_atomic_t writer_stop;
 extern volatile sig_atomic_t writer_hup;
 
 int writer_run(const struct writer_opts *o);
-int writer_drain_image(struct shm_map *m, int out_fd, unsigned max_steps);
 
 #endif
