@@ -23,10 +23,14 @@ struct shm_map {
 	uint8_t *data;                 /* data_size bytes, then the same bytes again */
 	size_t front_len;              /* bytes mapped at hdr (header + words) */
 	struct shm_geom g;
+	int inspect;                   /* SHM_INSPECT: O_RDONLY, PROT_READ */
 	char shm_name[SHM_NAME_MAX + 16];
 };
 
-enum { SHM_ATTACH = 0, SHM_CREATE = 1 };
+/* SHM_INSPECT attaches read-only (O_RDONLY, PROT_READ, no populate): for tools that only
+ * look, so that read permission suffices and the object's bytes and times stay as they
+ * are. OFD lock queries (F_OFD_GETLK) work on it; taking a lock does not. */
+enum { SHM_ATTACH = 0, SHM_CREATE = 1, SHM_INSPECT = 2 };
 int  shm_map_open(const char *name, const struct shmring_options *opts, int create, struct shm_map *m);
 void shm_map_close(struct shm_map *m);
 int  shm_reopen_fd(struct shm_map *m);

@@ -648,6 +648,113 @@ static void test_rm(void **state)
 	tu_ring_cleanup(&t);
 }
 
+/* ---- inspection is read-only ------------------------------------------------------- */
+
+/* Run the program as nobody from a copy in a 0755 folder (the build tree may be in a
+ * 0700 one); only as root. Returns 0 when it cannot. */
+static int as_nobody_begin(char *dir, char *cli, size_t len)
+{
+	if (geteuid() != 0)
+		return 0;
+	assert_non_null(mkdtemp(dir));
+	assert_int_equal(chmod(dir, 0755), 0);
+	snprintf(cli, len, "%s/shmring", dir);
+	char cmd[512];
+	snprintf(cmd, sizeof(cmd), "cp '%s' '%s' && chmod 0755 '%s'", SHMRING_CLI_PATH, cli, cli);
+	assert_int_equal(system(cmd), 0);
+	g_cli = cli;
+	g_run_uid = 65534;
+	return 1;
+}
+
+static void as_nobody_end(const char *dir, const char *cli)
+{
+	g_run_uid = 0;
+	g_cli = SHMRING_CLI_PATH;
+	unlink(cli);
+	rmdir(dir);
+}
+
+static char *file_bytes(const char *path, size_t *n)
+{
+	FILE *f = fopen(path, "rb");
+	assert_non_null(f);
+	char *b = NULL;
+	size_t len = 0;
+	char buf[65536];
+	size_t k;
+	while ((k = fread(buf, 1, sizeof(buf), f)) > 0)
+		buf_add(&b, &len, buf, k);
+	fclose(f);
+	*n = len;
+	return b;
+}
+
+/* ls, stat and peek (as root and, as root, as nobody against a 0644 ring) change neither
+ * the object's bytes nor its mtime and ctime: gc ages rings by ctime. */
+static void test_inspect_readonly(void **state)
+{
+	(void)state;
+	struct tu_ring t;
+	tu_ring_init(&t, "cli-ro");
+	shmring *h;
+	struct shmring_options o = { .capacity = 64, .slot_size = 256, .mode = 0644 };
+	assert_int_equal(shmring_open(t.name, &o, &h), 0);
+	start_stopped_writer(&t, NULL, NULL);
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	for (int i = 0; i < 3; i++) {
+		tu_pack_record(&sb, 1, i, 10);
+		assert_int_equal(shmring_send(h, sb.data, sb.size), 0);
+	}
+	msgpack_sbuffer_destroy(&sb);
+	shmring_close(h);
+
+	struct stat before, after;
+	size_t n0, n1;
+	assert_int_equal(stat(shm_path(t.name), &before), 0);
+	char *b0 = file_bytes(shm_path(t.name), &n0);
+	tu_sleep_ms(20); /* a change would now show in the nanosecond times */
+	char dir[] = "/tmp/shmring-cli-XXXXXX", cli[64] = "";
+	for (int pass = 0; pass < 2; pass++) {
+		if (pass == 1 && !as_nobody_begin(dir, cli, sizeof(cli)))
+			break;
+		struct run r;
+		assert_int_equal(RUN(&r, NULL, "stat", t.name), 0);
+		assert_non_null(strstr(r.out, "pending           3\n"));
+		run_free(&r);
+		assert_int_equal(RUN(&r, NULL, "stat", "--json", "--watch", "0.01", "--count", "2", t.name), 0);
+		run_free(&r);
+		assert_int_equal(RUN(&r, NULL, "ls", "--json"), 0);
+		json_t *arr = parse(r.out);
+		json_t *e = ls_find(arr, t.name);
+		assert_non_null(e);
+		assert_int_equal(json_integer_value(json_object_get(e, "pending")), 3);
+		assert_true(json_is_true(json_object_get(e, "writer_alive")));
+		json_decref(arr);
+		run_free(&r);
+		assert_int_equal(RUN(&r, NULL, "peek", t.name), 0);
+		arr = split_lines(r.out);
+		assert_int_equal(json_array_size(arr), 3);
+		json_decref(arr);
+		run_free(&r);
+	}
+	if (cli[0])
+		as_nobody_end(dir, cli);
+	assert_int_equal(stat(shm_path(t.name), &after), 0);
+	char *b1 = file_bytes(shm_path(t.name), &n1);
+	assert_int_equal(after.st_mtim.tv_sec, before.st_mtim.tv_sec);
+	assert_int_equal(after.st_mtim.tv_nsec, before.st_mtim.tv_nsec);
+	assert_int_equal(after.st_ctim.tv_sec, before.st_ctim.tv_sec);
+	assert_int_equal(after.st_ctim.tv_nsec, before.st_ctim.tv_nsec);
+	assert_int_equal(n1, n0);
+	assert_memory_equal(b1, b0, n0);
+	free(b0);
+	free(b1);
+	cont_writer(&t);
+	tu_ring_cleanup(&t);
+}
+
 /* ---- errors ------------------------------------------------------------------------ */
 
 static void expect_error(const char *name, const char *cause, const char *cmd, const char *extra)
@@ -780,6 +887,7 @@ int main(void)
 		cmocka_unit_test(test_flush_codes),
 		cmocka_unit_test(test_rm),
 		cmocka_unit_test(test_errors),
+		cmocka_unit_test(test_inspect_readonly),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

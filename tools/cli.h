@@ -20,7 +20,7 @@ void cli_ring_msg(const char *name, const char *fmt, ...) __attribute__((format(
 /* The cause text cli_ring_err prints. */
 const char *cli_cause(int err);
 
-/* Map ring NAME without creating it and without registering as a producer. Prints the
+/* Map ring NAME read-only (SHM_INSPECT): never created, no producer entry taken. Prints the
  * error and returns it (negative errno), or 0. */
 int cli_map(const char *name, struct shm_map *m);
 

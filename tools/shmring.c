@@ -10,8 +10,9 @@
  *   shmring rm NAME [--force]              unlink a ring and its leftover semaphores
  *   shmring gc [--dry-run] [--min-age S]   remove what dead processes left behind
  *
- * Commands that read a ring map it with SHM_ATTACH: they never create one and never take
- * a producer entry, so they change neither the counters nor who the writer waits for.
+ * Commands that read a ring map it with SHM_INSPECT: read-only (O_RDONLY, PROT_READ), so
+ * read permission suffices, they never create one, never take a producer entry and
+ * change neither the ring's bytes nor its timestamps (gc ages a ring by its ctime).
  * Only send and flush attach as a producer (shmring_attach), as any producer would.
  */
 #include <dirent.h>
@@ -66,7 +67,7 @@ void cli_ring_msg(const char *name, const char *fmt, ...)
 
 int cli_map(const char *name, struct shm_map *m)
 {
-	int rc = shm_map_open(name, NULL, SHM_ATTACH, m);
+	int rc = shm_map_open(name, NULL, SHM_INSPECT, m);
 	if (rc)
 		cli_ring_err(name, rc);
 	return rc;
@@ -308,7 +309,7 @@ static int row_cmp(const void *a, const void *b)
 static void ls_probe(struct ls_row *r)
 {
 	struct shm_map m;
-	r->err = shm_map_open(r->name, NULL, SHM_ATTACH, &m);
+	r->err = shm_map_open(r->name, NULL, SHM_INSPECT, &m);
 	if (r->err)
 		return;
 	r->err = shm_stats_read(&m, &r->st, -1);
@@ -810,7 +811,7 @@ static int cmd_rm(int argc, char **argv)
 		if (alive == 1 && !force) {
 			struct shm_map m;
 			int pid = 0;
-			if (shm_map_open(name, NULL, SHM_ATTACH, &m) == 0) {
+			if (shm_map_open(name, NULL, SHM_INSPECT, &m) == 0) {
 				pid = atomic_load_explicit(&m.hdr->writer_pid, memory_order_relaxed);
 				shm_map_close(&m);
 			}
