@@ -76,6 +76,15 @@ int  shm_werr_text(const struct shm_hdr *h, char *buf, size_t len);
  * process's own (re-opened after fork), or -1 if that failed. */
 struct shm_map *shm_ring_map(shmring *r);
 
+/*
+ * Strict option values (optparse.c), for shmring and shmring-writer: 0, or -EINVAL (not
+ * a number of that kind) / -ERANGE (outside [min, max]) with a one-line reason in why.
+ * shm_opt_uint: decimal digits only. shm_opt_seconds: digits, an optional fraction and
+ * an optional unit s, m, h or d, in seconds.
+ */
+int shm_opt_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out, char *why, size_t len);
+int shm_opt_seconds(const char *s, double min, double max, double *out, char *why, size_t len);
+
 /* Remove leftovers of dead processes (gc.c). */
 int shm_gc(const char *ring, int dry_run, unsigned min_age_s,
 	   void (*report)(const char *kind, const char *name, void *ctx), void *ctx);

@@ -755,6 +755,89 @@ static void test_inspect_readonly(void **state)
 	tu_ring_cleanup(&t);
 }
 
+/* ---- option values ------------------------------------------------------------------ */
+
+/* Exit 2 and one line on stderr naming the option (and containing `has`, when given). */
+static void expect_usage(const char *opt, const char *has, const char *const *args)
+{
+	struct run r;
+	assert_int_equal(run_argv(&r, NULL, args), 2);
+	if (!strstr(r.err, opt) || (has && !strstr(r.err, has)) || strchr(r.err, '\n') != r.err + r.err_len - 1)
+		fail_msg("wanted one line with '%s' and '%s', got: %s", opt, has ? has : "", r.err);
+	assert_int_equal(r.out_len, 0);
+	run_free(&r);
+}
+
+#define USAGE(opt, has, ...) expect_usage((opt), (has), (const char *const[]){ __VA_ARGS__, NULL })
+
+static void test_numbers(void **state)
+{
+	(void)state;
+	struct tu_ring t;
+	tu_ring_init(&t, "cli-num");
+	shmring *h;
+	struct shmring_options o = { .capacity = 64, .slot_size = 256 };
+	assert_int_equal(shmring_open(t.name, &o, &h), 0);
+	shmring_close(h);
+
+	/* gc --min-age: seconds, or a number with s/m/h/d; "abc" was 0 and removed all. */
+	const char *bad_ages[] = { "abc", "", "10x", "-1", "1e3", "0x10", " 5", "5 ", "1.5.2", "m", "inf" };
+	for (size_t i = 0; i < sizeof(bad_ages) / sizeof(bad_ages[0]); i++)
+		USAGE("--min-age", "not a duration", "gc", "--min-age", bad_ages[i]);
+	assert_true(shm_exists(t.name));
+	const char *good_ages[] = { "0", "30", "1.5m", "2h", "1d", "10s", "0.5" };
+	struct run r;
+	for (size_t i = 0; i < sizeof(good_ages) / sizeof(good_ages[0]); i++) {
+		assert_int_equal(RUN(&r, NULL, "gc", "--dry-run", "--min-age", good_ages[i]), 0);
+		run_free(&r);
+	}
+	/* stat and peek */
+	USAGE("--watch", "not a duration", "stat", "--watch", "abc", t.name);
+	USAGE("--watch", "not a duration", "stat", "--watch=1x", t.name);
+	USAGE("--watch", "out of range", "stat", "--watch", "0", t.name);
+	USAGE("--count", "not a whole number", "stat", "--watch", "--count", "2x", t.name);
+	USAGE("--count", "out of range", "stat", "--watch", "--count", "0", t.name);
+	USAGE("--count", "not a whole number", "peek", "-n", "abc", t.name);
+	USAGE("--count", "not a whole number", "peek", "-n", "-1", t.name);
+	assert_int_equal(RUN(&r, NULL, "stat", "--json", "--watch", "10ms", "--count", "1", t.name), 2);
+	run_free(&r);
+	assert_int_equal(RUN(&r, NULL, "stat", "--json", "--watch", "0.01s", "--count", "1", t.name), 0);
+	run_free(&r);
+
+	/* shmring-writer: each numeric option, one line each, no usage dump. */
+	g_cli = SHMRING_WRITER_PATH;
+	const char *w = "--ring";
+	USAGE("--capacity", "capacity must be a power of two (4 ... 1048576)", w, t.name, "--out", t.out,
+	      "--capacity", "1000");
+	USAGE("--capacity", "not a whole number", w, t.name, "--out", t.out, "--capacity", "4k");
+	USAGE("--slot-size", "multiple of 64", w, t.name, "--out", t.out, "--slot-size", "100");
+	USAGE("whole pages", "4096", w, t.name, "--out", t.out, "--capacity", "4", "--slot-size", "64");
+	USAGE("--stall-timeout", "not a whole number", w, t.name, "--out", t.out, "--stall-timeout", "5x");
+	USAGE("--batch-bytes", "not a whole number", w, t.name, "--out", t.out, "--batch-bytes", "-1");
+	USAGE("--exit-when-idle", "not a duration", w, t.name, "--out", t.out, "--exit-when-idle", "abc");
+	USAGE("--max-bytes", "not a whole number", w, t.name, "--out", t.out, "--max-bytes", "1k");
+	USAGE("--keep", "out of range", w, t.name, "--out", t.out, "--keep", "0");
+	USAGE("--bogus", "try shmring-writer --help", w, t.name, "--out", t.out, "--bogus");
+	USAGE("--capacity", "needs a value", w, t.name, "--out", t.out, "--capacity");
+	USAGE("--out", "required", w, t.name);
+	USAGE("'extra'", "unexpected", w, t.name, "--out", t.out, "extra");
+	char want[64];
+	snprintf(want, sizeof(want), "shmring-writer %d.%d.%d\n", SHMRING_VERSION_MAJOR,
+		 SHMRING_VERSION_MINOR, SHMRING_VERSION_PATCH);
+	assert_int_equal(RUN(&r, NULL, "--version"), 0);
+	assert_string_equal(r.out, want);
+	run_free(&r);
+	/* Another geometry than the existing ring's: served as it is, with a warning that
+	 * tells both. */
+	assert_int_equal(RUN(&r, NULL, w, t.name, "--out", t.out, "--capacity", "128",
+			     "--exit-when-idle", "0.2"), 0);
+	if (!strstr(r.err, "exists with capacity 64, slot size 256; asked for capacity 128, slot size 256"))
+		fail_msg("no geometry warning: %s", r.err);
+	run_free(&r);
+	g_cli = SHMRING_CLI_PATH;
+	tu_ring_cleanup(&t);
+}
+
 /* ---- errors ------------------------------------------------------------------------ */
 
 static void expect_error(const char *name, const char *cause, const char *cmd, const char *extra)
@@ -888,6 +971,7 @@ int main(void)
 		cmocka_unit_test(test_rm),
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_inspect_readonly),
+		cmocka_unit_test(test_numbers),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

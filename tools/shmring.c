@@ -102,31 +102,29 @@ void cli_out_path(const struct shm_map *m, char *buf, size_t size)
 	}
 }
 
-int cli_parse_ulong(const char *s, unsigned long *out)
+const char *cli_prog = "shmring";
+
+int cli_opt_uint(const char *opt, const char *arg, uint64_t min, uint64_t max, uint64_t *out)
 {
-	char *end;
-	errno = 0;
-	if (!s || !*s || *s == '-' || *s == '+')
-		return -1;
-	unsigned long v = strtoul(s, &end, 10);
-	if (errno || *end)
-		return -1;
-	*out = v;
-	return 0;
+	char why[512];
+	if (shm_opt_uint(arg, min, max, out, why, sizeof(why)) == 0)
+		return 0;
+	fprintf(stderr, "%s: %s: %s (see %s --help)\n", cli_prog, opt, why, cli_prog);
+	return -1;
 }
 
-static int parse_seconds(const char *s, double *out)
+int cli_opt_seconds(const char *opt, const char *arg, double min, double max, double *out)
 {
-	char *end;
-	if (!s || !*s || *s == '-')
-		return -1;
-	errno = 0;
-	double v = strtod(s, &end);
-	if (errno || *end || !(v > 0) || v > 86400 || isnan(v))
-		return -1;
-	*out = v;
-	return 0;
+	char why[512];
+	if (shm_opt_seconds(arg, min, max, out, why, sizeof(why)) == 0)
+		return 0;
+	fprintf(stderr, "%s: %s: %s (see %s --help)\n", cli_prog, opt, why, cli_prog);
+	return -1;
 }
+
+/* --watch intervals: from a millisecond to a day. */
+#define WATCH_MIN 0.001
+#define WATCH_MAX 86400.0
 
 static int print_json(json_t *v)
 {
@@ -528,10 +526,11 @@ static void stats_text(const char *name, const char *out_path, const struct shmr
 		printf("%-17s none\n", "writer_error");
 }
 
-/* `--watch 2` as well as `--watch=2`: a number after --watch is its interval (taken out
- * of the arguments, into *every) when another positional argument, the ring's name,
- * remains. Returns a copy of argv without it, for getopt; free it. */
-static char **take_watch_arg(int *argc, char **argv, double *every)
+/* `--watch 2` as well as `--watch=2`: the argument after --watch is its interval (taken
+ * out of the arguments, into *every_arg, checked by the caller) when another positional
+ * argument, the ring's name, remains. Returns a copy of argv without it, for getopt;
+ * free it. */
+static char **take_watch_arg(int *argc, char **argv, const char **every_arg)
 {
 	char **out = calloc((size_t)*argc + 1, sizeof(*out));
 	if (!out)
@@ -548,8 +547,8 @@ static char **take_watch_arg(int *argc, char **argv, double *every)
 	for (int i = 0; i < *argc; i++) {
 		out[n++] = argv[i];
 		if ((!strcmp(argv[i], "--watch") || !strcmp(argv[i], "-w")) && i + 1 < *argc &&
-		    positional >= 2 && parse_seconds(argv[i + 1], every) == 0) {
-			i++;
+		    positional >= 2 && argv[i + 1][0] != '-') {
+			*every_arg = argv[++i];
 			positional--;
 		}
 	}
@@ -572,13 +571,13 @@ static void sleep_s(double s)
 }
 
 static int stat_loop(const char *name, struct shm_map *m, int json, int watch, double every,
-		     unsigned long count)
+		     uint64_t count)
 {
 	int tty = isatty(STDOUT_FILENO);
 	struct shmring_stats prev = { 0 }, st;
 	double t_prev = 0;
 	char out_path[SHM_PATH_MAX], werr[SHM_PATH_MAX + 256], since[48];
-	for (unsigned long i = 0; !g_stop && (!watch || !count || i < count); i++) {
+	for (uint64_t i = 0; !g_stop && (!watch || !count || i < count); i++) {
 		if (i)
 			sleep_s(every);
 		if (g_stop)
@@ -635,27 +634,28 @@ static int cmd_stat(int argc, char **argv)
 		{ 0, 0, 0, 0 },
 	};
 	double every = 1;
-	char **av = take_watch_arg(&argc, argv, &every);
+	const char *every_arg = NULL;
+	char **av = take_watch_arg(&argc, argv, &every_arg);
 	if (!av) {
 		fprintf(stderr, "shmring: out of memory\n");
 		return CLI_ERR;
 	}
 	int json = 0, watch = 0, c;
-	unsigned long count = 0;
+	uint64_t count = 0;
 	while ((c = getopt_long(argc, av, "jw::c:h", lo, NULL)) != -1) {
 		switch (c) {
 		case 'j': json = 1; break;
 		case 'w':
 			watch = 1;
-			if (optarg && parse_seconds(optarg, &every)) {
-				fprintf(stderr, "shmring stat: bad --watch interval: %s\n", optarg);
+			if (optarg)
+				every_arg = optarg;
+			if (every_arg && cli_opt_seconds("--watch", every_arg, WATCH_MIN, WATCH_MAX, &every)) {
 				free(av);
 				return CLI_USAGE;
 			}
 			break;
 		case 'c':
-			if (cli_parse_ulong(optarg, &count) || count == 0) {
-				fprintf(stderr, "shmring stat: bad --count: %s\n", optarg);
+			if (cli_opt_uint("--count", optarg, 1, UINT32_MAX, &count)) {
 				free(av);
 				return CLI_USAGE;
 			}
@@ -845,11 +845,14 @@ static int cmd_gc(int argc, char **argv)
 		{ "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 },
 	};
 	int dry = 0, c;
-	unsigned age = 10;
+	double age = 10;
 	while ((c = getopt_long(argc, argv, "na:h", lo, NULL)) != -1) {
 		switch (c) {
 		case 'n': dry = 1; break;
-		case 'a': age = (unsigned)strtoul(optarg, NULL, 10); break;
+		case 'a':
+			if (cli_opt_seconds("--min-age", optarg, 0, UINT32_MAX, &age))
+				return CLI_USAGE;
+			break;
 		case 'h': usage_gc(stdout); return CLI_OK;
 		default: usage_gc(stderr); return CLI_USAGE;
 		}
@@ -858,7 +861,7 @@ static int cmd_gc(int argc, char **argv)
 		usage_gc(stderr);
 		return CLI_USAGE;
 	}
-	int n = shm_gc(NULL, dry, age, gc_report, &dry);
+	int n = shm_gc(NULL, dry, (unsigned)age, gc_report, &dry);
 	if (n < 0) {
 		fprintf(stderr, "shmring: gc: %s\n", strerror(-n));
 		return CLI_ERR;
@@ -935,5 +938,6 @@ int main(int argc, char **argv)
 	static char prog[32];
 	snprintf(prog, sizeof(prog), "shmring %s", c->name);
 	argv[1] = prog;
+	cli_prog = prog;
 	return c->run(argc - 1, argv + 1);
 }

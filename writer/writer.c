@@ -968,6 +968,14 @@ int writer_run(const struct writer_opts *o)
 	}
 	w.h = w.m.hdr;
 	w.mask = w.m.g.capacity - 1;
+	/* An existing ring keeps its geometry: say so when another one was asked for. */
+	const struct shmring_options *ro = &o->ring_opts;
+	if ((ro->capacity && ro->capacity != w.m.g.capacity) ||
+	    (ro->slot_size && ro->slot_size != w.m.g.slot_size))
+		wlog("WARN", "ring %s exists with capacity %u, slot size %u; asked for capacity %u, "
+		     "slot size %u: serving it as it is", o->ring, w.m.g.capacity, w.m.g.slot_size,
+		     ro->capacity ? ro->capacity : w.m.g.capacity,
+		     ro->slot_size ? ro->slot_size : w.m.g.slot_size);
 	rc = shm_lock_try(w.m.fd, SHM_LOCK_WRITER);
 	if (rc) {
 		wlog("ERROR", "ring %s: another live writer serves it (pid %d)", o->ring,
