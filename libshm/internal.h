@@ -85,6 +85,14 @@ struct shm_map *shm_ring_map(shmring *r);
 int shm_opt_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out, char *why, size_t len);
 int shm_opt_seconds(const char *s, double min, double max, double *out, char *why, size_t len);
 
+/*
+ * The Prometheus text exposition of rings' stats (metrics.c), family by family with a
+ * ring="NAME" label, for `shmring metrics` and shmring-writer --metrics-file. *out is
+ * malloc'ed (free it), *len its length. 0, or -ENOMEM.
+ */
+struct shm_metrics_ring { const char *name; const struct shmring_stats *st; };
+int shm_metrics_text(const struct shm_metrics_ring *rings, size_t n, char **out, size_t *len);
+
 /* Remove leftovers of dead processes (gc.c). */
 int shm_gc(const char *ring, int dry_run, unsigned min_age_s,
 	   void (*report)(const char *kind, const char *name, void *ctx), void *ctx);

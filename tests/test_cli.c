@@ -10,6 +10,9 @@
 #include <poll.h>
 #include <semaphore.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 
 #include "internal.h"
 #include "testutil.h"
@@ -690,7 +693,9 @@ static char *file_bytes(const char *path, size_t *n)
 	return b;
 }
 
-/* ls, stat and peek (as root and, as root, as nobody against a 0644 ring) change neither
+static const char *sample(const char *text, const char *fam, const char *name);
+
+/* ls, stat, peek and metrics (as root and, as root, as nobody against a 0644 ring) change neither
  * the object's bytes nor its mtime and ctime: gc ages rings by ctime. */
 static void test_inspect_readonly(void **state)
 {
@@ -737,6 +742,9 @@ static void test_inspect_readonly(void **state)
 		arr = split_lines(r.out);
 		assert_int_equal(json_array_size(arr), 3);
 		json_decref(arr);
+		run_free(&r);
+		assert_int_equal(RUN(&r, NULL, "metrics", t.name), 0);
+		assert_string_equal(sample(r.out, "shmring_pending_records", t.name), "3");
 		run_free(&r);
 	}
 	if (cli[0])
@@ -835,6 +843,242 @@ static void test_numbers(void **state)
 		fail_msg("no geometry warning: %s", r.err);
 	run_free(&r);
 	g_cli = SHMRING_CLI_PATH;
+	tu_ring_cleanup(&t);
+}
+
+/* ---- metrics ------------------------------------------------------------------------ */
+
+/* Every field of struct shmring_stats, as its metric family. */
+static const char *const metric_families[] = {
+	"shmring_sent_total", "shmring_written_total", "shmring_invalid_total",
+	"shmring_dropped_full_total", "shmring_dropped_oversize_total", "shmring_abandoned_total",
+	"shmring_aborted_total", "shmring_flushes_total", "shmring_flushes_done_total",
+	"shmring_corrupt_total", "shmring_capacity_slots", "shmring_slot_size_bytes",
+	"shmring_max_record_bytes", "shmring_head_position", "shmring_tail_position",
+	"shmring_pending_records", "shmring_producers", "shmring_writer_alive", "shmring_writer_pid",
+	"shmring_writer_errno", "shmring_writer_error_op", "shmring_writer_error_since_seconds",
+};
+
+/* The sample of family fam for ring name, as text ("" when absent). */
+static const char *sample(const char *text, const char *fam, const char *name)
+{
+	static char v[64];
+	char key[512];
+	snprintf(key, sizeof(key), "\n%s{ring=\"%s\"} ", fam, name);
+	const char *p = strstr(text, key);
+	v[0] = 0;
+	if (p)
+		sscanf(p + strlen(key), "%63s", v);
+	return v;
+}
+
+static char *read_text(const char *path)
+{
+	size_t n;
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return NULL;
+	fclose(f);
+	return file_bytes(path, &n);
+}
+
+/* promtool check metrics < path: 0 ok, 77 no promtool, else its status. */
+static int promtool_check(const char *path)
+{
+	if (system("command -v promtool >/dev/null 2>&1") != 0)
+		return 77;
+	char cmd[600];
+	snprintf(cmd, sizeof(cmd), "promtool check metrics < '%s'", path);
+	int st = system(cmd);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+/* Wait until the writer's metrics file says `want` for family fam; its text or NULL. */
+static char *wait_metrics_file(const char *path, const char *fam, const char *name, const char *want)
+{
+	for (int i = 0; i < 500; i++) {
+		char *t = read_text(path);
+		if (t && !strcmp(sample(t, fam, name), want))
+			return t;
+		free(t);
+		tu_sleep_ms(10);
+	}
+	return NULL;
+}
+
+static void send_some(const char *name, int n)
+{
+	shmring *h;
+	assert_int_equal(shmring_attach(name, &h), 0);
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	for (int i = 0; i < n; i++) {
+		tu_pack_record(&sb, 1, i, 10);
+		assert_int_equal(shmring_send(h, sb.data, sb.size), 0);
+	}
+	msgpack_sbuffer_destroy(&sb);
+	assert_int_equal(tu_flush(h), 0);
+	shmring_close(h);
+}
+
+static void test_metrics(void **state)
+{
+	(void)state;
+	struct tu_ring t;
+	tu_ring_init(&t, "cli-metrics");
+	char prom[300], cliout[300];
+	snprintf(prom, sizeof(prom), "%s/shmring.prom", t.dir);
+	snprintf(cliout, sizeof(cliout), "%s/cli.prom", t.dir);
+	const char *extra[] = { "--metrics-file", prom, "--metrics-interval", "0.1", NULL };
+	tu_writer_extra = extra;
+	assert_true(tu_writer_start(&t, "64", "256") > 0);
+	tu_writer_extra = NULL;
+	send_some(t.name, 5);
+
+	struct run r;
+	assert_int_equal(RUN(&r, NULL, "metrics", t.name), 0);
+	for (size_t i = 0; i < sizeof(metric_families) / sizeof(metric_families[0]); i++) {
+		char type[128];
+		snprintf(type, sizeof(type), "# TYPE %s %s\n", metric_families[i],
+			 strstr(metric_families[i], "_total") ? "counter" : "gauge");
+		assert_non_null(strstr(r.out, type));
+		assert_true(sample(r.out, metric_families[i], t.name)[0] != 0);
+	}
+	assert_string_equal(sample(r.out, "shmring_written_total", t.name), "5");
+	assert_string_equal(sample(r.out, "shmring_sent_total", t.name), "5");
+	assert_string_equal(sample(r.out, "shmring_capacity_slots", t.name), "64");
+	assert_string_equal(sample(r.out, "shmring_writer_alive", t.name), "1");
+	char pid[32];
+	snprintf(pid, sizeof(pid), "%d", (int)t.writer);
+	assert_string_equal(sample(r.out, "shmring_writer_pid", t.name), pid);
+	assert_string_equal(sample(r.out, "shmring_writer_errno", t.name), "0");
+	FILE *f = fopen(cliout, "w");
+	assert_non_null(f);
+	fputs(r.out, f);
+	fclose(f);
+	run_free(&r);
+	/* Every ring when none is named; a name that is not a ring is an error. */
+	assert_int_equal(RUN(&r, NULL, "metrics"), 0);
+	assert_string_equal(sample(r.out, "shmring_written_total", t.name), "5");
+	run_free(&r);
+	assert_int_equal(RUN(&r, NULL, "metrics", t.name, "no-such-ring-here"), 1);
+	assert_string_equal(sample(r.out, "shmring_written_total", t.name), "5");
+	assert_non_null(strstr(r.err, "no-such-ring-here: not found"));
+	run_free(&r);
+
+	/* The writer's file, rewritten every 0.1 s; at exit it says the writer is gone. */
+	char *text = wait_metrics_file(prom, "shmring_written_total", t.name, "5");
+	assert_non_null(text);
+	assert_string_equal(sample(text, "shmring_writer_alive", t.name), "1");
+	free(text);
+	int pc = promtool_check(cliout);
+	if (pc != 77) {
+		assert_int_equal(pc, 0);
+		assert_int_equal(promtool_check(prom), 0);
+	}
+	assert_int_equal(tu_writer_stop(&t), 0);
+	text = read_text(prom);
+	assert_non_null(text);
+	assert_string_equal(sample(text, "shmring_writer_alive", t.name), "0");
+	free(text);
+	char tmp[320];
+	snprintf(tmp, sizeof(tmp), "%s.tmp", prom);
+	assert_int_equal(access(tmp, F_OK), -1);
+	unlink(prom);
+	unlink(cliout);
+	tu_ring_cleanup(&t);
+	if (pc == 77)
+		skip(); /* the rest passed; promtool is not installed */
+}
+
+/* A free TCP port on 127.0.0.1 (the kernel's pick; free again once closed). */
+static int free_port(void)
+{
+	int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(a);
+	assert_true(s >= 0);
+	assert_int_equal(bind(s, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(getsockname(s, (struct sockaddr *)&a, &len), 0);
+	close(s);
+	return ntohs(a.sin_port);
+}
+
+/* GET http://127.0.0.1:port/path: the whole response, or NULL if nothing listens. */
+static char *http_get(int port, const char *path)
+{
+	int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	if (s < 0 || connect(s, (struct sockaddr *)&a, sizeof(a)) < 0) {
+		if (s >= 0)
+			close(s);
+		return NULL;
+	}
+	char req[256];
+	int n = snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n", path);
+	assert_int_equal(write(s, req, (size_t)n), n);
+	char *b = NULL, buf[8192];
+	size_t len = 0;
+	ssize_t k;
+	buf_add(&b, &len, "", 0);
+	while ((k = read(s, buf, sizeof(buf))) > 0)
+		buf_add(&b, &len, buf, (size_t)k);
+	close(s);
+	return b;
+}
+
+/* node_exporter's textfile collector serves the writer's --metrics-file. */
+static void test_node_exporter(void **state)
+{
+	(void)state;
+	const char *ne = "/usr/bin/prometheus-node-exporter";
+	if (access(ne, X_OK) != 0)
+		skip();
+	struct tu_ring t;
+	tu_ring_init(&t, "cli-nodeexp");
+	char prom[300];
+	snprintf(prom, sizeof(prom), "%s/shmring.prom", t.dir);
+	const char *extra[] = { "--metrics-file", prom, "--metrics-interval", "0.1", NULL };
+	tu_writer_extra = extra;
+	assert_true(tu_writer_start(&t, "64", "256") > 0);
+	tu_writer_extra = NULL;
+	send_some(t.name, 3);
+	char *text = wait_metrics_file(prom, "shmring_written_total", t.name, "3");
+	assert_non_null(text);
+	free(text);
+
+	int port = free_port();
+	char dir_arg[300], listen_arg[64];
+	snprintf(dir_arg, sizeof(dir_arg), "--collector.textfile.directory=%s", t.dir);
+	snprintf(listen_arg, sizeof(listen_arg), "--web.listen-address=127.0.0.1:%d", port);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		if (!getenv("SHMRING_TEST_VERBOSE")) {
+			freopen("/dev/null", "w", stderr);
+			freopen("/dev/null", "w", stdout);
+		}
+		execl(ne, ne, "--collector.disable-defaults", "--collector.textfile", dir_arg, listen_arg,
+		      (char *)NULL);
+		_exit(127);
+	}
+	tu_track(pid, NULL);
+	char *body = NULL;
+	for (int i = 0; i < 500 && !body; i++) {
+		body = http_get(port, "/metrics");
+		if (!body)
+			tu_sleep_ms(10);
+	}
+	kill(pid, SIGTERM);
+	waitpid(pid, NULL, 0);
+	assert_non_null(body);
+	if (!strstr(body, "200 OK") || strcmp(sample(body, "shmring_written_total", t.name), "3") ||
+	    strcmp(sample(body, "shmring_writer_alive", t.name), "1"))
+		fail_msg("node_exporter did not serve the ring's metrics: %.2000s", body);
+	free(body);
+	assert_int_equal(tu_writer_stop(&t), 0);
+	unlink(prom);
 	tu_ring_cleanup(&t);
 }
 
@@ -972,6 +1216,8 @@ int main(void)
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_inspect_readonly),
 		cmocka_unit_test(test_numbers),
+		cmocka_unit_test(test_metrics),
+		cmocka_unit_test(test_node_exporter),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

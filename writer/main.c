@@ -3,6 +3,7 @@
  *
  *   shmring-writer --ring NAME --out PATH [--capacity N] [--slot-size B]
  *                  [--stall-timeout MS] [--batch-bytes B] [--exit-when-idle S]
+ *                  [--metrics-file PATH [--metrics-interval S]] ...
  */
 #include <errno.h>
 #include <getopt.h>
@@ -83,9 +84,16 @@ static void usage(FILE *f)
 		"      --keep K             rotated files kept, PATH.1 .. PATH.K (default 5)\n"
 		"      --detach             run in the background (own session); return once serving\n"
 		"      --pid-file PATH      write the serving writer's pid there\n"
+		"      --metrics-file PATH  keep the ring's counters in PATH in the Prometheus text\n"
+		"                           format (for node_exporter's textfile collector), rewritten\n"
+		"                           atomically (PATH.tmp, then rename) every interval\n"
+		"      --metrics-interval S seconds between rewrites (default 10; fractions and\n"
+		"                           units s, m, h allowed)\n"
 		"      --mark-losses        before the first line after records were lost, write\n"
 		"                           {\"shmring_lost\":{\"dropped_full\":N,\"dropped_oversize\":N,\"abandoned\":N},\"ts\":T}\n"
-		"  -h, --help               this text\n\n"
+		"  -h, --help               this text\n"
+		"  -V, --version            the version\n\n"
+		"Numbers are decimal digits; durations S are seconds, or a number with s, m, h or d.\n"
 		"SIGTERM/SIGINT: write everything already in the ring, then exit 0; while PATH\n"
 		"cannot be written (full disk, I/O error, file size limit), exit 1 within a second,\n"
 		"leaving what was not written in the ring for the next writer.\n"
@@ -135,10 +143,12 @@ int main(int argc, char **argv)
 		{ "mark-losses", no_argument, 0, 'L' },   { "fsync", required_argument, 0, 'F' },
 		{ "max-bytes", required_argument, 0, 'M' }, { "keep", required_argument, 0, 'K' },
 		{ "detach", no_argument, 0, 'D' },        { "pid-file", required_argument, 0, 'P' },
-		{ "version", no_argument, 0, 'V' },
+		{ "version", no_argument, 0, 'V' },       { "metrics-file", required_argument, 0, 'm' },
+		{ "metrics-interval", required_argument, 0, 'i' },
 		{ 0, 0, 0, 0 },
 	};
-	struct writer_opts o = { .stall_ns = 1000000000ull, .batch_bytes = 1 << 20, .keep = 5, .ready_fd = -1 };
+	struct writer_opts o = { .stall_ns = 1000000000ull, .batch_bytes = 1 << 20, .keep = 5, .ready_fd = -1,
+				 .metrics_interval_ns = 10000000000ull };
 	int want_detach = 0;
 	int c;
 	uint64_t v;
@@ -198,6 +208,12 @@ int main(int argc, char **argv)
 			if (opt_uint("--keep", optarg, 1, 1000, &v))
 				return WEXIT_USAGE;
 			o.keep = (unsigned)v;
+			break;
+		case 'm': o.metrics_file = optarg; break;
+		case 'i':
+			if (opt_seconds("--metrics-interval", optarg, 0.01, 86400, &sec))
+				return WEXIT_USAGE;
+			o.metrics_interval_ns = (uint64_t)(sec * 1e9);
 			break;
 		case 'h': usage(stdout); return 0;
 		case 'V':
