@@ -367,6 +367,26 @@ static void test_stat(void **state)
 	assert_int_equal(json_array_size(lines), 3);
 	for (size_t i = 0; i < 3; i++) {
 		o = parse(json_string_value(json_array_get(lines, i)));
+		/* Watching: when (RFC 3339, UTC) and the rates since the previous object. */
+		const char *when = json_string_value(json_object_get(o, "time"));
+		assert_non_null(when);
+		int y, mo, d, h, mi, sec, us;
+		char z = 0;
+		assert_int_equal(sscanf(when, "%4d-%2d-%2dT%2d:%2d:%2d.%6d%c", &y, &mo, &d, &h, &mi, &sec, &us, &z), 8);
+		assert_int_equal(z, 'Z');
+		long tod = (long)(time(NULL) % 86400), said = (h * 60L + mi) * 60 + sec;
+		assert_true(labs(tod - said) <= 2 || labs(tod - said) >= 86398); /* UTC, now */
+		json_t *rates = json_object_get(o, "rates");
+		if (i == 0) {
+			assert_true(json_is_null(rates));
+		} else {
+			assert_true(json_is_object(rates));
+			assert_true(json_is_number(json_object_get(rates, "sent")));
+			assert_true(json_is_number(json_object_get(rates, "dropped")));
+			assert_true(json_number_value(json_object_get(rates, "written")) == 0);
+		}
+		json_object_del(o, "time");
+		json_object_del(o, "rates");
 		check_stats_json(o, t.name, real, &st);
 		json_decref(o);
 	}
@@ -380,6 +400,20 @@ static void test_stat(void **state)
 	run_free(&r);
 	assert_int_equal(RUN(&r, NULL, "stat", t.name, "--watch=0"), 2);
 	run_free(&r);
+
+	/* The ring removed while watched: said so, exit 1 (not a stale view forever). */
+	pid_t rm = fork();
+	assert_true(rm >= 0);
+	if (rm == 0) {
+		tu_sleep_ms(200);
+		_exit(shmring_unlink(t.name) ? 1 : 0);
+	}
+	assert_int_equal(RUN(&r, NULL, "stat", "--json", "--watch", "0.02", "--count", "250", t.name), 1);
+	assert_non_null(strstr(r.err, "removed while being watched"));
+	run_free(&r);
+	int rst;
+	assert_int_equal(waitpid(rm, &rst, 0), rm);
+	assert_true(WIFEXITED(rst) && WEXITSTATUS(rst) == 0);
 
 	shmring_close(h);
 	tu_ring_cleanup(&t);
@@ -629,14 +663,27 @@ static void test_rm(void **state)
 		sem_close(s);
 	}
 	assert_int_equal(RUN(&r, NULL, "rm", "--force", t.name), 0);
+	char said[64];
+	snprintf(said, sizeof(said), "stopped writer pid %d\n", (int)t.writer);
+	assert_string_equal(r.out, said);
 	run_free(&r);
 	assert_false(shm_exists(t.name));
+	/* --force stopped the writer (SIGTERM: it exits 0), so none serves a ring no one sees. */
+	int wst = 0;
+	pid_t got = 0;
+	for (int i = 0; i < 200 && got == 0; i++) {
+		got = waitpid(t.writer, &wst, WNOHANG);
+		if (!got)
+			tu_sleep_ms(5);
+	}
+	assert_int_equal(got, t.writer);
+	assert_true(WIFEXITED(wst) && WEXITSTATUS(wst) == 0);
+	t.writer = 0;
 	assert_false(sem_exists(mine));
 	assert_true(sem_exists(other));
 	assert_true(sem_exists(lookalike));
 	sem_unlink(other);
 	sem_unlink(lookalike);
-	assert_int_equal(tu_writer_stop(&t), 0);
 
 	/* After the writer stopped: removed without --force. */
 	assert_true(tu_writer_start(&t, NULL, NULL) > 0);

@@ -200,10 +200,15 @@ static void usage_stat(FILE *f)
 		"Print every counter of ring NAME and the file its writer appends to.\n\n"
 		"  -j, --json              one JSON object per refresh with the fields below plus\n"
 		"                          \"name\" and \"out_path\" (null when no writer ever served)\n"
-		"                          and \"writer_error\", \"writer_error_since\" (null or text)\n"
-		"  -w, --watch [SECONDS]   refresh every SECONDS (default 1; fractions allowed) until\n"
-		"                          interrupted, in place when stdout is a terminal, with the\n"
-		"                          rates per second of records sent, written and dropped\n"
+		"                          and \"writer_error\", \"writer_error_since\" (null or text);\n"
+		"                          with --watch also \"time\" (RFC 3339, UTC) and \"rates\":\n"
+		"                          {\"sent\", \"written\", \"dropped\"} per second since the\n"
+		"                          previous object (null in the first)\n"
+		"  -w, --watch [SECONDS]   refresh every SECONDS (default 1; fractions and a unit s,\n"
+		"                          m, h or d allowed) until interrupted, in place when stdout\n"
+		"                          is a terminal, with the rates per second of records sent,\n"
+		"                          written and dropped. A ring removed meanwhile ends it\n"
+		"                          with a message and exit status 1\n"
 		"  -c, --count N           with --watch: stop after N refreshes\n"
 		"  -h, --help              this text\n\n"
 		"Fields (struct shmring_stats):\n"
@@ -278,7 +283,8 @@ static void usage_gc(FILE *f)
 		"seconds (default 10). Liveness is the kernel-released lock of each process, so\n"
 		"nothing of a live process is touched. Prints one line per object removed.\n\n"
 		"  -n, --dry-run    only print what would be removed\n"
-		"  -a, --min-age S  leave rings younger than S seconds (their creator may be starting)\n"
+		"  -a, --min-age S  leave rings younger than S seconds (their creator may be starting);\n"
+		"                   S is seconds, or a number with s, m, h or d (e.g. 90, 1.5m, 2h)\n"
 		"  -h, --help       this text\n");
 }
 
@@ -289,8 +295,11 @@ static void usage_rm(FILE *f)
 		"Unlink ring NAME (/dev/shm/shmring.NAME) and its leftover flush semaphores\n"
 		"(/dev/shm/sem.shmring.NAME.f.*). Processes that have it mapped keep their mapping;\n"
 		"new opens create a new ring.\n\n"
-		"  -f, --force  remove it even while a writer serves it (refused otherwise)\n"
-		"  -h, --help   this text\n");
+		"  -f, --force  remove it even while a writer serves it (refused otherwise): that\n"
+		"               writer is sent SIGTERM (it writes what the ring holds, then exits)\n"
+		"               and waited for up to 5 s, so that none serves a ring no one sees\n"
+		"  -h, --help   this text\n\n"
+		"Exit status: 0 removed (and its writer stopped), 1 error or refused.\n");
 }
 
 static void usage_metrics(FILE *f)
@@ -587,6 +596,23 @@ static void sleep_s(double s)
 	nanosleep(&ts, NULL); /* a signal ends it early: the loop checks g_stop */
 }
 
+/* Whether ring name, mapped as m, was removed (or removed and created anew) since. */
+static int ring_removed(const char *name, const struct shm_map *m)
+{
+	struct stat mine, now;
+	char path[SHM_NAME_MAX + 32];
+	if (fstat(m->fd, &mine) < 0 || mine.st_nlink == 0)
+		return 1;
+	snprintf(path, sizeof(path), "%s/%s%s", SHM_DIR, SHM_PREFIX, name[0] == '/' ? name + 1 : name);
+	return stat(path, &now) < 0 || now.st_ino != mine.st_ino || now.st_dev != mine.st_dev;
+}
+
+/* Records per second of a counter between two refreshes dt seconds apart. */
+static double rate(uint64_t now, uint64_t before, double dt)
+{
+	return (double)(now - before) / dt;
+}
+
 static int stat_loop(const char *name, struct shm_map *m, int json, int watch, double every,
 		     uint64_t count)
 {
@@ -599,40 +625,53 @@ static int stat_loop(const char *name, struct shm_map *m, int json, int watch, d
 			sleep_s(every);
 		if (g_stop)
 			break;
+		if (watch && i && ring_removed(name, m)) {
+			cli_ring_msg(name, "removed while being watched");
+			return CLI_ERR;
+		}
 		int rc = shm_stats_read(m, &st, -1);
 		if (rc) {
 			cli_ring_err(name, rc);
 			return CLI_ERR;
 		}
 		double t = mono_s();
+		struct timespec wall;
+		clock_gettime(CLOCK_REALTIME, &wall);
+		char when[48];
+		rfc3339((uint64_t)wall.tv_sec * 1000000000ull + (uint64_t)wall.tv_nsec, when, sizeof(when));
+		double dt = t - t_prev > 1e-6 ? t - t_prev : 1e-6;
+		double r_sent = rate(st.sent, prev.sent, dt), r_written = rate(st.written, prev.written, dt);
+		double r_dropped = rate(st.dropped_full + st.dropped_oversize,
+					prev.dropped_full + prev.dropped_oversize, dt);
 		cli_out_path(m, out_path, sizeof(out_path));
 		writer_error(m, werr, sizeof(werr), since, sizeof(since), &st);
 		if (json) {
-			if ((rc = print_json(stats_json(name, out_path, &st, werr, since))))
+			json_t *o = stats_json(name, out_path, &st, werr, since);
+			/* Watching: when, and the rates since the previous object (null at first). */
+			if (o && watch &&
+			    (json_object_set_new(o, "time", json_string(when)) ||
+			     json_object_set_new(o, "rates", i ? json_pack("{s:f, s:f, s:f}", "sent", r_sent,
+									    "written", r_written,
+									    "dropped", r_dropped)
+							      : json_null()))) {
+				json_decref(o);
+				o = NULL;
+			}
+			if ((rc = print_json(o)))
 				return rc;
 		} else {
 			if (watch && tty)
 				fputs("\033[H\033[2J", stdout);
 			else if (watch && i)
 				putchar('\n');
-			if (watch) {
-				char when[32];
-				time_t now = time(NULL);
-				struct tm tm;
-				gmtime_r(&now, &tm);
-				strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+			if (watch)
 				printf("%-17s %s (every %gs)\n", "time", when, every);
-			}
 			stats_text(name, out_path, &st, werr, since);
-			if (watch && i) {
-				double dt = t - t_prev > 1e-6 ? t - t_prev : 1e-6;
-				printf("%-17s sent %.1f/s  written %.1f/s  dropped %.1f/s\n", "rates",
-				       (double)(st.sent - prev.sent) / dt, (double)(st.written - prev.written) / dt,
-				       (double)(st.dropped_full + st.dropped_oversize - prev.dropped_full -
-						prev.dropped_oversize) / dt);
-			} else if (watch) {
+			if (watch && i)
+				printf("%-17s sent %.1f/s  written %.1f/s  dropped %.1f/s\n", "rates", r_sent,
+				       r_written, r_dropped);
+			else if (watch)
 				printf("%-17s sent -  written -  dropped -\n", "rates");
-			}
 		}
 		fflush(stdout);
 		prev = st;
@@ -785,6 +824,38 @@ static int rm_semaphores(const char *name)
 	return removed;
 }
 
+/* How long rm --force waits for the writer it stopped to let go of the ring. */
+#define RM_WAIT_S 5.0
+
+/* SIGTERM the writer of ring name, pid as it published it: 0, or -errno after a message. */
+static int rm_stop_writer(const char *name, int pid)
+{
+	char path[64], comm[64] = "";
+	if (pid <= 0) {
+		cli_ring_msg(name, "a live writer serves it but its pid is unknown; not removed");
+		return -ESRCH;
+	}
+	snprintf(path, sizeof(path), "/proc/%d/comm", pid);
+	FILE *f = fopen(path, "r");
+	if (f) {
+		if (!fgets(comm, sizeof(comm), f))
+			comm[0] = 0;
+		fclose(f);
+	}
+	comm[strcspn(comm, "\n")] = 0;
+	if (strcmp(comm, "shmring-writer")) {
+		cli_ring_msg(name, "its writer's pid %d is not a shmring-writer (%s); not removed", pid,
+			     comm[0] ? comm : "gone");
+		return -ESRCH;
+	}
+	if (kill(pid, SIGTERM) < 0) {
+		int e = errno;
+		cli_ring_msg(name, "cannot stop its writer (pid %d): %s; not removed", pid, strerror(e));
+		return -e;
+	}
+	return 0;
+}
+
 static int cmd_rm(int argc, char **argv)
 {
 	static const struct option lo[] = {
@@ -822,30 +893,54 @@ static int cmd_rm(int argc, char **argv)
 		cli_ring_err(name, -errno);
 		return CLI_ERR;
 	}
-	if (fd >= 0) {
-		int alive = shm_lock_held(fd, SHM_LOCK_WRITER);
-		close(fd);
-		if (alive == 1 && !force) {
-			struct shm_map m;
-			int pid = 0;
-			if (shm_map_open(name, NULL, SHM_INSPECT, &m) == 0) {
-				pid = atomic_load_explicit(&m.hdr->writer_pid, memory_order_relaxed);
-				shm_map_close(&m);
-			}
+	int pid = 0;
+	if (fd >= 0 && shm_lock_held(fd, SHM_LOCK_WRITER) == 1) {
+		struct shm_map m;
+		if (shm_map_open(name, NULL, SHM_INSPECT, &m) == 0) {
+			pid = atomic_load_explicit(&m.hdr->writer_pid, memory_order_relaxed);
+			shm_map_close(&m);
+		}
+		if (!force) {
 			if (pid > 0)
 				cli_ring_msg(name, "a live writer (pid %d) serves it; stop it first or use --force", pid);
 			else
 				cli_ring_msg(name, "a live writer serves it; stop it first or use --force");
+			close(fd);
+			return CLI_ERR;
+		}
+		/* Removing the ring under a live writer would leave it serving a ring no one can
+		 * open again: stop it. The lock says a writer lives; the pid is the one the
+		 * serving writer published, and its name is checked, as pids are reused. */
+		if ((rc = rm_stop_writer(name, pid))) {
+			close(fd);
 			return CLI_ERR;
 		}
 	}
 	if (shm_unlink(shm) < 0) {
 		rc = -errno;
 		cli_ring_err(name, rc);
+		if (fd >= 0)
+			close(fd);
 		return CLI_ERR;
 	}
 	rm_semaphores(name);
-	return CLI_OK;
+	rc = CLI_OK;
+	if (pid > 0) {
+		/* SIGTERM: it writes what is in the ring, then exits (and drops its lock). */
+		double end = mono_s() + RM_WAIT_S;
+		while (shm_lock_held(fd, SHM_LOCK_WRITER) == 1 && mono_s() < end)
+			sleep_s(0.01);
+		if (shm_lock_held(fd, SHM_LOCK_WRITER) == 1) {
+			cli_ring_msg(name, "removed, but its writer (pid %d) is still running after %.0f s",
+				     pid, RM_WAIT_S);
+			rc = CLI_ERR;
+		} else {
+			printf("stopped writer pid %d\n", pid);
+		}
+	}
+	if (fd >= 0)
+		close(fd);
+	return rc;
 }
 
 /* ---- gc ------------------------------------------------------------------------- */
