@@ -906,11 +906,11 @@ static void write_metrics(struct wr *w, int alive)
 	struct shmring_stats st;
 	char *text = NULL, tmp[PATH_MAX];
 	size_t len = 0;
-	int fd = -1, rc = shm_stats_read(&w->m, &st, -1);
-	/* Our own OFD lock is invisible to our GETLK: say what we know. */
+	int fd = -1, rc;
+	/* Its only error is the liveness query, and our own OFD lock is invisible to our
+	 * GETLK anyway: say what we know. */
+	(void)shm_stats_read(&w->m, &st, -1);
 	st.writer_alive = alive;
-	if (rc < 0)
-		goto fail;
 	struct shm_metrics_ring r = { o->ring, &st };
 	if ((rc = shm_metrics_text(&r, 1, &text, &len)))
 		goto fail;
@@ -919,14 +919,16 @@ static void write_metrics(struct wr *w, int alive)
 		goto fail;
 	}
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0 || (rc = write_all(fd, text, len)) < 0 || close(fd) < 0) {
-		rc = rc < 0 ? rc : -errno;
-		fd = -1;
+	if (fd < 0) {
+		rc = -errno;
 		goto fail;
 	}
+	if ((rc = write_all(fd, text, len)) < 0)
+		goto fail;
+	rc = close(fd) < 0 ? -errno : 0;
 	fd = -1;
-	if (rename(tmp, o->metrics_file) < 0) {
-		rc = -errno;
+	if (rc < 0 || rename(tmp, o->metrics_file) < 0) {
+		rc = rc < 0 ? rc : -errno;
 		goto fail;
 	}
 	free(text);
