@@ -1033,6 +1033,14 @@ static void test_metrics(void **state)
 	assert_int_equal(access(tmp, F_OK), -1);
 	unlink(prom);
 	unlink(cliout);
+
+	/* A metrics file that cannot be written is logged, never fatal. */
+	const char *bad[] = { "--metrics-file", "/proc/no-such-dir/shmring.prom", "--metrics-interval", "0.05", NULL };
+	tu_writer_extra = bad;
+	assert_true(tu_writer_start(&t, NULL, NULL) > 0);
+	tu_writer_extra = NULL;
+	send_some(t.name, 2);
+	assert_int_equal(tu_writer_stop(&t), 0);
 	tu_ring_cleanup(&t);
 	if (pc == 77)
 		skip(); /* the rest passed; promtool is not installed */

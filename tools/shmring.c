@@ -173,7 +173,9 @@ static void usage_main(FILE *f)
 		"                                      Prometheus text format\n"
 		"  help [COMMAND]                      this text, or the usage of COMMAND\n\n"
 		"`shmring COMMAND --help` prints the usage of COMMAND. Commands that read a ring never\n"
-		"create it and never attach as a producer.\n\n"
+		"create it and never attach as a producer; ls, stat, peek and metrics open it\n"
+		"read-only, so read permission is enough and the ring and its times stay unchanged.\n"
+		"Numbers are decimal digits; durations S are seconds, or a number with s, m, h or d.\n\n"
 		"Exit status: 0 ok, 1 error, 2 usage; flush: 3 no live writer, 4 timed out,\n"
 		"5 the writer's output fails.\n");
 }
