@@ -201,16 +201,17 @@ static void test_help_version(void **state)
 	assert_int_equal(RUN(&r, NULL, "--version"), 0);
 	assert_string_equal(r.out, want);
 	run_free(&r);
-	static const char *const cmds[] = { "ls", "stat", "peek", "send", "flush", "rm" };
+	static const char *const cmds[] = { "ls", "stat", "peek", "send", "flush", "rm", "gc", "metrics" };
+	const size_t ncmds = sizeof(cmds) / sizeof(cmds[0]);
 	const char *top[] = { "--help", "help" };
 	for (int i = 0; i < 2; i++) {
 		assert_int_equal(RUN(&r, NULL, top[i]), 0);
 		assert_non_null(strstr(r.out, "usage: shmring"));
-		for (size_t k = 0; k < 6; k++)
+		for (size_t k = 0; k < ncmds; k++)
 			assert_non_null(strstr(r.out, cmds[k]));
 		run_free(&r);
 	}
-	for (size_t k = 0; k < 6; k++) {
+	for (size_t k = 0; k < ncmds; k++) {
 		char u[64];
 		snprintf(u, sizeof(u), "usage: shmring %s", cmds[k]);
 		assert_int_equal(RUN(&r, NULL, cmds[k], "--help"), 0);
