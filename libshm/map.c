@@ -112,8 +112,8 @@ static int map_data_twice(struct shm_map *m)
 	if (base == MAP_FAILED)
 		return -errno;
 	for (int i = 0; i < 2; i++) {
-		void *p = mmap(base + i * sz, sz, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED,
-			       m->fd, (off_t)m->g.data_off);
+		void *p = mmap(base + i * sz, sz, m->inspect ? PROT_READ : PROT_READ | PROT_WRITE,
+			       MAP_SHARED | MAP_FIXED, m->fd, (off_t)m->g.data_off);
 		if (p == MAP_FAILED) {
 			int e = -errno;
 			munmap(base, 2 * sz);
@@ -121,18 +121,20 @@ static int map_data_twice(struct shm_map *m)
 		}
 	}
 	m->data = base;
-	populate_write(base, sz);
+	if (!m->inspect)
+		populate_write(base, sz);
 	return 0;
 }
 
 static int map_front(struct shm_map *m, size_t len)
 {
-	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, m->fd, 0);
+	void *p = mmap(NULL, len, m->inspect ? PROT_READ : PROT_READ | PROT_WRITE, MAP_SHARED, m->fd, 0);
 	if (p == MAP_FAILED)
 		return -errno;
 	m->hdr = p;
 	m->front_len = len;
-	populate_write(p, len);
+	if (!m->inspect)
+		populate_write(p, len);
 	return 0;
 }
 
@@ -214,8 +216,13 @@ int shm_map_open(const char *name, const struct shmring_options *opts, int creat
 			return rc;
 	}
 	mode_t mode = opts && opts->mode ? (opts->mode & 0777) : 0600;
+	/* SHM_INSPECT: read access is enough, and a read-only mapping can neither change the
+	 * ring nor touch its timestamps (gc ages rings by ctime). */
+	m->inspect = create == SHM_INSPECT;
+	if (m->inspect)
+		create = 0;
 	for (int attempt = 0; attempt < 8; attempt++) {
-		m->fd = shm_open(m->shm_name, O_RDWR | O_CLOEXEC, 0);
+		m->fd = shm_open(m->shm_name, (m->inspect ? O_RDONLY : O_RDWR) | O_CLOEXEC, 0);
 		if (m->fd >= 0) {
 			rc = attach_existing(m);
 			break;
@@ -248,7 +255,7 @@ int shm_map_open(const char *name, const struct shmring_options *opts, int creat
 
 int shm_reopen_fd(struct shm_map *m)
 {
-	int fd = shm_open(m->shm_name, O_RDWR | O_CLOEXEC, 0);
+	int fd = shm_open(m->shm_name, (m->inspect ? O_RDONLY : O_RDWR) | O_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
 	m->fd = fd;

@@ -78,7 +78,7 @@ static long peek_step(struct peek *p, uint64_t pos, uint64_t room)
 	return rc ? rc : (long)n;
 }
 
-static int peek_walk(const struct shm_map *m, unsigned long want)
+static int peek_walk(const struct shm_map *m, uint64_t want)
 {
 	const struct shm_geom *g = &m->g;
 	uint64_t max_bytes = (uint64_t)g->max_slots * g->slot_size;
@@ -121,15 +121,13 @@ int cmd_peek(int argc, char **argv)
 	static const struct option lo[] = {
 		{ "count", required_argument, 0, 'n' }, { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 },
 	};
-	unsigned long want = 10;
+	uint64_t want = 10;
 	int c;
 	while ((c = getopt_long(argc, argv, "n:h", lo, NULL)) != -1) {
 		switch (c) {
 		case 'n':
-			if (cli_parse_ulong(optarg, &want)) {
-				fprintf(stderr, "shmring peek: bad count: %s\n", optarg);
+			if (cli_opt_uint("--count", optarg, 0, UINT32_MAX, &want))
 				return CLI_USAGE;
-			}
 			break;
 		case 'h': usage_peek(stdout); return CLI_OK;
 		default: usage_peek(stderr); return CLI_USAGE;

@@ -68,6 +68,8 @@ struct wr {
 	unsigned nsent;
 	uint64_t last_drops, last_report_ns, idle_since;
 	uint64_t last_record_ns;    /* when step() last consumed something */
+	uint64_t metrics_due;       /* --metrics-file: next rewrite (CLOCK_MONOTONIC ns) */
+	int metrics_err;            /* the errno of the last failed rewrite, logged once */
 	char sem_prefix[SHM_NAME_MAX + 32];
 	size_t sem_prefix_len;
 };
@@ -630,6 +632,57 @@ static void on_revoked(void *ctx, uint64_t pos, unsigned kind, int stopped)
 
 static const struct shm_drain_ops drain_ops = { on_record, on_sentinel, on_revoked };
 
+/*
+ * --metrics-file: the ring's counters in the Prometheus text format, for node_exporter's
+ * textfile collector, which must never read a half-written file: write PATH.tmp, then
+ * rename it over PATH. Between commits, so the figures are one instant's. A failure is
+ * logged once (and its end), never fatal: the audit trail matters more than its gauges.
+ */
+static void write_metrics(struct wr *w, int alive)
+{
+	const struct writer_opts *o = w->o;
+	struct shmring_stats st;
+	char *text = NULL, tmp[PATH_MAX];
+	size_t len = 0;
+	int fd = -1, rc;
+	/* Its only error is the liveness query, and our own OFD lock is invisible to our
+	 * GETLK anyway: say what we know. */
+	(void)shm_stats_read(&w->m, &st, -1);
+	st.writer_alive = alive;
+	struct shm_metrics_ring r = { o->ring, &st };
+	if ((rc = shm_metrics_text(&r, 1, &text, &len)))
+		goto fail;
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp", o->metrics_file) >= (int)sizeof(tmp)) {
+		rc = -ENAMETOOLONG;
+		goto fail;
+	}
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		rc = -errno;
+		goto fail;
+	}
+	if ((rc = write_all(fd, text, len)) < 0)
+		goto fail;
+	rc = close(fd) < 0 ? -errno : 0;
+	fd = -1;
+	if (rc < 0 || rename(tmp, o->metrics_file) < 0) {
+		rc = rc < 0 ? rc : -errno;
+		goto fail;
+	}
+	free(text);
+	if (w->metrics_err)
+		wlog("INFO", "metrics file %s written again", o->metrics_file);
+	w->metrics_err = 0;
+	return;
+fail:
+	if (fd >= 0)
+		close(fd);
+	free(text);
+	if (w->metrics_err != -rc)
+		wlog("WARN", "cannot write metrics file %s: %s", o->metrics_file, strerror(-rc));
+	w->metrics_err = -rc;
+}
+
 static void report_drops(struct wr *w, uint64_t now)
 {
 	if (now - w->last_report_ns < 1000000000ull)
@@ -705,6 +758,14 @@ int writer_run(const struct writer_opts *o)
 		return rc == -EINVAL ? WEXIT_USAGE : WEXIT_ERROR;
 	}
 	w.h = w.m.hdr;
+	/* An existing ring keeps its geometry: say so when another one was asked for. */
+	const struct shmring_options *ro = &o->ring_opts;
+	if ((ro->capacity && ro->capacity != w.m.g.capacity) ||
+	    (ro->slot_size && ro->slot_size != w.m.g.slot_size))
+		wlog("WARN", "ring %s exists with capacity %u, slot size %u; asked for capacity %u, "
+		     "slot size %u: serving it as it is", o->ring, w.m.g.capacity, w.m.g.slot_size,
+		     ro->capacity ? ro->capacity : w.m.g.capacity,
+		     ro->slot_size ? ro->slot_size : w.m.g.slot_size);
 	rc = shm_lock_try(w.m.fd, SHM_LOCK_WRITER);
 	if (rc) {
 		wlog("ERROR", "ring %s: another live writer serves it (pid %d)", o->ring,
@@ -819,6 +880,10 @@ int writer_run(const struct writer_opts *o)
 		}
 		uint64_t now = shm_now_ns();
 		report_drops(&w, now);
+		if (o->metrics_file && now >= w.metrics_due) {
+			write_metrics(&w, 1);
+			w.metrics_due = now + o->metrics_interval_ns;
+		}
 		uint64_t wd = atomic_load_explicit(&w.m.words[w.d.head & w.d.mask], memory_order_acquire);
 		int empty = wd == w_make((unsigned)shm_lap(&w.m.g, w.d.head), 0, 0, 0, W_FREE);
 		if (writer_stop) {
@@ -854,6 +919,8 @@ int writer_run(const struct writer_opts *o)
 	}
 	if (rc >= 0)
 		rc = commit(&w);
+	if (o->metrics_file)
+		write_metrics(&w, 0); /* the last figures, and that this writer is gone */
 	atomic_store_explicit(&w.h->writer_beat_ns, 0, memory_order_relaxed);
 	wlog("INFO", "ring %s: stopping (head %llu)", o->ring, (unsigned long long)w.d.head);
 	free(w.buf);
