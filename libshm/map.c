@@ -45,7 +45,7 @@ uint64_t shm_now_ns(void)
 
 int shm_futex_wait(_Atomic uint32_t *addr, uint32_t val, uint64_t timeout_ns)
 {
-	struct timespec ts = { (time_t)(timeout_ns / 1000000000ull), (long)(timeout_ns % 1000000000ull) };
+	struct timespec ts = shm_ns_to_ts(timeout_ns);
 	if (syscall(SYS_futex, addr, FUTEX_WAIT, val, &ts, NULL, 0) < 0)
 		return -errno;
 	return 0;
@@ -335,7 +335,7 @@ int shm_stats_read(const struct shm_map *m, struct shmring_stats *st, int self)
 	memset(st, 0, sizeof(*st));
 	st->capacity = m->g.capacity;
 	st->slot_size = m->g.slot_size;
-	st->max_record = (uint64_t)m->g.max_slots * m->g.slot_size - SHM_REC_HDR;
+	st->max_record = shm_max_record(&m->g);
 	/* Bounded: a writer killed inside a commit leaves the count odd until the next one
 	 * recovers; then the figures are read as they stand. */
 	for (int tries = 0; tries < 64; tries++) {
