@@ -23,10 +23,14 @@ struct shm_map {
 	uint8_t *data;                 /* data_size bytes, then the same bytes again */
 	size_t front_len;              /* bytes mapped at hdr (header + words) */
 	struct shm_geom g;
+	int inspect;                   /* SHM_INSPECT: O_RDONLY, PROT_READ */
 	char shm_name[SHM_NAME_MAX + 16];
 };
 
-enum { SHM_ATTACH = 0, SHM_CREATE = 1 };
+/* SHM_INSPECT attaches read-only (O_RDONLY, PROT_READ, no populate): for tools that only
+ * look, so that read permission suffices and the object's bytes and times stay as they
+ * are. OFD lock queries (F_OFD_GETLK) work on it; taking a lock does not. */
+enum { SHM_ATTACH = 0, SHM_CREATE = 1, SHM_INSPECT = 2 };
 int  shm_map_open(const char *name, const struct shmring_options *opts, int create, struct shm_map *m);
 void shm_map_close(struct shm_map *m);
 int  shm_reopen_fd(struct shm_map *m);
@@ -45,6 +49,10 @@ int  shm_futex_wait(_Atomic uint32_t *addr, uint32_t val, uint64_t timeout_ns);
 void shm_futex_wake_all(_Atomic uint32_t *addr);
 
 uint64_t shm_now_ns(void);             /* CLOCK_MONOTONIC */
+static inline struct timespec shm_ns_to_ts(uint64_t ns)
+{
+	return (struct timespec){ (time_t)(ns / 1000000000ull), (long)(ns % 1000000000ull) };
+}
 int      shm_mkdir_parents(const char *path);
 void     shm_log(enum shmring_log_level lvl, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
@@ -73,6 +81,23 @@ int  shm_werr_text(const struct shm_hdr *h, char *buf, size_t len);
 /* A handle's mapping, for library code layered on a handle (audit.c): the fd is this
  * process's own (re-opened after fork), or -1 if that failed. */
 struct shm_map *shm_ring_map(shmring *r);
+
+/*
+ * Strict option values (optparse.c), for shmring and shmring-writer: 0, or -EINVAL (not
+ * a number of that kind) / -ERANGE (outside [min, max]) with a one-line reason in why.
+ * shm_opt_uint: decimal digits only. shm_opt_seconds: digits, an optional fraction and
+ * an optional unit s, m, h or d, in seconds.
+ */
+int shm_opt_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out, char *why, size_t len);
+int shm_opt_seconds(const char *s, double min, double max, double *out, char *why, size_t len);
+
+/*
+ * The Prometheus text exposition of rings' stats (metrics.c), family by family with a
+ * ring="NAME" label, for `shmring metrics` and shmring-writer --metrics-file. *out is
+ * malloc'ed (free it), *len its length. 0, or -ENOMEM.
+ */
+struct shm_metrics_ring { const char *name; const struct shmring_stats *st; };
+int shm_metrics_text(const struct shm_metrics_ring *rings, size_t n, char **out, size_t *len);
 
 /* Remove leftovers of dead processes (gc.c). */
 int shm_gc(const char *ring, int dry_run, unsigned min_age_s,

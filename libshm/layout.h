@@ -23,7 +23,9 @@
 #define SHM_LAYOUT_VERSION 3u
 #define SHM_CACHELINE      64
 #define SHM_PAGE           4096u
+#define SHM_DIR            "/dev/shm"          /* where glibc puts POSIX shm and semaphores */
 #define SHM_PREFIX         "shmring."          /* /dev/shm/shmring.NAME */
+#define SHM_SEM_TAG        ".f."               /* flush semaphores: /shmring.NAME.f.ENTRY.GEN.SEQ */
 #define SHM_NAME_MAX       200
 #define SHM_MAX_PRODUCERS  1024u               /* owner index: 10 bits */
 #define SHM_QMAX           64u                 /* quarantined runs (issue 4) */
@@ -79,6 +81,12 @@ static inline unsigned w_kind(uint64_t w)  { return (unsigned)((w >> 3) & 1); }
 static inline unsigned w_n(uint64_t w)     { return (unsigned)((w >> 4) & 0xffff); }
 static inline unsigned w_owner(uint64_t w) { return (unsigned)((w >> 20) & 0xfffff); }
 static inline unsigned w_lap(uint64_t w)   { return (unsigned)(w >> 40); }
+
+/* Owner ids in claims: producer table index (10 bits) and registration generation
+ * (10 bits), so that a claim of a dead predecessor of the same entry is told apart. */
+static inline unsigned shm_owner_make(unsigned idx, uint32_t gen) { return (idx << 10) | (gen & 1023); }
+static inline unsigned shm_owner_index(unsigned owner)          { return owner >> 10; }
+static inline unsigned shm_owner_gen(unsigned owner)            { return owner & 1023; }
 
 static inline uint64_t w_make(unsigned lap, unsigned owner, unsigned n, unsigned kind, unsigned state)
 {
@@ -218,9 +226,25 @@ struct shm_geom {
 	uint64_t words_off, data_off, data_size, total_size;
 };
 
+/* The largest record a ring of geometry g takes: its largest run, less the header. */
+static inline uint64_t shm_max_record(const struct shm_geom *g)
+{
+	return (uint64_t)g->max_slots * g->slot_size - SHM_REC_HDR;
+}
+
 uint64_t shm_fingerprint(void);
 int      shm_geom_make(uint32_t capacity, uint32_t slot_size, struct shm_geom *g);
 int      shm_hdr_check(const struct shm_hdr *h, uint64_t object_size, struct shm_geom *g);
 int      shm_name_check(const char *name, char out[SHM_NAME_MAX + 16]);
+/* A producer's flush semaphore name "/shmring.RING.f.ENTRY.GEN.SEQ" (what shm_gc and
+ * shmring rm parse back), and its ring's prefix "/shmring.RING.f." (what the writer
+ * accepts in a sentinel). Return the length, as snprintf. */
+int      shm_sem_name(char *out, size_t len, const char *ring, unsigned entry, uint32_t gen, unsigned seq);
+int      shm_sem_prefix(char *out, size_t len, const char *ring);
+/* The output path the writer publishes under a seqlock over out_path (O1…O4, layout.c):
+ * the writer stores it, anyone reads a consistent copy (-EAGAIN if a writer died while
+ * storing it; the next writer stores it again). */
+void     shm_path_store(struct shm_hdr *h, const char *path);
+int      shm_path_read(const struct shm_hdr *h, char out[SHM_PATH_MAX]);
 
 #endif

@@ -18,7 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "drain.h"
 
 /* Create the missing folders above path (0700: audit trails are private by default). */
 int shm_mkdir_parents(const char *path)
@@ -46,7 +46,7 @@ uint64_t shm_now_ns(void)
 
 int shm_futex_wait(_Atomic uint32_t *addr, uint32_t val, uint64_t timeout_ns)
 {
-	struct timespec ts = { (time_t)(timeout_ns / 1000000000ull), (long)(timeout_ns % 1000000000ull) };
+	struct timespec ts = shm_ns_to_ts(timeout_ns);
 	if (syscall(SYS_futex, addr, FUTEX_WAIT, val, &ts, NULL, 0) < 0)
 		return -errno;
 	return 0;
@@ -116,8 +116,8 @@ static int map_data_twice(struct shm_map *m)
 	if (base == MAP_FAILED)
 		return -errno;
 	for (int i = 0; i < 2; i++) {
-		void *p = mmap(base + i * sz, sz, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED,
-			       m->fd, (off_t)m->g.data_off);
+		void *p = mmap(base + i * sz, sz, m->inspect ? PROT_READ : PROT_READ | PROT_WRITE,
+			       MAP_SHARED | MAP_FIXED, m->fd, (off_t)m->g.data_off);
 		if (p == MAP_FAILED) {
 			int e = -errno;
 			munmap(base, 2 * sz);
@@ -125,17 +125,18 @@ static int map_data_twice(struct shm_map *m)
 		}
 	}
 	m->data = base;
-	return populate_write(base, sz); /* the caller unmaps on failure */
+	/* Inspection maps read-only: no page table to make writable. */
+	return m->inspect ? 0 : populate_write(base, sz); /* the caller unmaps on failure */
 }
 
 static int map_front(struct shm_map *m, size_t len)
 {
-	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, m->fd, 0);
+	void *p = mmap(NULL, len, m->inspect ? PROT_READ : PROT_READ | PROT_WRITE, MAP_SHARED, m->fd, 0);
 	if (p == MAP_FAILED)
 		return -errno;
 	m->hdr = p;
 	m->front_len = len;
-	return populate_write(p, len); /* the caller unmaps on failure */
+	return m->inspect ? 0 : populate_write(p, len); /* the caller unmaps on failure */
 }
 
 /*
@@ -246,8 +247,13 @@ int shm_map_open(const char *name, const struct shmring_options *opts, int creat
 	}
 	mode_t mode = opts && opts->mode ? (opts->mode & 0777) : 0600;
 	int created = 0;
+	/* SHM_INSPECT: read access is enough, and a read-only mapping can neither change the
+	 * ring nor touch its timestamps (gc ages rings by ctime). */
+	m->inspect = create == SHM_INSPECT;
+	if (m->inspect)
+		create = 0;
 	for (int attempt = 0; attempt < 8; attempt++) {
-		m->fd = shm_open(m->shm_name, O_RDWR | O_CLOEXEC, 0);
+		m->fd = shm_open(m->shm_name, (m->inspect ? O_RDONLY : O_RDWR) | O_CLOEXEC, 0);
 		if (m->fd >= 0) {
 			rc = attach_existing(m);
 			break;
@@ -295,7 +301,7 @@ fail:
 
 int shm_reopen_fd(struct shm_map *m)
 {
-	int fd = shm_open(m->shm_name, O_RDWR | O_CLOEXEC, 0);
+	int fd = shm_open(m->shm_name, (m->inspect ? O_RDONLY : O_RDWR) | O_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
 	m->fd = fd;
@@ -348,18 +354,15 @@ uint64_t shm_pending_scan(const struct shm_map *m, uint64_t head, uint64_t tail)
 	for (uint64_t p = head; p != tail && (int64_t)(tail - p) > 0;) {
 		/* Acquire: pairs with C3/P1/W2, for the span the word names. */
 		uint64_t w = atomic_load_explicit(&m->words[p & mask], memory_order_acquire);
-		unsigned st = w_state(w), span = w_n(w);
-		if (w_lap(w) != shm_lap(g, p) || st == W_FREE) {
+		unsigned st = w_state(w), span = shm_run_span(m, w);
+		if (w_lap(w) != shm_lap(g, p) || span == 0) {
 			p++;
 			continue;
 		}
-		if (st == W_QUAR || st == W_HOLE)
-			span = span < SHM_QMAX ? atomic_load_explicit(&m->hdr->quarantine[span].n,
-								       memory_order_acquire) : 0;
 		if (w_kind(w) == 0 && (st == W_CLAIMED || st == W_READY || st == W_DEAD || st == W_QUAR ||
 				       (st == W_PAD && w_owner(w) == W_PAD_REVOKED)))
 			n_rec++;
-		p += span >= 1 && span <= g->max_slots ? span : 1;
+		p += span;
 	}
 	return n_rec;
 }
@@ -378,7 +381,7 @@ int shm_stats_read(const struct shm_map *m, struct shmring_stats *st, int self)
 	memset(st, 0, sizeof(*st));
 	st->capacity = m->g.capacity;
 	st->slot_size = m->g.slot_size;
-	st->max_record = (uint64_t)m->g.max_slots * m->g.slot_size - SHM_REC_HDR;
+	st->max_record = shm_max_record(&m->g);
 	/* Bounded: a writer killed inside a commit leaves the count odd until the next one
 	 * recovers; then the figures are read as they stand. */
 	for (int tries = 0; tries < 64; tries++) {

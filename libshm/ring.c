@@ -40,7 +40,7 @@
 
 struct shmring {
 	struct shm_map m;
-	uint32_t owner;             /* owner id written into claims (idx << 10 | gen) */
+	uint32_t owner;             /* owner id written into claims (shm_owner_make) */
 	uint32_t entry;             /* producer table index */
 	unsigned fork_gen;          /* g_fork_gen when this process took its entry */
 	pthread_mutex_t mu;         /* entry re-registration and the semaphore pool */
@@ -112,7 +112,7 @@ static int register_entry(struct shmring *r)
 		uint32_t gen = atomic_fetch_add_explicit(&p->gen, 1, memory_order_acq_rel) + 1;
 		atomic_store_explicit(&p->pid, (int32_t)getpid(), memory_order_relaxed);
 		r->entry = i;
-		r->owner = (i << 10) | (gen & 1023);
+		r->owner = shm_owner_make(i, gen);
 		return 0;
 	}
 	/* The last entry is shared and unlocked: counters still add up, but a stalled
@@ -469,7 +469,7 @@ static int wait_space(struct shmring *r, uint64_t deadline_ns)
 
 static inline uint64_t max_record(const struct shmring *r)
 {
-	return (uint64_t)r->m.g.max_slots * r->m.g.slot_size - SHM_REC_HDR;
+	return shm_max_record(&r->m.g);
 }
 
 /*
@@ -665,8 +665,7 @@ static int pool_get(struct shmring *r, struct flush_sem *out)
 	pthread_mutex_unlock(&r->mu);
 	/* The name says whose it is: ring, producer entry and generation, so leftovers of
 	 * dead processes can be told from live ones. */
-	snprintf(out->name, sizeof(out->name), "/%s%s.f.%u.%u.%u", SHM_PREFIX, r->name,
-		 r->entry, gen, seq);
+	shm_sem_name(out->name, sizeof(out->name), r->name, r->entry, gen, seq);
 	struct stat st;
 	mode_t mode = fstat(r->m.fd, &st) == 0 ? (st.st_mode & 0777) : 0600;
 	for (int tries = 0; tries < 2; tries++) {
@@ -683,7 +682,7 @@ static int pool_get(struct shmring *r, struct flush_sem *out)
 	 * could not open the semaphore to post it, and every flush would wait its full
 	 * 100 ms. The ring's mode, as for the ring itself (glibc: /dev/shm/sem.NAME). */
 	char path[sizeof(out->name) + 16];
-	snprintf(path, sizeof(path), "/dev/shm/sem.%s", out->name + 1);
+	snprintf(path, sizeof(path), SHM_DIR "/sem.%s", out->name + 1);
 	if (chmod(path, mode) < 0) {
 		int e = -errno;
 		sem_close(out->sem);
@@ -724,12 +723,6 @@ static int flush_late(const struct shmring *r)
 	    (v.op == SHMRING_WOP_WRITE || v.op == SHMRING_WOP_OPEN))
 		return -EIO;
 	return -ETIMEDOUT;
-}
-
-static void ns_to_ts(uint64_t ns, struct timespec *ts)
-{
-	ts->tv_sec = (time_t)(ns / 1000000000ull);
-	ts->tv_nsec = (long)(ns % 1000000000ull);
 }
 
 SHM_EXPORT int shmring_flush(shmring *r)
@@ -778,7 +771,7 @@ SHM_EXPORT int shmring_flush(shmring *r)
 			rc = 0;
 			break;
 		}
-		ns_to_ts(deadline, &ts);
+		ts = shm_ns_to_ts(deadline);
 		if (sem_clockwait(fs.sem, CLOCK_MONOTONIC, &ts) < 0 && errno == ETIMEDOUT) {
 			if ((int64_t)(atomic_load_explicit(&h->confirmed, memory_order_acquire) - (pos + n)) >= 0)
 				rc = 0;

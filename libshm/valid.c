@@ -7,7 +7,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 
-#include "internal.h"
+#include "drain.h"
 
 static int invalid(char *why, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static int invalid(char *why, size_t len, const char *fmt, ...)
@@ -19,17 +19,6 @@ static int invalid(char *why, size_t len, const char *fmt, ...)
 		va_end(ap);
 	}
 	return -EPROTO;
-}
-
-/* Slots the run starting with word w covers (0: not a run start a walk can follow). */
-static unsigned run_span(const struct shm_map *m, uint64_t w)
-{
-	unsigned st = w_state(w), n = w_n(w);
-	if (st == W_QUAR || st == W_HOLE)
-		n = n < SHM_QMAX ? atomic_load_explicit(&m->hdr->quarantine[n].n, memory_order_relaxed) : 0;
-	else if (st == W_FREE || st > W_HOLE)
-		n = 0;
-	return n <= m->g.max_slots ? n : 0;
 }
 
 /*
@@ -64,7 +53,7 @@ int shm_ring_valid(const struct shm_map *m, char *why, size_t len)
 		return invalid(why, len, "I1: a commit intent is in flight");
 	for (uint64_t p = head; p != tail;) {
 		uint64_t w = atomic_load_explicit(&m->words[p & mask], memory_order_relaxed);
-		unsigned n = run_span(m, w);
+		unsigned n = shm_run_span(m, w);
 		if (w_lap(w) != shm_lap(g, p) || n == 0 || n > tail - p)
 			return invalid(why, len, "I2: word %#llx at %llu starts no run of this lap below the tail",
 				       (unsigned long long)w, (unsigned long long)p);

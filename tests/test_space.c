@@ -215,8 +215,8 @@ static void full_child(const char tag[48])
 	CHECK(shmring_open(small, &o, &r) == 0, 5);
 	char rec[1] = { (char)0xc0 };
 	CHECK(shmring_send(r, rec, 1) == 0, 6);
-	/* 4. A ring with a hole (as ftruncate alone made them), then the tmpfs filled: an
-	 * opener says -ENOSPC where it used to die of SIGBUS; ls lists it and goes on. */
+	/* 4. A ring with a hole (as ftruncate alone made them), then the tmpfs filled: a
+	 * producer's open says -ENOSPC where its first store used to be SIGBUS. */
 	shmring *h;
 	CHECK(shmring_open(holed, &o, &h) == 0, 7);
 	struct shm_map *hm = shm_ring_map(h);
@@ -264,7 +264,8 @@ static void full_child(const char tag[48])
 	char line[1024];
 	CHECK(run_cli("ls", lsout, sizeof(lsout)) == 0, 16);
 	CHECK(ls_line(lsout, small, line, sizeof(line)) && !strstr(line, "(no"), 17);
-	CHECK(ls_line(lsout, holed, line, sizeof(line)) && strstr(line, "/dev/shm is full"), 18);
+	/* (ls maps read-only and reads only the header, whose pages exist: a plain row.) */
+	CHECK(ls_line(lsout, holed, line, sizeof(line)), 18);
 	CHECK(ls_line(lsout, dead, line, sizeof(line)) && strstr(line, "(not a shmring ring"), 22);
 	CHECK(run_cli("gc --dry-run", lsout, sizeof(lsout)) == 0, 19);
 	shmring_close(r);

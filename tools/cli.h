@@ -20,7 +20,7 @@ void cli_ring_msg(const char *name, const char *fmt, ...) __attribute__((format(
 /* The cause text cli_ring_err prints. */
 const char *cli_cause(int err);
 
-/* Map ring NAME without creating it and without registering as a producer. Prints the
+/* Map ring NAME read-only (SHM_INSPECT): never created, no producer entry taken. Prints the
  * error and returns it (negative errno), or 0. */
 int cli_map(const char *name, struct shm_map *m);
 
@@ -28,8 +28,12 @@ int cli_map(const char *name, struct shm_map *m);
  * ever served the ring or the path could not be read consistently. */
 void cli_out_path(const struct shm_map *m, char *buf, size_t size);
 
-/* Parse a non-negative decimal; -1 on garbage. */
-int cli_parse_ulong(const char *s, unsigned long *out);
+/* "shmring" or "shmring COMMAND": what messages start with. */
+extern const char *cli_prog;
+/* Option values (strict: libshm/optparse.c). 0, or -1 after one line on stderr that names
+ * the option and says what is wrong; the caller exits CLI_USAGE. */
+int cli_opt_uint(const char *opt, const char *arg, uint64_t min, uint64_t max, uint64_t *out);
+int cli_opt_seconds(const char *opt, const char *arg, double min, double max, double *out);
 
 int cmd_peek(int argc, char **argv);
 int cmd_send(int argc, char **argv);

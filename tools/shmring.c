@@ -9,9 +9,11 @@
  *                                          5 the writer's output fails
  *   shmring rm NAME [--force]              unlink a ring and its leftover semaphores
  *   shmring gc [--dry-run] [--min-age S]   remove what dead processes left behind
+ *   shmring metrics [NAME ...]             counters in the Prometheus text format
  *
- * Commands that read a ring map it with SHM_ATTACH: they never create one and never take
- * a producer entry, so they change neither the counters nor who the writer waits for.
+ * Commands that read a ring map it with SHM_INSPECT: read-only (O_RDONLY, PROT_READ), so
+ * read permission suffices, they never create one, never take a producer entry and
+ * change neither the ring's bytes nor its timestamps (gc ages a ring by its ctime).
  * Only send and flush attach as a producer (shmring_attach), as any producer would.
  */
 #include <dirent.h>
@@ -33,7 +35,6 @@
 
 #include "cli.h"
 
-#define SHM_DIR "/dev/shm"
 
 /* ---- shared helpers ------------------------------------------------------------- */
 
@@ -67,7 +68,7 @@ void cli_ring_msg(const char *name, const char *fmt, ...)
 
 int cli_map(const char *name, struct shm_map *m)
 {
-	int rc = shm_map_open(name, NULL, SHM_ATTACH, m);
+	int rc = shm_map_open(name, NULL, SHM_INSPECT, m);
 	if (rc)
 		cli_ring_err(name, rc);
 	return rc;
@@ -75,58 +76,35 @@ int cli_map(const char *name, struct shm_map *m)
 
 void cli_out_path(const struct shm_map *m, char *buf, size_t size)
 {
-	const struct shm_hdr *h = m->hdr;
 	static char tmp[SHM_PATH_MAX];
 	buf[0] = 0;
-	/* Seqlock reader; pairs with publish_path in writer/writer.c. A writer killed while
-	 * the count is odd leaves it odd: give up after a while rather than spin. */
-	for (int tries = 0; tries < 10000; tries++) {
-		/* Acquire: pairs with publish_path's release of the even count after its copy. */
-		uint32_t s1 = atomic_load_explicit(&h->path_seq, memory_order_acquire);
-		if (s1 & 1) {
-			if (tries > 100) {
-				struct timespec ts = { 0, 100000 };
-				nanosleep(&ts, NULL);
-			}
-			continue;
-		}
-		memcpy(tmp, h->out_path, sizeof(tmp));
-		/* The copy is complete before the count is read again (seqlock read side). */
-		atomic_thread_fence(memory_order_acquire);
-		uint32_t s2 = atomic_load_explicit(&h->path_seq, memory_order_relaxed);
-		if (s1 != s2)
-			continue;
-		tmp[sizeof(tmp) - 1] = 0;
+	if (shm_path_read(m->hdr, tmp) == 0)
 		snprintf(buf, size, "%s", tmp);
-		return;
-	}
 }
 
-int cli_parse_ulong(const char *s, unsigned long *out)
+const char *cli_prog = "shmring";
+
+int cli_opt_uint(const char *opt, const char *arg, uint64_t min, uint64_t max, uint64_t *out)
 {
-	char *end;
-	errno = 0;
-	if (!s || !*s || *s == '-' || *s == '+')
-		return -1;
-	unsigned long v = strtoul(s, &end, 10);
-	if (errno || *end)
-		return -1;
-	*out = v;
-	return 0;
+	char why[512];
+	if (shm_opt_uint(arg, min, max, out, why, sizeof(why)) == 0)
+		return 0;
+	fprintf(stderr, "%s: %s: %s (see %s --help)\n", cli_prog, opt, why, cli_prog);
+	return -1;
 }
 
-static int parse_seconds(const char *s, double *out)
+int cli_opt_seconds(const char *opt, const char *arg, double min, double max, double *out)
 {
-	char *end;
-	if (!s || !*s || *s == '-')
-		return -1;
-	errno = 0;
-	double v = strtod(s, &end);
-	if (errno || *end || !(v > 0) || v > 86400 || isnan(v))
-		return -1;
-	*out = v;
-	return 0;
+	char why[512];
+	if (shm_opt_seconds(arg, min, max, out, why, sizeof(why)) == 0)
+		return 0;
+	fprintf(stderr, "%s: %s: %s (see %s --help)\n", cli_prog, opt, why, cli_prog);
+	return -1;
 }
+
+/* --watch intervals: from a millisecond to a day. */
+#define WATCH_MIN 0.001
+#define WATCH_MAX 86400.0
 
 static int print_json(json_t *v)
 {
@@ -170,9 +148,13 @@ static void usage_main(FILE *f)
 		"  rm NAME [--force]                   remove ring NAME and its leftover semaphores\n"
 		"  gc [--dry-run] [--min-age S]        remove flush semaphores and unused rings left\n"
 		"                                      by dead processes\n"
+		"  metrics [NAME ...]                  counters of every ring (or of NAMEs) in the\n"
+		"                                      Prometheus text format\n"
 		"  help [COMMAND]                      this text, or the usage of COMMAND\n\n"
 		"`shmring COMMAND --help` prints the usage of COMMAND. Commands that read a ring never\n"
-		"create it and never attach as a producer.\n\n"
+		"create it and never attach as a producer; ls, stat, peek and metrics open it\n"
+		"read-only, so read permission is enough and the ring and its times stay unchanged.\n"
+		"Numbers are decimal digits; durations S are seconds, or a number with s, m, h or d.\n\n"
 		"Exit status: 0 ok, 1 error, 2 usage; flush: 3 no live writer, 4 timed out,\n"
 		"5 the writer's output fails.\n");
 }
@@ -199,10 +181,15 @@ static void usage_stat(FILE *f)
 		"Print every counter of ring NAME and the file its writer appends to.\n\n"
 		"  -j, --json              one JSON object per refresh with the fields below plus\n"
 		"                          \"name\" and \"out_path\" (null when no writer ever served)\n"
-		"                          and \"writer_error\", \"writer_error_since\" (null or text)\n"
-		"  -w, --watch [SECONDS]   refresh every SECONDS (default 1; fractions allowed) until\n"
-		"                          interrupted, in place when stdout is a terminal, with the\n"
-		"                          rates per second of records sent, written and dropped\n"
+		"                          and \"writer_error\", \"writer_error_since\" (null or text);\n"
+		"                          with --watch also \"time\" (RFC 3339, UTC) and \"rates\":\n"
+		"                          {\"sent\", \"written\", \"dropped\"} per second since the\n"
+		"                          previous object (null in the first)\n"
+		"  -w, --watch [SECONDS]   refresh every SECONDS (default 1; fractions and a unit s,\n"
+		"                          m, h or d allowed) until interrupted, in place when stdout\n"
+		"                          is a terminal, with the rates per second of records sent,\n"
+		"                          written and dropped. A ring removed meanwhile ends it\n"
+		"                          with a message and exit status 1\n"
 		"  -c, --count N           with --watch: stop after N refreshes\n"
 		"  -h, --help              this text\n\n"
 		"Fields (struct shmring_stats):\n"
@@ -277,7 +264,8 @@ static void usage_gc(FILE *f)
 		"seconds (default 10). Liveness is the kernel-released lock of each process, so\n"
 		"nothing of a live process is touched. Prints one line per object removed.\n\n"
 		"  -n, --dry-run    only print what would be removed\n"
-		"  -a, --min-age S  leave rings younger than S seconds (their creator may be starting)\n"
+		"  -a, --min-age S  leave rings younger than S seconds (their creator may be starting);\n"
+		"                   S is seconds, or a number with s, m, h or d (e.g. 90, 1.5m, 2h)\n"
 		"  -h, --help       this text\n");
 }
 
@@ -288,8 +276,25 @@ static void usage_rm(FILE *f)
 		"Unlink ring NAME (/dev/shm/shmring.NAME) and its leftover flush semaphores\n"
 		"(/dev/shm/sem.shmring.NAME.f.*). Processes that have it mapped keep their mapping;\n"
 		"new opens create a new ring.\n\n"
-		"  -f, --force  remove it even while a writer serves it (refused otherwise)\n"
-		"  -h, --help   this text\n");
+		"  -f, --force  remove it even while a writer serves it (refused otherwise): that\n"
+		"               writer is sent SIGTERM (it writes what the ring holds, then exits)\n"
+		"               and waited for up to 5 s, so that none serves a ring no one sees\n"
+		"  -h, --help   this text\n\n"
+		"Exit status: 0 removed (and its writer stopped), 1 error or refused.\n");
+}
+
+static void usage_metrics(FILE *f)
+{
+	fprintf(f,
+		"usage: shmring metrics [NAME ...]\n"
+		"Print the counters of rings NAME (default: every ring on this host) in the Prometheus\n"
+		"text exposition format: every field of `shmring stat`, counters as shmring_*_total,\n"
+		"gauges for capacity, pending, producers, writer liveness and the writer's output\n"
+		"error (errno, operation, since), each with a ring=\"NAME\" label. Objects that are\n"
+		"not readable rings are left out (a NAME given is an error). For node_exporter's\n"
+		"textfile collector, shmring-writer --metrics-file keeps such a file up to date.\n\n"
+		"  -h, --help   this text\n\n"
+		"Exit status: 0 ok, 1 a NAME given could not be read (the others are printed).\n");
 }
 
 /* ---- ls ------------------------------------------------------------------------- */
@@ -309,7 +314,7 @@ static int row_cmp(const void *a, const void *b)
 static void ls_probe(struct ls_row *r)
 {
 	struct shm_map m;
-	r->err = shm_map_open(r->name, NULL, SHM_ATTACH, &m);
+	r->err = shm_map_open(r->name, NULL, SHM_INSPECT, &m);
 	if (r->err)
 		return;
 	r->err = shm_stats_read(&m, &r->st, -1);
@@ -528,10 +533,11 @@ static void stats_text(const char *name, const char *out_path, const struct shmr
 		printf("%-17s none\n", "writer_error");
 }
 
-/* `--watch 2` as well as `--watch=2`: a number after --watch is its interval (taken out
- * of the arguments, into *every) when another positional argument, the ring's name,
- * remains. Returns a copy of argv without it, for getopt; free it. */
-static char **take_watch_arg(int *argc, char **argv, double *every)
+/* `--watch 2` as well as `--watch=2`: the argument after --watch is its interval (taken
+ * out of the arguments, into *every_arg, checked by the caller) when another positional
+ * argument, the ring's name, remains. Returns a copy of argv without it, for getopt;
+ * free it. */
+static char **take_watch_arg(int *argc, char **argv, const char **every_arg)
 {
 	char **out = calloc((size_t)*argc + 1, sizeof(*out));
 	if (!out)
@@ -548,8 +554,8 @@ static char **take_watch_arg(int *argc, char **argv, double *every)
 	for (int i = 0; i < *argc; i++) {
 		out[n++] = argv[i];
 		if ((!strcmp(argv[i], "--watch") || !strcmp(argv[i], "-w")) && i + 1 < *argc &&
-		    positional >= 2 && parse_seconds(argv[i + 1], every) == 0) {
-			i++;
+		    positional >= 2 && argv[i + 1][0] != '-') {
+			*every_arg = argv[++i];
 			positional--;
 		}
 	}
@@ -571,52 +577,82 @@ static void sleep_s(double s)
 	nanosleep(&ts, NULL); /* a signal ends it early: the loop checks g_stop */
 }
 
+/* Whether ring name, mapped as m, was removed (or removed and created anew) since. */
+static int ring_removed(const char *name, const struct shm_map *m)
+{
+	struct stat mine, now;
+	char path[SHM_NAME_MAX + 32];
+	if (fstat(m->fd, &mine) < 0 || mine.st_nlink == 0)
+		return 1;
+	snprintf(path, sizeof(path), "%s/%s%s", SHM_DIR, SHM_PREFIX, name[0] == '/' ? name + 1 : name);
+	return stat(path, &now) < 0 || now.st_ino != mine.st_ino || now.st_dev != mine.st_dev;
+}
+
+/* Records per second of a counter between two refreshes dt seconds apart. */
+static double rate(uint64_t now, uint64_t before, double dt)
+{
+	return (double)(now - before) / dt;
+}
+
 static int stat_loop(const char *name, struct shm_map *m, int json, int watch, double every,
-		     unsigned long count)
+		     uint64_t count)
 {
 	int tty = isatty(STDOUT_FILENO);
 	struct shmring_stats prev = { 0 }, st;
 	double t_prev = 0;
 	char out_path[SHM_PATH_MAX], werr[SHM_PATH_MAX + 256], since[48];
-	for (unsigned long i = 0; !g_stop && (!watch || !count || i < count); i++) {
+	for (uint64_t i = 0; !g_stop && (!watch || !count || i < count); i++) {
 		if (i)
 			sleep_s(every);
 		if (g_stop)
 			break;
+		if (watch && i && ring_removed(name, m)) {
+			cli_ring_msg(name, "removed while being watched");
+			return CLI_ERR;
+		}
 		int rc = shm_stats_read(m, &st, -1);
 		if (rc) {
 			cli_ring_err(name, rc);
 			return CLI_ERR;
 		}
 		double t = mono_s();
+		struct timespec wall;
+		clock_gettime(CLOCK_REALTIME, &wall);
+		char when[48];
+		rfc3339((uint64_t)wall.tv_sec * 1000000000ull + (uint64_t)wall.tv_nsec, when, sizeof(when));
+		double dt = t - t_prev > 1e-6 ? t - t_prev : 1e-6;
+		double r_sent = rate(st.sent, prev.sent, dt), r_written = rate(st.written, prev.written, dt);
+		double r_dropped = rate(st.dropped_full + st.dropped_oversize,
+					prev.dropped_full + prev.dropped_oversize, dt);
 		cli_out_path(m, out_path, sizeof(out_path));
 		writer_error(m, werr, sizeof(werr), since, sizeof(since), &st);
 		if (json) {
-			if ((rc = print_json(stats_json(name, out_path, &st, werr, since))))
+			json_t *o = stats_json(name, out_path, &st, werr, since);
+			/* Watching: when, and the rates since the previous object (null at first). */
+			if (o && watch &&
+			    (json_object_set_new(o, "time", json_string(when)) ||
+			     json_object_set_new(o, "rates", i ? json_pack("{s:f, s:f, s:f}", "sent", r_sent,
+									    "written", r_written,
+									    "dropped", r_dropped)
+							      : json_null()))) {
+				json_decref(o);
+				o = NULL;
+			}
+			if ((rc = print_json(o)))
 				return rc;
 		} else {
 			if (watch && tty)
 				fputs("\033[H\033[2J", stdout);
 			else if (watch && i)
 				putchar('\n');
-			if (watch) {
-				char when[32];
-				time_t now = time(NULL);
-				struct tm tm;
-				gmtime_r(&now, &tm);
-				strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+			if (watch)
 				printf("%-17s %s (every %gs)\n", "time", when, every);
-			}
 			stats_text(name, out_path, &st, werr, since);
-			if (watch && i) {
-				double dt = t - t_prev > 1e-6 ? t - t_prev : 1e-6;
-				printf("%-17s sent %.1f/s  written %.1f/s  dropped %.1f/s\n", "rates",
-				       (double)(st.sent - prev.sent) / dt, (double)(st.written - prev.written) / dt,
-				       (double)(st.dropped_full + st.dropped_oversize - prev.dropped_full -
-						prev.dropped_oversize) / dt);
-			} else if (watch) {
+			if (watch && i)
+				printf("%-17s sent %.1f/s  written %.1f/s  dropped %.1f/s\n", "rates", r_sent,
+				       r_written, r_dropped);
+			else if (watch)
 				printf("%-17s sent -  written -  dropped -\n", "rates");
-			}
 		}
 		fflush(stdout);
 		prev = st;
@@ -635,27 +671,28 @@ static int cmd_stat(int argc, char **argv)
 		{ 0, 0, 0, 0 },
 	};
 	double every = 1;
-	char **av = take_watch_arg(&argc, argv, &every);
+	const char *every_arg = NULL;
+	char **av = take_watch_arg(&argc, argv, &every_arg);
 	if (!av) {
 		fprintf(stderr, "shmring: out of memory\n");
 		return CLI_ERR;
 	}
 	int json = 0, watch = 0, c;
-	unsigned long count = 0;
+	uint64_t count = 0;
 	while ((c = getopt_long(argc, av, "jw::c:h", lo, NULL)) != -1) {
 		switch (c) {
 		case 'j': json = 1; break;
 		case 'w':
 			watch = 1;
-			if (optarg && parse_seconds(optarg, &every)) {
-				fprintf(stderr, "shmring stat: bad --watch interval: %s\n", optarg);
+			if (optarg)
+				every_arg = optarg;
+			if (every_arg && cli_opt_seconds("--watch", every_arg, WATCH_MIN, WATCH_MAX, &every)) {
 				free(av);
 				return CLI_USAGE;
 			}
 			break;
 		case 'c':
-			if (cli_parse_ulong(optarg, &count) || count == 0) {
-				fprintf(stderr, "shmring stat: bad --count: %s\n", optarg);
+			if (cli_opt_uint("--count", optarg, 1, UINT32_MAX, &count)) {
 				free(av);
 				return CLI_USAGE;
 			}
@@ -747,8 +784,9 @@ static int cmd_flush(int argc, char **argv)
  * and dots so that ring "a" never takes the semaphores of ring "a.f.x". */
 static int rm_semaphores(const char *name)
 {
-	char prefix[SHM_NAME_MAX + 32];
-	int plen = snprintf(prefix, sizeof(prefix), "sem.%s%s.f.", SHM_PREFIX, name);
+	char sp[SHM_NAME_MAX + 32], prefix[SHM_NAME_MAX + 40];
+	shm_sem_prefix(sp, sizeof(sp), name);
+	int plen = snprintf(prefix, sizeof(prefix), "sem.%s", sp + 1); /* glibc's file name */
 	DIR *d = opendir(SHM_DIR);
 	if (!d)
 		return 0;
@@ -766,6 +804,38 @@ static int rm_semaphores(const char *name)
 	}
 	closedir(d);
 	return removed;
+}
+
+/* How long rm --force waits for the writer it stopped to let go of the ring. */
+#define RM_WAIT_S 5.0
+
+/* SIGTERM the writer of ring name, pid as it published it: 0, or -errno after a message. */
+static int rm_stop_writer(const char *name, int pid)
+{
+	char path[64], comm[64] = "";
+	if (pid <= 0) {
+		cli_ring_msg(name, "a live writer serves it but its pid is unknown; not removed");
+		return -ESRCH;
+	}
+	snprintf(path, sizeof(path), "/proc/%d/comm", pid);
+	FILE *f = fopen(path, "r");
+	if (f) {
+		if (!fgets(comm, sizeof(comm), f))
+			comm[0] = 0;
+		fclose(f);
+	}
+	comm[strcspn(comm, "\n")] = 0;
+	if (strcmp(comm, "shmring-writer")) {
+		cli_ring_msg(name, "its writer's pid %d is not a shmring-writer (%s); not removed", pid,
+			     comm[0] ? comm : "gone");
+		return -ESRCH;
+	}
+	if (kill(pid, SIGTERM) < 0) {
+		int e = errno;
+		cli_ring_msg(name, "cannot stop its writer (pid %d): %s; not removed", pid, strerror(e));
+		return -e;
+	}
+	return 0;
 }
 
 static int cmd_rm(int argc, char **argv)
@@ -805,30 +875,54 @@ static int cmd_rm(int argc, char **argv)
 		cli_ring_err(name, -errno);
 		return CLI_ERR;
 	}
-	if (fd >= 0) {
-		int alive = shm_lock_held(fd, SHM_LOCK_WRITER);
-		close(fd);
-		if (alive == 1 && !force) {
-			struct shm_map m;
-			int pid = 0;
-			if (shm_map_open(name, NULL, SHM_ATTACH, &m) == 0) {
-				pid = atomic_load_explicit(&m.hdr->writer_pid, memory_order_relaxed);
-				shm_map_close(&m);
-			}
+	int pid = 0;
+	if (fd >= 0 && shm_lock_held(fd, SHM_LOCK_WRITER) == 1) {
+		struct shm_map m;
+		if (shm_map_open(name, NULL, SHM_INSPECT, &m) == 0) {
+			pid = atomic_load_explicit(&m.hdr->writer_pid, memory_order_relaxed);
+			shm_map_close(&m);
+		}
+		if (!force) {
 			if (pid > 0)
 				cli_ring_msg(name, "a live writer (pid %d) serves it; stop it first or use --force", pid);
 			else
 				cli_ring_msg(name, "a live writer serves it; stop it first or use --force");
+			close(fd);
+			return CLI_ERR;
+		}
+		/* Removing the ring under a live writer would leave it serving a ring no one can
+		 * open again: stop it. The lock says a writer lives; the pid is the one the
+		 * serving writer published, and its name is checked, as pids are reused. */
+		if ((rc = rm_stop_writer(name, pid))) {
+			close(fd);
 			return CLI_ERR;
 		}
 	}
 	if (shm_unlink(shm) < 0) {
 		rc = -errno;
 		cli_ring_err(name, rc);
+		if (fd >= 0)
+			close(fd);
 		return CLI_ERR;
 	}
 	rm_semaphores(name);
-	return CLI_OK;
+	rc = CLI_OK;
+	if (pid > 0) {
+		/* SIGTERM: it writes what is in the ring, then exits (and drops its lock). */
+		double end = mono_s() + RM_WAIT_S;
+		while (shm_lock_held(fd, SHM_LOCK_WRITER) == 1 && mono_s() < end)
+			sleep_s(0.01);
+		if (shm_lock_held(fd, SHM_LOCK_WRITER) == 1) {
+			cli_ring_msg(name, "removed, but its writer (pid %d) is still running after %.0f s",
+				     pid, RM_WAIT_S);
+			rc = CLI_ERR;
+		} else {
+			printf("stopped writer pid %d\n", pid);
+		}
+	}
+	if (fd >= 0)
+		close(fd);
+	return rc;
 }
 
 /* ---- gc ------------------------------------------------------------------------- */
@@ -845,11 +939,14 @@ static int cmd_gc(int argc, char **argv)
 		{ "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 },
 	};
 	int dry = 0, c;
-	unsigned age = 10;
+	double age = 10;
 	while ((c = getopt_long(argc, argv, "na:h", lo, NULL)) != -1) {
 		switch (c) {
 		case 'n': dry = 1; break;
-		case 'a': age = (unsigned)strtoul(optarg, NULL, 10); break;
+		case 'a':
+			if (cli_opt_seconds("--min-age", optarg, 0, UINT32_MAX, &age))
+				return CLI_USAGE;
+			break;
 		case 'h': usage_gc(stdout); return CLI_OK;
 		default: usage_gc(stderr); return CLI_USAGE;
 		}
@@ -858,12 +955,109 @@ static int cmd_gc(int argc, char **argv)
 		usage_gc(stderr);
 		return CLI_USAGE;
 	}
-	int n = shm_gc(NULL, dry, age, gc_report, &dry);
+	int n = shm_gc(NULL, dry, (unsigned)age, gc_report, &dry);
 	if (n < 0) {
 		fprintf(stderr, "shmring: gc: %s\n", strerror(-n));
 		return CLI_ERR;
 	}
 	return CLI_OK;
+}
+
+/* ---- metrics -------------------------------------------------------------------- */
+
+struct metrics_ring {
+	char name[SHM_NAME_MAX + 1];
+	struct shmring_stats st;
+};
+
+/* Read ring name into *r; 0, or the error (printed when `loud`: a ring asked by name). */
+static int metrics_read(const char *name, struct metrics_ring *r, int loud)
+{
+	struct shm_map m;
+	int rc = shm_map_open(name, NULL, SHM_INSPECT, &m);
+	if (!rc) {
+		rc = shm_stats_read(&m, &r->st, -1);
+		shm_map_close(&m);
+	}
+	if (rc && loud)
+		cli_ring_err(name, rc);
+	snprintf(r->name, sizeof(r->name), "%s", name[0] == '/' ? name + 1 : name);
+	return rc;
+}
+
+static int metrics_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct metrics_ring *)a)->name, ((const struct metrics_ring *)b)->name);
+}
+
+static int cmd_metrics(int argc, char **argv)
+{
+	static const struct option lo[] = { { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 } };
+	int c;
+	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+		if (c == 'h') {
+			usage_metrics(stdout);
+			return CLI_OK;
+		}
+		usage_metrics(stderr);
+		return CLI_USAGE;
+	}
+	struct metrics_ring *rings = NULL;
+	struct shm_metrics_ring *view = NULL;
+	size_t n = 0, cap = 0;
+	int rc = CLI_OK;
+	DIR *d = NULL;
+	const size_t plen = strlen(SHM_PREFIX);
+	struct dirent *e = NULL;
+	if (optind == argc && !(d = opendir(SHM_DIR))) {
+		fprintf(stderr, "shmring: cannot list %s: %s\n", SHM_DIR, strerror(errno));
+		return CLI_ERR;
+	}
+	for (int i = optind; d ? (e = readdir(d)) != NULL : i < argc; i++) {
+		const char *name = d ? e->d_name + plen : argv[i];
+		/* As ls: shmring.NAME regular files; semaphores are sem.shmring.* */
+		if (d && (strncmp(e->d_name, SHM_PREFIX, plen) || !*name || strlen(name) > SHM_NAME_MAX ||
+			  (e->d_type != DT_REG && e->d_type != DT_UNKNOWN)))
+			continue;
+		if (n == cap) {
+			size_t nc = cap ? 2 * cap : 16;
+			struct metrics_ring *nr = realloc(rings, nc * sizeof(*rings));
+			if (!nr) {
+				fprintf(stderr, "shmring: out of memory\n");
+				rc = CLI_ERR;
+				goto out;
+			}
+			rings = nr;
+			cap = nc;
+		}
+		if (metrics_read(name, &rings[n], !d) == 0)
+			n++;
+		else if (!d)
+			rc = CLI_ERR;
+	}
+	if (d)
+		qsort(rings, n, sizeof(*rings), metrics_cmp);
+	view = calloc(n ? n : 1, sizeof(*view));
+	char *text = NULL;
+	size_t len = 0;
+	for (size_t i = 0; view && i < n; i++)
+		view[i] = (struct shm_metrics_ring){ rings[i].name, &rings[i].st };
+	if (!view || shm_metrics_text(view, n, &text, &len)) {
+		fprintf(stderr, "shmring: out of memory\n");
+		rc = CLI_ERR;
+		goto out;
+	}
+	if (fwrite(text, 1, len, stdout) != len || fflush(stdout)) {
+		fprintf(stderr, "shmring: metrics: %s\n", strerror(errno));
+		rc = CLI_ERR;
+	}
+	free(text);
+out:
+	if (d)
+		closedir(d);
+	free(view);
+	free(rings);
+	return rc;
 }
 
 /* ---- main ----------------------------------------------------------------------- */
@@ -876,7 +1070,7 @@ static const struct cmd {
 	{ "ls", cmd_ls, usage_ls },       { "stat", cmd_stat, usage_stat },
 	{ "peek", cmd_peek, usage_peek }, { "send", cmd_send, usage_send },
 	{ "flush", cmd_flush, usage_flush }, { "rm", cmd_rm, usage_rm },
-	{ "gc", cmd_gc, usage_gc },
+	{ "gc", cmd_gc, usage_gc },       { "metrics", cmd_metrics, usage_metrics },
 };
 
 static const struct cmd *find_cmd(const char *name)
@@ -935,5 +1129,6 @@ int main(int argc, char **argv)
 	static char prog[32];
 	snprintf(prog, sizeof(prog), "shmring %s", c->name);
 	argv[1] = prog;
+	cli_prog = prog;
 	return c->run(argc - 1, argv + 1);
 }
