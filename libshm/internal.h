@@ -12,6 +12,10 @@
 #include "shmring.h"
 
 #define SHM_EXPORT __attribute__((visibility("default")))
+
+/* The public struct is ABI: a binary built against another size would read or write past
+ * it. Change it only with the version (0.x: minor versions may break the ABI). */
+static_assert(sizeof(struct shmring_stats) == 152, "struct shmring_stats changed size");
 #define likely(x)   __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)
 

@@ -208,6 +208,25 @@ static_assert(offsetof(struct shm_hdr, head) - offsetof(struct shm_hdr, writer_s
 	      "writer line apart from producers'");
 static_assert(offsetof(struct shm_hdr, producers) % SHM_CACHELINE == 0, "producer table aligned");
 static_assert(sizeof(uint64_t) == 8 && sizeof(_Atomic uint64_t) == 8, "64-bit words");
+/* Shared atomics work across processes only if they are lock-free (an address-free
+ * instruction, not a lock in one process's memory). */
+static_assert(__atomic_always_lock_free(sizeof(uint64_t), 0) && __atomic_always_lock_free(sizeof(uint32_t), 0) &&
+	      ATOMIC_LLONG_LOCK_FREE == 2 && ATOMIC_INT_LOCK_FREE == 2, "shared atomics must be lock-free");
+
+/* The header's cache-line map, which DESIGN §1 draws: a change that moves a line fails
+ * here rather than leaving the drawing stale. */
+#define SHM_LINE(f) (offsetof(struct shm_hdr, f) / SHM_CACHELINE)
+static_assert(SHM_LINE(magic) == 0 && SHM_LINE(total_size) == 1, "lines 0-1: identity, immutable");
+static_assert(offsetof(struct shm_hdr, tail) == 2 * SHM_CACHELINE, "line 2: the tail alone (C1, C4)");
+static_assert(offsetof(struct shm_hdr, writer_sleeping) == 3 * SHM_CACHELINE && SHM_LINE(space_waiters) == 3,
+	      "line 3: wake (writer_sleeping, space_seq, space_waiters)");
+static_assert(offsetof(struct shm_hdr, loss_seq) == 4 * SHM_CACHELINE, "line 4: loss_seq alone");
+static_assert(offsetof(struct shm_hdr, head) == 5 * SHM_CACHELINE && SHM_LINE(writer_beat_ns) == 6,
+	      "lines 5-6: the writer's (head, confirmed, totals, pid, progress_seq, beat)");
+static_assert(offsetof(struct shm_hdr, intent) == 7 * SHM_CACHELINE && SHM_LINE(wake) == 9,
+	      "lines 7-8: the commit intent; line 9: the wake semaphore");
+static_assert(offsetof(struct shm_hdr, path_seq) == 10 * SHM_CACHELINE, "line 10: out_path's seqlock, then the path");
+static_assert(offsetof(struct shm_hdr, quarantine) % SHM_CACHELINE == 0, "quarantine table aligned");
 static_assert(offsetof(struct shm_hdr, werr) ==
 	      offsetof(struct shm_hdr, quarantine) + sizeof(struct shm_quarantine) * SHM_QMAX &&
 	      offsetof(struct shm_hdr, producers) - offsetof(struct shm_hdr, werr) == 64 * 8,
