@@ -978,9 +978,7 @@ static void test_metrics(void **state)
 	snprintf(prom, sizeof(prom), "%s/shmring.prom", t.dir);
 	snprintf(cliout, sizeof(cliout), "%s/cli.prom", t.dir);
 	const char *extra[] = { "--metrics-file", prom, "--metrics-interval", "0.1", NULL };
-	tu_writer_extra = extra;
-	assert_true(tu_writer_start(&t, "64", "256") > 0);
-	tu_writer_extra = NULL;
+	assert_true(tu_writer_start_with(&t, "64", "256", extra) > 0);
 	send_some(t.name, 5);
 
 	struct run r;
@@ -1037,9 +1035,7 @@ static void test_metrics(void **state)
 
 	/* A metrics file that cannot be written is logged, never fatal. */
 	const char *bad[] = { "--metrics-file", "/proc/no-such-dir/shmring.prom", "--metrics-interval", "0.05", NULL };
-	tu_writer_extra = bad;
-	assert_true(tu_writer_start(&t, NULL, NULL) > 0);
-	tu_writer_extra = NULL;
+	assert_true(tu_writer_start_with(&t, NULL, NULL, bad) > 0);
 	send_some(t.name, 2);
 	assert_int_equal(tu_writer_stop(&t), 0);
 	tu_ring_cleanup(&t);
@@ -1096,9 +1092,7 @@ static void test_node_exporter(void **state)
 	char prom[300];
 	snprintf(prom, sizeof(prom), "%s/shmring.prom", t.dir);
 	const char *extra[] = { "--metrics-file", prom, "--metrics-interval", "0.1", NULL };
-	tu_writer_extra = extra;
-	assert_true(tu_writer_start(&t, "64", "256") > 0);
-	tu_writer_extra = NULL;
+	assert_true(tu_writer_start_with(&t, "64", "256", extra) > 0);
 	send_some(t.name, 3);
 	char *text = wait_metrics_file(prom, "shmring_written_total", t.name, "3");
 	assert_non_null(text);

@@ -103,9 +103,7 @@ static void test_scribbled_slots(void **state)
 	struct tu_ring t;
 	tu_ring_init(&t, "scribble");
 	static const char *args[] = { "--stall-timeout", "100", NULL };
-	tu_writer_extra = args;
-	assert_true(tu_writer_start(&t, "64", "128") > 0);
-	tu_writer_extra = NULL;
+	assert_true(tu_writer_start_with(&t, "64", "128", args) > 0);
 	struct shm_map m;
 	assert_int_equal(shm_map_open(t.name, NULL, SHM_ATTACH, &m), 0);
 	shmring *r;

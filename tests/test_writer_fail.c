@@ -539,9 +539,8 @@ static void test_rotation_killed(void **state)
 	struct tu_ring t;
 	tu_ring_init(&t, "rotkill");
 	static const char *args[] = { "--max-bytes", "20000", "--keep", "50", NULL };
-	tu_writer_extra = args;
 	setenv("SHMRING_WRITER_CRASH", "1:5", 1);
-	assert_true(tu_writer_start(&t, NULL, NULL) > 0);
+	assert_true(tu_writer_start_with(&t, NULL, NULL, args) > 0);
 	unsetenv("SHMRING_WRITER_CRASH");
 	shmring *r;
 	assert_int_equal(shmring_attach(t.name, &r), 0);
@@ -560,8 +559,7 @@ static void test_rotation_killed(void **state)
 	assert_true(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
 	t.writer = 0;
 	assert_int_equal(access(t.out, F_OK), -1); /* renamed away, not yet reopened */
-	assert_true(tu_writer_start(&t, NULL, NULL) > 0);
-	tu_writer_extra = NULL;
+	assert_true(tu_writer_start_with(&t, NULL, NULL, args) > 0);
 	send_range(r, i, i + 200);
 	i += 200;
 	assert_int_equal(tu_flush(r), 0);

@@ -48,9 +48,7 @@ static void test_rotation(void **state)
 	struct tu_ring t;
 	tu_ring_init(&t, "rot");
 	static const char *args[] = { "--max-bytes", "20000", "--keep", "20", NULL };
-	tu_writer_extra = args;
-	assert_true(tu_writer_start(&t, NULL, NULL) > 0);
-	tu_writer_extra = NULL;
+	assert_true(tu_writer_start_with(&t, NULL, NULL, args) > 0);
 	shmring *r;
 	assert_int_equal(shmring_open(t.name, NULL, &r), 0);
 	const long N = 1500; /* ~130 bytes a line: ~195 KB over files of at most 20000 */

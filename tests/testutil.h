@@ -106,11 +106,10 @@ static inline void tu_track(pid_t pid, const char *name)
 		snprintf(tu_names[tu_nnames++], sizeof(tu_names[0]), "%s", name);
 }
 
-/* Extra writer arguments for the next tu_writer_start (NULL-terminated), or NULL. */
-static const char **tu_writer_extra;
-
-/* Start shmring-writer on t (extra args: capacity, slot size as strings or NULL). */
-static inline pid_t tu_writer_start(struct tu_ring *t, const char *cap, const char *slot)
+/* Start shmring-writer on t: capacity and slot size as strings (or NULL), then extra
+ * arguments (a NULL-terminated list, or NULL). Returns its pid once it serves, or -1. */
+static inline pid_t tu_writer_start_with(struct tu_ring *t, const char *cap, const char *slot,
+					 const char *const *extra)
 {
 	pid_t pid = fork();
 	if (pid == 0) {
@@ -129,8 +128,8 @@ static inline pid_t tu_writer_start(struct tu_ring *t, const char *cap, const ch
 			argv[n++] = "--slot-size";
 			argv[n++] = slot;
 		}
-		for (int k = 0; tu_writer_extra && tu_writer_extra[k] && n < 15; k++)
-			argv[n++] = tu_writer_extra[k];
+		for (int k = 0; extra && extra[k] && n < 15; k++)
+			argv[n++] = extra[k];
 		argv[n] = NULL;
 		if (!getenv("SHMRING_TEST_VERBOSE"))
 			freopen("/dev/null", "w", stderr);
@@ -156,6 +155,11 @@ static inline pid_t tu_writer_start(struct tu_ring *t, const char *cap, const ch
 	if (r)
 		shmring_close(r);
 	return -1;
+}
+
+static inline pid_t tu_writer_start(struct tu_ring *t, const char *cap, const char *slot)
+{
+	return tu_writer_start_with(t, cap, slot, NULL);
 }
 
 /* A flush that retries while it times out (a slow, loaded or instrumented machine):
