@@ -33,6 +33,7 @@ cmds=$("$cli" --help | sed -n '/^Commands:/,/^$/p' | grep -oE '^  [a-z]+' | sort
 [ -n "$cmds" ] || bad "no commands found in shmring --help"
 for c in $cmds; do
 	has "$page" "shmring $c" || bad "shmring(1) lacks the command $c"
+	"$cli" "$c" --help >/dev/null || bad "shmring $c --help fails"
 	[ "$c" = help ] && continue
 	for o in $("$cli" "$c" --help | options); do
 		has "$page" "$o" || bad "shmring(1) lacks $o (in shmring $c --help)"
