@@ -143,8 +143,9 @@ enum shmring_log_level { SHMRING_LOG_DEBUG, SHMRING_LOG_INFO, SHMRING_LOG_WARN, 
 typedef void (*shmring_log_fn)(enum shmring_log_level level, const char *msg, void *ctx);
 /*
  * Replace the log callback for the whole process (NULL restores the default, which
- * writes "shmring: WARN ..." lines to stderr). A handle logs its first drop and then
- * each power of two of its drop count.
+ * writes WARN and ERROR lines, "shmring: WARN ...", to stderr and ignores DEBUG and
+ * INFO). A handle logs its first drop and then each power of two of its drop count
+ * (WARN); an audit sink that starts a writer says so (INFO).
  */
 void shmring_set_log(shmring_log_fn fn, void *ctx);
 

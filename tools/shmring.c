@@ -1108,7 +1108,8 @@ int main(int argc, char **argv)
 		return CLI_OK;
 	}
 	if (!strcmp(a, "help")) {
-		if (argc == 2) {
+		/* "help --help" too: every command takes --help */
+		if (argc == 2 || (argc == 3 && (!strcmp(argv[2], "--help") || !strcmp(argv[2], "-h")))) {
 			usage_main(stdout);
 			return CLI_OK;
 		}
