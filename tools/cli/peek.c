@@ -1,5 +1,5 @@
 /*
- * cli_peek.c - `shmring peek`: the records waiting in a ring, as the writer will write
+ * peek.c - `shmring peek`: the records waiting in a ring, as the writer will write
  * them, without consuming them.
  *
  * It walks from the head exactly as the writer's step() does, but only reads: no word,
@@ -114,6 +114,18 @@ out:
 	free(p.copy);
 	free(p.json);
 	return rc;
+}
+
+void usage_peek(FILE *f)
+{
+	fprintf(f,
+		"usage: shmring peek NAME [-n N]\n"
+		"Print the next N records waiting in ring NAME (default 10) as JSON lines, exactly as\n"
+		"the writer will write them, without consuming them: nothing in the ring is written,\n"
+		"producers and the writer are not disturbed. Stops early at a record still being\n"
+		"filled or when the writer consumes the record being read.\n\n"
+		"  -n, --count N   records to print (default 10)\n"
+		"  -h, --help      this text\n");
 }
 
 int cmd_peek(int argc, char **argv)

@@ -35,9 +35,28 @@ extern const char *cli_prog;
 int cli_opt_uint(const char *opt, const char *arg, uint64_t min, uint64_t max, uint64_t *out);
 int cli_opt_seconds(const char *opt, const char *arg, double min, double max, double *out);
 
-int cmd_peek(int argc, char **argv);
-int cmd_send(int argc, char **argv);
-void usage_peek(FILE *f);
-void usage_send(FILE *f);
+/* JSON output: v printed compactly on one line (and freed). CLI_OK, or CLI_ERR. */
+#include <jansson.h>
+#include <signal.h>
+int cli_print_json(json_t *v);
+/* Set by SIGINT/SIGTERM while a command loops (stat --watch). */
+extern volatile sig_atomic_t cli_stop;
+void cli_on_stop(int sig);
+/* CLOCK_MONOTONIC in seconds, and a sleep a signal may cut short. */
+double cli_mono_s(void);
+void cli_sleep_s(double s);
+
+/* The commands, one file each (tools/cli/CMD.c), each with its usage text beside it. */
+#define CLI_COMMAND(name) \
+	int cmd_##name(int argc, char **argv); \
+	void usage_##name(FILE *f)
+CLI_COMMAND(ls);
+CLI_COMMAND(stat);
+CLI_COMMAND(peek);
+CLI_COMMAND(send);
+CLI_COMMAND(flush);
+CLI_COMMAND(rm);
+CLI_COMMAND(gc);
+CLI_COMMAND(metrics);
 
 #endif
