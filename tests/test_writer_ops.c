@@ -1,5 +1,6 @@
 /* test_writer_ops: rotation by size (never splitting a line), a rename noticed and SIGHUP
- * reopen, --out - to a pipe, --fsync modes, --detach with a pid file. */
+ * reopen, --out - to a pipe, --fsync modes, --detach with a pid file, its errors, drops
+ * counted before a writer started not reported as new. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -209,6 +210,76 @@ static void test_detach_pid_file(void **state)
 	tu_ring_cleanup(&t);
 }
 
+/* Run the writer on t with stderr into errf and the extra arguments; returns its pid. */
+static pid_t writer_logged(struct tu_ring *t, const char *errf, const char *a1, const char *a2)
+{
+	pid_t c = fork();
+	if (c == 0) {
+		freopen(errf, "w", stderr);
+		execl(SHMRING_WRITER_PATH, SHMRING_WRITER_PATH, "--ring", t->name, "--out", t->out,
+		      a1, a2, (char *)NULL);
+		_exit(127);
+	}
+	tu_track(c, NULL);
+	return c;
+}
+
+static int file_has(const char *path, const char *text)
+{
+	char buf[8192] = "";
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return 0;
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	buf[n] = 0;
+	fclose(f);
+	return strstr(buf, text) != NULL;
+}
+
+/* A pid file that cannot be written says why; a writer's restart does not report the drops
+ * counted before it as new ones. */
+static void test_pid_file_error_old_drops(void **state)
+{
+	(void)state;
+	struct tu_ring t;
+	tu_ring_init(&t, "pidfd");
+	mkdir(t.dir, 0700);
+	char errf[300], pidf[300];
+	snprintf(errf, sizeof(errf), "%s/writer.err", t.dir);
+	snprintf(pidf, sizeof(pidf), "%s/no-such-dir/writer.pid", t.dir);
+	/* Drops while no writer serves: the small ring fills up. */
+	struct shmring_options o = { .capacity = 64, .slot_size = 64 };
+	shmring *r;
+	assert_int_equal(shmring_open(t.name, &o, &r), 0);
+	char rec[1] = { (char)0xc0 };
+	int dropped = 0;
+	for (int i = 0; i < 200; i++)
+		dropped += shmring_send(r, rec, 1) == -EAGAIN;
+	assert_true(dropped > 0);
+	assert_true(shmring_dropped_count(r) > 0);
+	int st;
+	waitpid(writer_logged(&t, errf, "--pid-file", pidf), &st, 0);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 1);
+	char want[400];
+	snprintf(want, sizeof(want), "cannot write pid file %s: No such file or directory", pidf);
+	assert_true(file_has(errf, want));
+
+	/* The first writer reports nothing as dropped "since last report" that it did not
+	 * see dropped; its drop report runs at once and then every second. */
+	t.writer = writer_logged(&t, errf, "--stall-timeout", "1000");
+	struct shmring_stats s = { 0 };
+	for (int i = 0; i < 400 && !(shmring_stats(r, &s) == 0 && s.writer_alive); i++)
+		tu_sleep_ms(5);
+	assert_int_equal(tu_flush(r), 0);
+	tu_sleep_ms(1200);
+	assert_int_equal(tu_writer_stop(&t), 0);
+	assert_true(file_has(errf, "serving ring"));
+	assert_false(file_has(errf, "dropped since last report"));
+	shmring_close(r);
+	unlink(errf);
+	tu_ring_cleanup(&t);
+}
+
 /* A write that fails part-way (file size limit, like a full disk) is retried from the
  * first byte not written: once room comes back, every record is there exactly once. */
 static void test_partial_write_retry(void **state)
@@ -305,6 +376,7 @@ int main(void)
 		cmocka_unit_test(test_sighup_reopen),
 		cmocka_unit_test(test_stdout_and_fsync),
 		cmocka_unit_test(test_detach_pid_file),
+		cmocka_unit_test(test_pid_file_error_old_drops),
 		cmocka_unit_test(test_partial_write_retry),
 		cmocka_unit_test(test_idle_poll_then_block),
 	};

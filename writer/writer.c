@@ -835,8 +835,13 @@ int writer_run(const struct writer_opts *o)
 		batch = o->max_bytes / 4 ? o->max_bytes / 4 : 1;
 	if (o->pid_file) {
 		FILE *pf = fopen(o->pid_file, "w");
-		if (!pf || fprintf(pf, "%d\n", (int)getpid()) < 0 || fclose(pf)) {
-			wlog("ERROR", "cannot write pid file %s", o->pid_file);
+		int e = pf ? 0 : errno;
+		if (pf && fprintf(pf, "%d\n", (int)getpid()) < 0)
+			e = errno ? errno : EIO;
+		if (pf && fclose(pf) && !e)
+			e = errno;
+		if (e) {
+			wlog("ERROR", "cannot write pid file %s: %s", o->pid_file, strerror(e));
 			return WEXIT_ERROR;
 		}
 	}
@@ -844,6 +849,13 @@ int writer_run(const struct writer_opts *o)
 		char c = 1;
 		if (write(o->ready_fd, &c, 1) != 1) { /* the parent of --detach went away */ }
 		close(o->ready_fd);
+	}
+	/* Drops counted before this writer started were reported by its predecessor (or
+	 * are visible in shmring stat): report only what is new from here on. */
+	{
+		struct shm_psum s;
+		shm_producer_sum(&w.m, &s, 0, -1);
+		w.last_drops = s.dropped_full + s.dropped_oversize;
 	}
 	uint64_t stop_since = 0;
 	w.idle_since = shm_now_ns();
