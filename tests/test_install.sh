@@ -52,6 +52,13 @@ foreign=$(nm -D --defined-only "$tmp/a/lib/libshmring.so" | awk '$2 ~ /^[TDBRVW]
 if grep -rlF -e "$build" -e "$src" -e "$tmp" "$tmp/a/lib/pkgconfig" "$tmp/a/lib/cmake"; then
 	fail "absolute build, source or install paths in the installed package files"
 fi
+# No path of this build in the installed libraries and writer (a library that knew the
+# build tree would start a developer's writer), not even in their debug information.
+for f in lib/libshmring.so lib/libshmring.a bin/shmring-writer; do
+	if strings -a "$tmp/a/$f" | grep -F -e "$build" -e "$src"; then
+		fail "$f holds a build or source path (above)"
+	fi
+done
 [ "$("$tmp/a/bin/shmring" --version)" = "shmring $version" ] || fail "shmring --version"
 
 # Build the consumer from prefix $1 into directory $2, with pkg-config and with CMake.
