@@ -652,6 +652,25 @@ SHM_EXPORT int shmring_stats(const shmring *r, struct shmring_stats *out)
 
 /* ---- flush ---------------------------------------------------------------------- */
 
+/*
+ * A new flush semaphore gets the ring's group and mode, so that a writer of another user
+ * in that group (shmring-writer --mode 0660 --group G) can open it: sem_open() gives it
+ * our effective group and narrows the mode by our umask. Before it is named in a
+ * sentinel, so the writer never sees it otherwise. A producer not in the ring's group
+ * cannot chown (EPERM): its semaphore keeps its group, as before.
+ */
+static void sem_share(const char *name, const struct stat *ring)
+{
+	char path[SHM_NAME_MAX + 96];
+	snprintf(path, sizeof(path), "/dev/shm/sem.%s", name + 1); /* glibc's place for them */
+	if (ring->st_gid != getegid() && chown(path, (uid_t)-1, ring->st_gid) < 0) {
+		/* not a member of the ring's group: the mode alone decides */
+	}
+	if (chmod(path, ring->st_mode & 0777) < 0) {
+		/* another shm dir than glibc's usual: sem_open's mode stands */
+	}
+}
+
 static int pool_get(struct shmring *r, struct flush_sem *out)
 {
 	pthread_mutex_lock(&r->mu);
@@ -668,11 +687,15 @@ static int pool_get(struct shmring *r, struct flush_sem *out)
 	snprintf(out->name, sizeof(out->name), "/%s%s.f.%u.%u.%u", SHM_PREFIX, r->name,
 		 r->entry, gen, seq);
 	struct stat st;
-	mode_t mode = fstat(r->m.fd, &st) == 0 ? (st.st_mode & 0777) : 0600;
+	int have = fstat(r->m.fd, &st) == 0;
+	mode_t mode = have ? (st.st_mode & 0777) : 0600;
 	for (int tries = 0; tries < 2; tries++) {
 		out->sem = sem_open(out->name, O_CREAT | O_EXCL, mode, 0);
-		if (out->sem != SEM_FAILED)
+		if (out->sem != SEM_FAILED) {
+			if (have)
+				sem_share(out->name, &st);
 			return 0;
+		}
 		if (errno != EEXIST)
 			return -errno;
 		sem_unlink(out->name); /* a leftover of a dead process with our entry and gen */

@@ -745,13 +745,44 @@ static void idle_wait(struct wr *w, uint64_t max_ns)
 	atomic_store_explicit(&h->writer_sleeping, 0, memory_order_seq_cst);
 }
 
+/*
+ * --group and --mode, applied to the ring (new or existing) by the writer that serves it:
+ * what the operator asked for is what the ring has, or the writer does not serve. Flush
+ * semaphores are created by producers, which give them the ring's mode and group.
+ */
+static int ring_access(struct wr *w)
+{
+	const struct writer_opts *o = w->o;
+	struct stat st;
+	if (fstat(w->m.fd, &st) < 0)
+		return -errno;
+	if (o->group != (gid_t)-1 && st.st_gid != o->group && fchown(w->m.fd, (uid_t)-1, o->group) < 0) {
+		int e = errno;
+		wlog("ERROR", "ring %s: cannot give it group %u: %s%s", o->ring, (unsigned)o->group,
+		     strerror(e), e == EPERM ? " (the writer must be root, or the owner and a member)" : "");
+		return -e;
+	}
+	mode_t want = o->ring_opts.mode ? o->ring_opts.mode : (st.st_mode & 0777);
+	if ((st.st_mode & 0777) != want && fchmod(w->m.fd, want) < 0) {
+		int e = errno;
+		wlog("ERROR", "ring %s: cannot set its mode to %04o: %s", o->ring, (unsigned)want, strerror(e));
+		return -e;
+	}
+	return 0;
+}
+
 int writer_run(const struct writer_opts *o)
 {
 	static struct wr w; /* static: its fields stay valid across the SIGBUS siglongjmp */
 	memset(&w, 0, sizeof(w));
 	w.o = o;
 	w.out_fd = -1;
-	int rc = shm_map_open(o->ring, &o->ring_opts, SHM_CREATE, &w.m);
+	/* With --group, a new ring is created for the owner alone and opened to the group
+	 * only once it has that group (never to the writer's own group meanwhile). */
+	struct shmring_options create_opts = o->ring_opts;
+	if (o->group != (gid_t)-1)
+		create_opts.mode = 0600;
+	int rc = shm_map_open(o->ring, &create_opts, SHM_CREATE, &w.m);
 	if (rc) {
 		wlog("ERROR", "ring %s: cannot open: %s", o->ring,
 		     rc == -EPROTO ? "not a shmring ring of this layout" : strerror(-rc));
@@ -772,6 +803,10 @@ int writer_run(const struct writer_opts *o)
 		     (int)atomic_load(&w.h->writer_pid));
 		shm_map_close(&w.m);
 		return rc == -EAGAIN ? WEXIT_BUSY : WEXIT_ERROR;
+	}
+	if ((rc = ring_access(&w))) {
+		shm_map_close(&w.m);
+		return WEXIT_ERROR;
 	}
 	if ((rc = open_out(&w))) {
 		wlog("ERROR", "cannot open %s for appending: %s", o->out, strerror(-rc));
