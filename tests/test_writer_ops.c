@@ -1,12 +1,15 @@
 /* test_writer_ops: rotation by size (never splitting a line), a rename noticed and SIGHUP
  * reopen, --out - to a pipe, --fsync modes, --detach with a pid file, its errors, drops
- * counted before a writer started not reported as new. */
+ * counted before a writer started not reported as new, systemd readiness notification. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 
 #include "testutil.h"
 
@@ -280,6 +283,65 @@ static void test_pid_file_error_old_drops(void **state)
 	tu_ring_cleanup(&t);
 }
 
+/* A datagram from the socket within ms, NUL-terminated in buf; its length or -1. */
+static ssize_t recv_within(int fd, char *buf, size_t len, int ms)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	if (poll(&p, 1, ms) != 1)
+		return -1;
+	ssize_t n = recv(fd, buf, len - 1, 0);
+	if (n >= 0)
+		buf[n] = 0;
+	return n;
+}
+
+/* systemd Type=notify: READY=1 (with MAINPID) once the writer serves, STOPPING=1 at
+ * SIGTERM, through $NOTIFY_SOCKET. */
+static void test_sd_notify(void **state)
+{
+	(void)state;
+	struct tu_ring t;
+	tu_ring_init(&t, "notify");
+	mkdir(t.dir, 0700);
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	char sock[300];
+	snprintf(sock, sizeof(sock), "%s/notify", t.dir);
+	assert_true(strlen(sock) < sizeof(sa.sun_path));
+	memcpy(sa.sun_path, sock, strlen(sock) + 1);
+	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	assert_true(fd >= 0);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	pid_t w = fork();
+	if (w == 0) {
+		setenv("NOTIFY_SOCKET", sa.sun_path, 1);
+		freopen("/dev/null", "w", stderr);
+		execl(SHMRING_WRITER_PATH, SHMRING_WRITER_PATH, "--ring", t.name, "--out", t.out, (char *)NULL);
+		_exit(127);
+	}
+	t.writer = w;
+	tu_track(w, NULL);
+	char msg[512], want[64];
+	assert_true(recv_within(fd, msg, sizeof(msg), 10000) > 0);
+	assert_true(strncmp(msg, "READY=1\n", 8) == 0);
+	snprintf(want, sizeof(want), "MAINPID=%d\n", (int)w);
+	assert_non_null(strstr(msg, want));
+	/* Ready means serving: the lock is held and the pid published already. */
+	shmring *r;
+	assert_int_equal(shmring_attach(t.name, &r), 0);
+	struct shmring_stats st;
+	assert_int_equal(shmring_stats(r, &st), 0);
+	assert_true(st.writer_alive);
+	assert_int_equal(st.writer_pid, w);
+	shmring_close(r);
+	kill(w, SIGTERM);
+	assert_true(recv_within(fd, msg, sizeof(msg), 10000) > 0);
+	assert_true(strncmp(msg, "STOPPING=1\n", 11) == 0);
+	assert_int_equal(tu_writer_stop(&t), 0);
+	close(fd);
+	unlink(sa.sun_path);
+	tu_ring_cleanup(&t);
+}
+
 /* A write that fails part-way (file size limit, like a full disk) is retried from the
  * first byte not written: once room comes back, every record is there exactly once. */
 static void test_partial_write_retry(void **state)
@@ -377,6 +439,7 @@ int main(void)
 		cmocka_unit_test(test_stdout_and_fsync),
 		cmocka_unit_test(test_detach_pid_file),
 		cmocka_unit_test(test_pid_file_error_old_drops),
+		cmocka_unit_test(test_sd_notify),
 		cmocka_unit_test(test_partial_write_retry),
 		cmocka_unit_test(test_idle_poll_then_block),
 	};

@@ -885,6 +885,12 @@ int writer_run(const struct writer_opts *o)
 		if (write(o->ready_fd, &c, 1) != 1) { /* the parent of --detach went away */ }
 		close(o->ready_fd);
 	}
+	/* Ready: it holds the writer lock, recovered, and serves (systemd Type=notify). */
+	char state[SHM_NAME_MAX + 64];
+	snprintf(state, sizeof(state), "READY=1\nMAINPID=%d\nSTATUS=serving ring %s", (int)getpid(), o->ring);
+	if ((rc = writer_notify(state)))
+		wlog("WARN", "cannot notify the service manager ($NOTIFY_SOCKET): %s", strerror(-rc));
+	rc = 0;
 	/* Drops counted before this writer started were reported by its predecessor (or
 	 * are visible in shmring stat): report only what is new from here on. */
 	{
@@ -935,8 +941,10 @@ int writer_run(const struct writer_opts *o)
 		int empty = wd == w_make((unsigned)shm_lap(&w.m.g, w.d.head), 0, 0, 0, W_FREE);
 		if (writer_stop) {
 			/* Drain what is in the ring; a claim still open waits its stall timeout. */
-			if (!stop_since)
+			if (!stop_since) {
 				stop_since = now;
+				(void)writer_notify("STOPPING=1\nSTATUS=writing what is in the ring, then exiting");
+			}
 			if (empty || now - stop_since > o->stall_ns + 1000000000ull)
 				break;
 		}

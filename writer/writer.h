@@ -36,4 +36,8 @@ extern volatile sig_atomic_t writer_hup;
 
 int writer_run(const struct writer_opts *o);
 
+/* Send state ("READY=1", "STOPPING=1", ...) to $NOTIFY_SOCKET if set (notify.c):
+ * 0, or a negative errno (the writer logs it and goes on). */
+int writer_notify(const char *state);
+
 #endif
