@@ -103,6 +103,7 @@ static void usage(FILE *f)
 		"SIGTERM/SIGINT: write everything already in the ring, then exit 0; while PATH\n"
 		"cannot be written (full disk, I/O error, file size limit), exit 1 within a second,\n"
 		"leaving what was not written in the ring for the next writer.\n"
+		"NOTIFY_SOCKET (systemd Type=notify): READY=1 once serving, STOPPING=1 at SIGTERM.\n"
 		"SIGHUP: reopen PATH (after logrotate renamed it). PATH removed or replaced is also\n"
 		"noticed before each batch, and opened anew.\n"
 		"A failing write or open is retried every second; `shmring stat` shows the error.\n"
