@@ -81,7 +81,9 @@ enum shmring_writer_op {
  * NAME: [A-Za-z0-9._-], 1 to 200 characters, one leading '/' allowed. An existing ring
  * keeps its geometry (opts are ignored then).
  * Errors: -EINVAL bad name or option, -EPROTO the object is not a ring of this layout,
- * -EACCES permission denied, -ENOMEM, -EMFILE, -EUSERS producer table full.
+ * -EACCES permission denied, -ENOSPC /dev/shm cannot hold a new ring (nothing is left
+ * behind), -ENOMEM, -EMFILE. A full producer table is not an error: the process shares
+ * the overflow entry (see docs/DESIGN.md, caveats).
  */
 int shmring_open(const char *name, const struct shmring_options *opts, shmring **out);
 
@@ -106,8 +108,8 @@ int shmring_send(shmring *r, const void *msgpack, size_t len);
  * Errors: -ENOTCONN no live writer (answered at once), -ETIMEDOUT not confirmed in time,
  * -EIO not confirmed in time while the live writer reports that it cannot write or open
  * its output (full disk, I/O error, file size limit...: shmring_writer_error() says
- * what; the records stay in the ring), -ECANCELED the sentinel was revoked, -EINVAL, -ENOMEM/-EMFILE
- * (semaphore).
+ * what; the records stay in the ring), -ECANCELED the sentinel was revoked, -EINVAL,
+ * -ENOMEM/-EMFILE (semaphore: records already sent are not at stake).
  */
 int shmring_flush(shmring *r);
 

@@ -74,11 +74,11 @@ static int owner_alive(const struct shm_drain *d, unsigned owner)
 {
 	if (owner == W_OWNER_ANON)
 		return 1; /* cannot tell: treat as alive (quarantine), never as dead */
-	unsigned idx = owner >> 10;
+	unsigned idx = shm_owner_index(owner);
 	if (idx >= SHM_MAX_PRODUCERS - 1)
 		return 0;
 	uint32_t gen = atomic_load_explicit(&d->m->hdr->producers[idx].gen, memory_order_acquire);
-	if ((gen & 1023) != (owner & 1023))
+	if (shm_owner_gen(gen) != shm_owner_gen(owner))
 		return 0; /* the entry was taken again since: the claimer is gone */
 	return shm_lock_held(d->m->fd, SHM_LOCK_PRODUCER(idx)) == 1;
 }

@@ -12,6 +12,10 @@
 #include "shmring.h"
 
 #define SHM_EXPORT __attribute__((visibility("default")))
+
+/* The public struct is ABI: a binary built against another size would read or write past
+ * it. Change it only with the version (0.x: minor versions may break the ABI). */
+static_assert(sizeof(struct shmring_stats) == 152, "struct shmring_stats changed size");
 #define likely(x)   __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)
 
@@ -49,6 +53,10 @@ int  shm_futex_wait(_Atomic uint32_t *addr, uint32_t val, uint64_t timeout_ns);
 void shm_futex_wake_all(_Atomic uint32_t *addr);
 
 uint64_t shm_now_ns(void);             /* CLOCK_MONOTONIC */
+static inline struct timespec shm_ns_to_ts(uint64_t ns)
+{
+	return (struct timespec){ (time_t)(ns / 1000000000ull), (long)(ns % 1000000000ull) };
+}
 int      shm_mkdir_parents(const char *path);
 void     shm_log(enum shmring_log_level lvl, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));

@@ -23,7 +23,9 @@
 #define SHM_LAYOUT_VERSION 3u
 #define SHM_CACHELINE      64
 #define SHM_PAGE           4096u
+#define SHM_DIR            "/dev/shm"          /* where glibc puts POSIX shm and semaphores */
 #define SHM_PREFIX         "shmring."          /* /dev/shm/shmring.NAME */
+#define SHM_SEM_TAG        ".f."               /* flush semaphores: /shmring.NAME.f.ENTRY.GEN.SEQ */
 #define SHM_NAME_MAX       200
 #define SHM_MAX_PRODUCERS  1024u               /* owner index: 10 bits */
 #define SHM_QMAX           64u                 /* quarantined runs (issue 4) */
@@ -79,6 +81,12 @@ static inline unsigned w_kind(uint64_t w)  { return (unsigned)((w >> 3) & 1); }
 static inline unsigned w_n(uint64_t w)     { return (unsigned)((w >> 4) & 0xffff); }
 static inline unsigned w_owner(uint64_t w) { return (unsigned)((w >> 20) & 0xfffff); }
 static inline unsigned w_lap(uint64_t w)   { return (unsigned)(w >> 40); }
+
+/* Owner ids in claims: producer table index (10 bits) and registration generation
+ * (10 bits), so that a claim of a dead predecessor of the same entry is told apart. */
+static inline unsigned shm_owner_make(unsigned idx, uint32_t gen) { return (idx << 10) | (gen & 1023); }
+static inline unsigned shm_owner_index(unsigned owner)          { return owner >> 10; }
+static inline unsigned shm_owner_gen(unsigned owner)            { return owner & 1023; }
 
 static inline uint64_t w_make(unsigned lap, unsigned owner, unsigned n, unsigned kind, unsigned state)
 {
@@ -200,6 +208,25 @@ static_assert(offsetof(struct shm_hdr, head) - offsetof(struct shm_hdr, writer_s
 	      "writer line apart from producers'");
 static_assert(offsetof(struct shm_hdr, producers) % SHM_CACHELINE == 0, "producer table aligned");
 static_assert(sizeof(uint64_t) == 8 && sizeof(_Atomic uint64_t) == 8, "64-bit words");
+/* Shared atomics work across processes only if they are lock-free (an address-free
+ * instruction, not a lock in one process's memory). */
+static_assert(__atomic_always_lock_free(sizeof(uint64_t), 0) && __atomic_always_lock_free(sizeof(uint32_t), 0) &&
+	      ATOMIC_LLONG_LOCK_FREE == 2 && ATOMIC_INT_LOCK_FREE == 2, "shared atomics must be lock-free");
+
+/* The header's cache-line map, which DESIGN §1 draws: a change that moves a line fails
+ * here rather than leaving the drawing stale. */
+#define SHM_LINE(f) (offsetof(struct shm_hdr, f) / SHM_CACHELINE)
+static_assert(SHM_LINE(magic) == 0 && SHM_LINE(total_size) == 1, "lines 0-1: identity, immutable");
+static_assert(offsetof(struct shm_hdr, tail) == 2 * SHM_CACHELINE, "line 2: the tail alone (C1, C4)");
+static_assert(offsetof(struct shm_hdr, writer_sleeping) == 3 * SHM_CACHELINE && SHM_LINE(space_waiters) == 3,
+	      "line 3: wake (writer_sleeping, space_seq, space_waiters)");
+static_assert(offsetof(struct shm_hdr, loss_seq) == 4 * SHM_CACHELINE, "line 4: loss_seq alone");
+static_assert(offsetof(struct shm_hdr, head) == 5 * SHM_CACHELINE && SHM_LINE(writer_beat_ns) == 6,
+	      "lines 5-6: the writer's (head, confirmed, totals, pid, progress_seq, beat)");
+static_assert(offsetof(struct shm_hdr, intent) == 7 * SHM_CACHELINE && SHM_LINE(wake) == 9,
+	      "lines 7-8: the commit intent; line 9: the wake semaphore");
+static_assert(offsetof(struct shm_hdr, path_seq) == 10 * SHM_CACHELINE, "line 10: out_path's seqlock, then the path");
+static_assert(offsetof(struct shm_hdr, quarantine) % SHM_CACHELINE == 0, "quarantine table aligned");
 static_assert(offsetof(struct shm_hdr, werr) ==
 	      offsetof(struct shm_hdr, quarantine) + sizeof(struct shm_quarantine) * SHM_QMAX &&
 	      offsetof(struct shm_hdr, producers) - offsetof(struct shm_hdr, werr) == 64 * 8,
@@ -218,9 +245,25 @@ struct shm_geom {
 	uint64_t words_off, data_off, data_size, total_size;
 };
 
+/* The largest record a ring of geometry g takes: its largest run, less the header. */
+static inline uint64_t shm_max_record(const struct shm_geom *g)
+{
+	return (uint64_t)g->max_slots * g->slot_size - SHM_REC_HDR;
+}
+
 uint64_t shm_fingerprint(void);
 int      shm_geom_make(uint32_t capacity, uint32_t slot_size, struct shm_geom *g);
 int      shm_hdr_check(const struct shm_hdr *h, uint64_t object_size, struct shm_geom *g);
 int      shm_name_check(const char *name, char out[SHM_NAME_MAX + 16]);
+/* A producer's flush semaphore name "/shmring.RING.f.ENTRY.GEN.SEQ" (what shm_gc and
+ * shmring rm parse back), and its ring's prefix "/shmring.RING.f." (what the writer
+ * accepts in a sentinel). Return the length, as snprintf. */
+int      shm_sem_name(char *out, size_t len, const char *ring, unsigned entry, uint32_t gen, unsigned seq);
+int      shm_sem_prefix(char *out, size_t len, const char *ring);
+/* The output path the writer publishes under a seqlock over out_path (O1…O4, layout.c):
+ * the writer stores it, anyone reads a consistent copy (-EAGAIN if a writer died while
+ * storing it; the next writer stores it again). */
+void     shm_path_store(struct shm_hdr *h, const char *path);
+int      shm_path_read(const struct shm_hdr *h, char out[SHM_PATH_MAX]);
 
 #endif

@@ -1,10 +1,11 @@
 /*
- * map.c - create or attach one ring's shm object, map it (data area twice, back to back,
- * so that a record wrapping past the end is still one contiguous range), and the OFD
- * locks through which the kernel tells who is alive.
+ * map.c - create or attach one ring's shm object and map it (data area twice, back to
+ * back, so that a record wrapping past the end is still one contiguous range); the
+ * ring-wide figures read from it. The OS calls it builds on are in os.c.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,73 +20,6 @@
 
 #include "drain.h"
 
-/* Create the missing folders above path (0700: audit trails are private by default). */
-int shm_mkdir_parents(const char *path)
-{
-	char tmp[PATH_MAX];
-	if (snprintf(tmp, sizeof(tmp), "%s", path) >= (int)sizeof(tmp))
-		return -ENAMETOOLONG;
-	for (char *p = tmp + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = 0;
-		if (mkdir(tmp, 0700) < 0 && errno != EEXIST)
-			return -errno;
-		*p = '/';
-	}
-	return 0;
-}
-
-uint64_t shm_now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-int shm_futex_wait(_Atomic uint32_t *addr, uint32_t val, uint64_t timeout_ns)
-{
-	struct timespec ts = { (time_t)(timeout_ns / 1000000000ull), (long)(timeout_ns % 1000000000ull) };
-	if (syscall(SYS_futex, addr, FUTEX_WAIT, val, &ts, NULL, 0) < 0)
-		return -errno;
-	return 0;
-}
-
-void shm_futex_wake_all(_Atomic uint32_t *addr)
-{
-	syscall(SYS_futex, addr, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
-}
-
-static int ofd_lock(int fd, int cmd, short type, off_t byte, struct flock *out)
-{
-	struct flock fl = { .l_type = type, .l_whence = SEEK_SET, .l_start = byte, .l_len = 1 };
-	if (fcntl(fd, cmd, &fl) < 0)
-		return -errno;
-	if (out)
-		*out = fl;
-	return 0;
-}
-
-int shm_lock_try(int fd, off_t byte)
-{
-	int rc = ofd_lock(fd, F_OFD_SETLK, F_WRLCK, byte, NULL);
-	return rc == -EACCES ? -EAGAIN : rc;
-}
-
-int shm_lock_held(int fd, off_t byte)
-{
-	struct flock fl = { .l_type = F_UNLCK };
-	int rc = ofd_lock(fd, F_OFD_GETLK, F_WRLCK, byte, &fl);
-	if (rc)
-		return rc;
-	return fl.l_type != F_UNLCK;
-}
-
-void shm_lock_drop(int fd, off_t byte)
-{
-	(void)ofd_lock(fd, F_OFD_SETLK, F_UNLCK, byte, NULL);
-}
-
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23 /* Linux 5.14 */
 #endif
@@ -95,13 +29,16 @@ void shm_lock_drop(int fd, off_t byte)
  * producer's first store to each 4 KiB page of the ring is a fault (~300 ns measured,
  * once per 8 slots of 512 B through its first lap; MAP_POPULATE is not enough, it maps
  * shared pages read-only and the first store still faults). It costs ~0.05 ms per MiB at
- * attach (~0.3 ms per MiB when it allocates a new ring's pages) and makes them resident.
- * Best effort: an older kernel says EINVAL and the pages fault lazily as before; a short
- * object says EFAULT (never SIGBUS).
+ * attach and makes them resident. An older kernel says EINVAL: the pages then fault
+ * lazily as before. Any other error is the open's: EFAULT means a page could not be had
+ * (a hole that a full tmpfs cannot fill, or an object cut short under us), which a later
+ * store would have turned into SIGBUS.
  */
-static void populate_write(void *p, size_t len)
+static int populate_write(void *p, size_t len)
 {
-	(void)madvise(p, len, MADV_POPULATE_WRITE);
+	if (madvise(p, len, MADV_POPULATE_WRITE) < 0 && errno != EINVAL)
+		return -errno;
+	return 0;
 }
 
 /* Reserve 2 * data_size of address space, then map the data range into both halves. */
@@ -121,9 +58,8 @@ static int map_data_twice(struct shm_map *m)
 		}
 	}
 	m->data = base;
-	if (!m->inspect)
-		populate_write(base, sz);
-	return 0;
+	/* Inspection maps read-only: no page table to make writable. */
+	return m->inspect ? 0 : populate_write(base, sz); /* the caller unmaps on failure */
 }
 
 static int map_front(struct shm_map *m, size_t len)
@@ -133,12 +69,15 @@ static int map_front(struct shm_map *m, size_t len)
 		return -errno;
 	m->hdr = p;
 	m->front_len = len;
-	if (!m->inspect)
-		populate_write(p, len);
-	return 0;
+	return m->inspect ? 0 : populate_write(p, len); /* the caller unmaps on failure */
 }
 
-/* Initialise a fresh object; magic is stored last (release) so openers see all of it. */
+/*
+ * Size and initialise a fresh object, all but its magic (shm_map_open stores it once
+ * everything is mapped). The pages are allocated here, not at first touch: on a full
+ * /dev/shm (tmpfs) ftruncate succeeds and the first store to a page is SIGBUS, in the
+ * creator or in any process that maps the ring later; fallocate says ENOSPC instead.
+ */
 static int init_new(struct shm_map *m, const struct shmring_options *o)
 {
 	uint32_t cap = o && o->capacity ? o->capacity : SHMRING_DEFAULT_CAPACITY;
@@ -146,8 +85,11 @@ static int init_new(struct shm_map *m, const struct shmring_options *o)
 	int rc = shm_geom_make(cap, slot, &m->g);
 	if (rc)
 		return rc;
-	if (ftruncate(m->fd, (off_t)m->g.total_size) < 0)
-		return -errno;
+	/* posix_fallocate returns the error; tmpfs gives up with EINTR on a signal. */
+	while ((rc = posix_fallocate(m->fd, 0, (off_t)m->g.total_size)) == EINTR)
+		;
+	if (rc)
+		return -rc;
 	if ((rc = map_front(m, m->g.data_off)))
 		return rc;
 	struct shm_hdr *h = m->hdr;
@@ -165,25 +107,43 @@ static int init_new(struct shm_map *m, const struct shmring_options *o)
 	h->total_size = m->g.total_size;
 	if (sem_init(&h->wake, 1, 0) < 0)
 		return -errno;
-	/* M1: publishes the initialised header; pairs with the acquire in shm_hdr_check. */
-	atomic_store_explicit(&h->magic, SHM_MAGIC, memory_order_release);
 	return 0;
 }
 
+/* The identity line as pread(2) sees it: read without mapping, so that a page the
+ * object does not have, or that tmpfs cannot back, is never touched. */
+static int read_identity(int fd, uint64_t *magic, uint64_t *total)
+{
+	char b[offsetof(struct shm_hdr, total_size) + sizeof(uint64_t)];
+	ssize_t n = pread(fd, b, sizeof(b), 0);
+	if (n < 0)
+		return -errno;
+	if ((size_t)n < sizeof(b))
+		return -EPROTO;
+	memcpy(magic, b + offsetof(struct shm_hdr, magic), sizeof(*magic));
+	memcpy(total, b + offsetof(struct shm_hdr, total_size), sizeof(*total));
+	return 0;
+}
+
+/*
+ * Nothing is mapped before the object is known to be whole: magic set and the size the
+ * header gives (fstat), read with pread. A truncated or foreign object is -EPROTO, never
+ * SIGBUS. (An object cut short after this check is the caller's risk: see the caveats.)
+ */
 static int attach_existing(struct shm_map *m)
 {
 	struct stat st;
-	/* A creator is between shm_open and the magic store for microseconds; wait up to 1 s. */
+	/* A creator is between shm_open and the magic store for a few ms (it allocates the
+	 * pages); wait up to 1 s. */
 	for (int tries = 0;; tries++) {
 		if (fstat(m->fd, &st) < 0)
 			return -errno;
+		uint64_t magic = 0, total = 0;
 		if ((uint64_t)st.st_size >= sizeof(struct shm_hdr)) {
-			if (!m->hdr) {
-				int rc = map_front(m, sizeof(struct shm_hdr));
-				if (rc)
-					return rc;
-			}
-			if (atomic_load_explicit(&m->hdr->magic, memory_order_acquire) == SHM_MAGIC)
+			int rc = read_identity(m->fd, &magic, &total);
+			if (rc && rc != -EPROTO)
+				return rc;
+			if (!rc && magic == SHM_MAGIC && total == (uint64_t)st.st_size)
 				break;
 		}
 		/* Only a young object can still be in its creator's hands. */
@@ -194,8 +154,11 @@ static int attach_existing(struct shm_map *m)
 		struct timespec ts = { 0, 10 * 1000 * 1000 };
 		nanosleep(&ts, NULL);
 	}
-	int rc = shm_hdr_check(m->hdr, (uint64_t)st.st_size, &m->g);
+	int rc = map_front(m, sizeof(struct shm_hdr));
 	if (rc)
+		return rc;
+	/* M1 (acquire inside) pairs with the creator's release of magic. */
+	if ((rc = shm_hdr_check(m->hdr, (uint64_t)st.st_size, &m->g)))
 		return rc;
 	munmap(m->hdr, m->front_len);
 	m->hdr = NULL;
@@ -216,6 +179,7 @@ int shm_map_open(const char *name, const struct shmring_options *opts, int creat
 			return rc;
 	}
 	mode_t mode = opts && opts->mode ? (opts->mode & 0777) : 0600;
+	int created = 0;
 	/* SHM_INSPECT: read access is enough, and a read-only mapping can neither change the
 	 * ring nor touch its timestamps (gc ages rings by ctime). */
 	m->inspect = create == SHM_INSPECT;
@@ -236,20 +200,35 @@ int shm_map_open(const char *name, const struct shmring_options *opts, int creat
 			return -errno;
 		}
 		/* umask must not narrow what the caller asked for. */
-		if (fchmod(m->fd, mode) < 0 || (rc = init_new(m, opts))) {
-			rc = rc ? rc : -errno;
-			shm_unlink(m->shm_name);
-		}
+		created = 1;
+		if (fchmod(m->fd, mode) < 0)
+			rc = -errno;
+		else
+			rc = init_new(m, opts);
 		break;
 	}
 	if (m->fd < 0)
 		return -EAGAIN;
-	if (!rc) {
-		m->words = (_Atomic uint64_t *)((uint8_t *)m->hdr + m->g.words_off);
-		rc = map_data_twice(m);
-	}
 	if (rc)
-		shm_map_close(m);
+		goto fail;
+	m->words = (_Atomic uint64_t *)((uint8_t *)m->hdr + m->g.words_off);
+	if ((rc = map_data_twice(m)))
+		goto fail;
+	if (created)
+		/* M1: publishes the initialised header; pairs with the acquire in shm_hdr_check. */
+		atomic_store_explicit(&m->hdr->magic, SHM_MAGIC, memory_order_release);
+	return 0;
+fail:
+	/* EFAULT from populate: a page tmpfs could not back (full), or one past the end of
+	 * an object cut short since we checked its size. */
+	if (rc == -EFAULT) {
+		struct stat st;
+		rc = fstat(m->fd, &st) == 0 && (uint64_t)st.st_size < m->g.total_size ? -EPROTO : -ENOSPC;
+	}
+	/* A ring we failed to create leaves nothing behind: it never had its magic. */
+	if (created)
+		shm_unlink(m->shm_name);
+	shm_map_close(m);
 	return rc;
 }
 
@@ -335,7 +314,7 @@ int shm_stats_read(const struct shm_map *m, struct shmring_stats *st, int self)
 	memset(st, 0, sizeof(*st));
 	st->capacity = m->g.capacity;
 	st->slot_size = m->g.slot_size;
-	st->max_record = (uint64_t)m->g.max_slots * m->g.slot_size - SHM_REC_HDR;
+	st->max_record = shm_max_record(&m->g);
 	/* Bounded: a writer killed inside a commit leaves the count odd until the next one
 	 * recovers; then the figures are read as they stand. */
 	for (int tries = 0; tries < 64; tries++) {

@@ -40,7 +40,7 @@
 
 struct shmring {
 	struct shm_map m;
-	uint32_t owner;             /* owner id written into claims (idx << 10 | gen) */
+	uint32_t owner;             /* owner id written into claims (shm_owner_make) */
 	uint32_t entry;             /* producer table index */
 	unsigned fork_gen;          /* g_fork_gen when this process took its entry */
 	pthread_mutex_t mu;         /* entry re-registration and the semaphore pool */
@@ -112,7 +112,7 @@ static int register_entry(struct shmring *r)
 		uint32_t gen = atomic_fetch_add_explicit(&p->gen, 1, memory_order_acq_rel) + 1;
 		atomic_store_explicit(&p->pid, (int32_t)getpid(), memory_order_relaxed);
 		r->entry = i;
-		r->owner = (i << 10) | (gen & 1023);
+		r->owner = shm_owner_make(i, gen);
 		return 0;
 	}
 	/* The last entry is shared and unlocked: counters still add up, but a stalled
@@ -269,6 +269,85 @@ static int repair(struct shmring *r, uint64_t T, uint64_t p, uint64_t w)
 	return 1;
 }
 
+/* What one attempt at the tail came to. */
+enum { CL_DONE = 0, CL_RETRY = 1, CL_FULL = -EAGAIN };
+
+/* The word at T is FREE for T's lap: check the continuation slots, then claim (C3) and
+ * move the tail (C4). A quarantined run starting inside the range is padded up to. */
+static inline int claim_free(struct shmring *r, uint64_t T, uint64_t w, unsigned n, unsigned kind)
+{
+	struct shm_hdr *h = r->m.hdr;
+	const struct shm_geom *g = &r->m.g;
+	const uint64_t mask = g->capacity - 1;
+	/* Continuation slots must be free for their own lap too. Only the claimer at T can
+	 * take them, so checking before the CAS is enough. */
+	unsigned want = n;
+	for (unsigned k = 1; k < n; k++) {
+		uint64_t p = T + k;
+		uint64_t wk = atomic_load_explicit(&r->m.words[p & mask], memory_order_acquire);
+		if (wk == w_make((unsigned)shm_lap(g, p), 0, 0, 0, W_FREE))
+			continue;
+		/* A quarantined run starts inside our range: pad up to it so that the tail
+		 * reaches the run's start, where it becomes a hole. */
+		if (quarantine_ok(r, wk)) {
+			want = k;
+			break;
+		}
+		if (((w_lap(wk) + 1) & W_LAP_MASK) == shm_lap(g, p) && !repair(r, T, p, wk))
+			return CL_FULL; /* last lap's occupant not consumed yet */
+		return CL_RETRY;
+	}
+	/* C3: the claim point. acq_rel: orders after C2's view, and the release half lets
+	 * helpers that read CLAIMED see a consistent word. */
+	unsigned lap = (unsigned)shm_lap(g, T);
+	uint64_t nw = want == n ? w_make(lap, r->owner, n, kind, W_CLAIMED) : w_make(lap, 0, want, 0, W_PAD);
+	if (!atomic_compare_exchange_strong_explicit(&r->m.words[T & mask], &w, nw,
+			memory_order_acq_rel, memory_order_acquire))
+		return CL_RETRY;
+	if (want == n)
+		SHM_TEST_POINT(SHM_TP_CLAIMED, T);
+	/* C4: failure means a helper already moved it for us. */
+	uint64_t t = T;
+	atomic_compare_exchange_strong_explicit(&h->tail, &t, T + want, memory_order_release,
+						memory_order_relaxed);
+	if (want != n)
+		return CL_RETRY; /* padded: claim again past the quarantined run */
+	SHM_TEST_POINT(SHM_TP_TAIL_MOVED, T);
+	return CL_DONE;
+}
+
+/* Someone claimed T (a word of T's lap) but has not moved the tail yet: move it for them
+ * (H1, as C4), unless the word cannot be read, which costs a repair or a drop. */
+static inline int help_tail(struct shmring *r, uint64_t T, uint64_t w)
+{
+	unsigned m = claimed_span(r, w);
+	if (m == 0 || m > r->m.g.max_slots || (w_state(w) >= W_QUAR && !quarantine_ok(r, w)))
+		return repair(r, T, T, w) ? CL_RETRY : CL_FULL; /* never spin on it */
+	uint64_t t = T;
+	atomic_compare_exchange_strong_explicit(&r->m.hdr->tail, &t, T + m, memory_order_release,
+						memory_order_relaxed);
+	return CL_RETRY;
+}
+
+/* A quarantined run of the last lap at T: once the writer has passed it, it becomes a
+ * hole of this lap and the tail steps over it (DESIGN §6); until then the ring is full. */
+static inline int hole_over(struct shmring *r, uint64_t T, uint64_t w)
+{
+	struct shm_hdr *h = r->m.hdr;
+	const struct shm_geom *g = &r->m.g;
+	unsigned m = claimed_span(r, w);
+	if (atomic_load_explicit(&h->head, memory_order_acquire) < T - g->capacity + m)
+		return CL_FULL;
+	if (atomic_compare_exchange_strong_explicit(&r->m.words[T & (g->capacity - 1)], &w,
+			w_make((unsigned)shm_lap(g, T), w_owner(w), w_n(w), w_kind(w), W_HOLE),
+			memory_order_acq_rel, memory_order_acquire)) {
+		uint64_t t = T;
+		atomic_compare_exchange_strong_explicit(&h->tail, &t, T + m, memory_order_release,
+							memory_order_relaxed);
+	}
+	return CL_RETRY;
+}
+
 /*
  * Claim n slots at the tail. Returns 0 and *pos, or -EAGAIN when the ring is full.
  * Bounded: every failed CAS means another producer made progress, and the retry count
@@ -276,93 +355,31 @@ static int repair(struct shmring *r, uint64_t T, uint64_t p, uint64_t w)
  */
 static int claim(struct shmring *r, unsigned n, const unsigned kind, uint64_t *pos)
 {
-	struct shm_hdr *h = r->m.hdr;
 	const struct shm_geom *g = &r->m.g;
-	const uint64_t mask = g->capacity - 1;
 	for (int tries = 0; tries < 10000; tries++) {
 		SHM_TEST_POINT(SHM_TP_CLAIM_LOOP, 0);
 		/* C1: pairs with C4/H1 so that the word at T is at least as new as the tail. */
-		uint64_t T = atomic_load_explicit(&h->tail, memory_order_acquire);
+		uint64_t T = atomic_load_explicit(&r->m.hdr->tail, memory_order_acquire);
 		unsigned lap = (unsigned)shm_lap(g, T);
 		/* C2: pairs with W3 (the writer freeing the slot for this lap). */
-		uint64_t w = atomic_load_explicit(&r->m.words[T & mask], memory_order_acquire);
-		if (w == w_make(lap, 0, 0, 0, W_FREE)) {
-			/* Continuation slots must be free for their own lap too. Only the claimer
-			 * at T can take them, so checking before the CAS is enough. */
-			unsigned k = 1, want = n;
-			int retry = 0;
-			for (; k < n; k++) {
-				uint64_t p = T + k;
-				uint64_t wk = atomic_load_explicit(&r->m.words[p & mask], memory_order_acquire);
-				if (wk == w_make((unsigned)shm_lap(g, p), 0, 0, 0, W_FREE))
-					continue;
-				/* A quarantined run starts inside our range: pad up to it so that the
-				 * tail reaches the run's start, where it becomes a hole. */
-				if (quarantine_ok(r, wk))
-					break;
-				if (((w_lap(wk) + 1) & W_LAP_MASK) == shm_lap(g, p) && !repair(r, T, p, wk))
-					return -EAGAIN; /* last lap's occupant not consumed yet: full */
-				retry = 1;
-				break;
-			}
-			if (retry)
-				continue;
-			if (k < n)
-				want = k;
-			/* C3: the claim point. acq_rel: orders after C2's view, and the release
-			 * half lets helpers that read CLAIMED see a consistent word. */
-			uint64_t nw = want == n ? w_make(lap, r->owner, n, kind, W_CLAIMED)
-						: w_make(lap, 0, want, 0, W_PAD);
-			if (atomic_compare_exchange_strong_explicit(&r->m.words[T & mask], &w, nw,
-					memory_order_acq_rel, memory_order_acquire)) {
-				if (want == n)
-					SHM_TEST_POINT(SHM_TP_CLAIMED, T);
-				/* C4: failure means a helper already moved it for us. */
-				uint64_t t = T;
-				atomic_compare_exchange_strong_explicit(&h->tail, &t, T + want,
-					memory_order_release, memory_order_relaxed);
-				if (want == n) {
-					SHM_TEST_POINT(SHM_TP_TAIL_MOVED, T);
-					*pos = T;
-					return 0;
-				}
-			}
-			continue;
-		}
-		if (w_lap(w) == lap) {
-			/* Someone claimed T but has not moved the tail yet: move it for them. */
-			unsigned m = claimed_span(r, w);
-			if (m == 0 || m > g->max_slots || (w_state(w) >= W_QUAR && !quarantine_ok(r, w))) {
-				if (repair(r, T, T, w))
-					continue;
-				return -EAGAIN; /* unreadable and not repairable: drop, never spin */
-			}
-			uint64_t t = T;
-			atomic_compare_exchange_strong_explicit(&h->tail, &t, T + m,
-				memory_order_release, memory_order_relaxed);
-			continue;
-		}
-		if (((w_lap(w) + 1) & W_LAP_MASK) == lap && quarantine_ok(r, w)) {
-			/* A quarantined run of the last lap that the writer has already passed
-			 * becomes a hole of this lap: the tail steps over it (DESIGN §6). */
-			unsigned m = claimed_span(r, w);
-			if (atomic_load_explicit(&h->head, memory_order_acquire) < T - g->capacity + m)
-				return -EAGAIN; /* not passed yet: full */
-			if (atomic_compare_exchange_strong_explicit(&r->m.words[T & mask], &w,
-					w_make(lap, w_owner(w), w_n(w), w_kind(w), W_HOLE),
-					memory_order_acq_rel, memory_order_acquire)) {
-				uint64_t t = T;
-				atomic_compare_exchange_strong_explicit(&h->tail, &t, T + m,
-					memory_order_release, memory_order_relaxed);
-			}
-			continue;
-		}
+		uint64_t w = atomic_load_explicit(&r->m.words[T & (g->capacity - 1)], memory_order_acquire);
+		int rc;
+		if (w == w_make(lap, 0, 0, 0, W_FREE))
+			rc = claim_free(r, T, w, n, kind);
+		else if (w_lap(w) == lap)
+			rc = help_tail(r, T, w);
+		else if (((w_lap(w) + 1) & W_LAP_MASK) == lap && quarantine_ok(r, w))
+			rc = hole_over(r, T, w);
 		/* The last lap's occupant not yet consumed (full); or our T is stale; or the
 		 * word was scribbled over, which repair() tells from the head and the tail. */
-		if (repair(r, T, T, w))
-			continue;
-		if (((w_lap(w) + 1) & W_LAP_MASK) == lap)
-			return -EAGAIN;
+		else if (repair(r, T, T, w))
+			rc = CL_RETRY;
+		else
+			rc = ((w_lap(w) + 1) & W_LAP_MASK) == lap ? CL_FULL : CL_RETRY;
+		if (rc == CL_DONE)
+			*pos = T;
+		if (rc != CL_RETRY)
+			return rc;
 	}
 	return -EAGAIN;
 }
@@ -469,7 +486,7 @@ static int wait_space(struct shmring *r, uint64_t deadline_ns)
 
 static inline uint64_t max_record(const struct shmring *r)
 {
-	return (uint64_t)r->m.g.max_slots * r->m.g.slot_size - SHM_REC_HDR;
+	return shm_max_record(&r->m.g);
 }
 
 /*
@@ -652,25 +669,6 @@ SHM_EXPORT int shmring_stats(const shmring *r, struct shmring_stats *out)
 
 /* ---- flush ---------------------------------------------------------------------- */
 
-/*
- * A new flush semaphore gets the ring's group and mode, so that a writer of another user
- * in that group (shmring-writer --mode 0660 --group G) can open it: sem_open() gives it
- * our effective group and narrows the mode by our umask. Before it is named in a
- * sentinel, so the writer never sees it otherwise. A producer not in the ring's group
- * cannot chown (EPERM): its semaphore keeps its group, as before.
- */
-static void sem_share(const char *name, const struct stat *ring)
-{
-	char path[SHM_NAME_MAX + 96];
-	snprintf(path, sizeof(path), "/dev/shm/sem.%s", name + 1); /* glibc's place for them */
-	if (ring->st_gid != getegid() && chown(path, (uid_t)-1, ring->st_gid) < 0) {
-		/* not a member of the ring's group: the mode alone decides */
-	}
-	if (chmod(path, ring->st_mode & 0777) < 0) {
-		/* another shm dir than glibc's usual: sem_open's mode stands */
-	}
-}
-
 static int pool_get(struct shmring *r, struct flush_sem *out)
 {
 	pthread_mutex_lock(&r->mu);
@@ -684,23 +682,37 @@ static int pool_get(struct shmring *r, struct flush_sem *out)
 	pthread_mutex_unlock(&r->mu);
 	/* The name says whose it is: ring, producer entry and generation, so leftovers of
 	 * dead processes can be told from live ones. */
-	snprintf(out->name, sizeof(out->name), "/%s%s.f.%u.%u.%u", SHM_PREFIX, r->name,
-		 r->entry, gen, seq);
+	shm_sem_name(out->name, sizeof(out->name), r->name, r->entry, gen, seq);
 	struct stat st;
 	int have = fstat(r->m.fd, &st) == 0;
 	mode_t mode = have ? (st.st_mode & 0777) : 0600;
 	for (int tries = 0; tries < 2; tries++) {
 		out->sem = sem_open(out->name, O_CREAT | O_EXCL, mode, 0);
-		if (out->sem != SEM_FAILED) {
-			if (have)
-				sem_share(out->name, &st);
-			return 0;
-		}
+		if (out->sem != SEM_FAILED)
+			break;
 		if (errno != EEXIST)
 			return -errno;
 		sem_unlink(out->name); /* a leftover of a dead process with our entry and gen */
 	}
-	return -EEXIST;
+	if (out->sem == SEM_FAILED)
+		return -EEXIST;
+	/* sem_open applies the umask: a writer of another user whom the ring's mode admits
+	 * could not open the semaphore to post it, and every flush would wait its full
+	 * 100 ms. The ring's mode, as for the ring itself (glibc: /dev/shm/sem.NAME). */
+	char path[sizeof(out->name) + 16];
+	snprintf(path, sizeof(path), SHM_DIR "/sem.%s", out->name + 1);
+	/* And the ring's group (shmring-writer --group G): sem_open gives it our effective
+	 * group, which a writer of another user in G is not in. A producer not in G cannot
+	 * chown (EPERM): the mode alone decides then, as before. */
+	if (have && st.st_gid != getegid() && chown(path, (uid_t)-1, st.st_gid) < 0) {
+	}
+	if (chmod(path, mode) < 0) {
+		int e = -errno;
+		sem_close(out->sem);
+		sem_unlink(out->name);
+		return e;
+	}
+	return 0;
 }
 
 static void pool_put(struct shmring *r, struct flush_sem *s)
@@ -734,12 +746,6 @@ static int flush_late(const struct shmring *r)
 	    (v.op == SHMRING_WOP_WRITE || v.op == SHMRING_WOP_OPEN))
 		return -EIO;
 	return -ETIMEDOUT;
-}
-
-static void ns_to_ts(uint64_t ns, struct timespec *ts)
-{
-	ts->tv_sec = (time_t)(ns / 1000000000ull);
-	ts->tv_nsec = (long)(ns % 1000000000ull);
 }
 
 SHM_EXPORT int shmring_flush(shmring *r)
@@ -788,7 +794,7 @@ SHM_EXPORT int shmring_flush(shmring *r)
 			rc = 0;
 			break;
 		}
-		ns_to_ts(deadline, &ts);
+		ts = shm_ns_to_ts(deadline);
 		if (sem_clockwait(fs.sem, CLOCK_MONOTONIC, &ts) < 0 && errno == ETIMEDOUT) {
 			if ((int64_t)(atomic_load_explicit(&h->confirmed, memory_order_acquire) - (pos + n)) >= 0)
 				rc = 0;

@@ -61,27 +61,6 @@ const char *shm_werr_op_name(unsigned op)
 	return op < sizeof(names) / sizeof(names[0]) ? names[op] : "output";
 }
 
-/* The output path the writer published. Seqlock reader over out_path, the same pairing as
- * in audit.c's read_out_path (with publish_path in writer/writer.c). */
-static int read_path(const struct shm_hdr *h, char out[SHM_PATH_MAX])
-{
-	for (int tries = 0; tries < 1000; tries++) {
-		uint32_t s1 = atomic_load_explicit(&h->path_seq, memory_order_acquire);
-		if (s1 & 1) {
-			sched_yield();
-			continue;
-		}
-		memcpy(out, h->out_path, SHM_PATH_MAX);
-		atomic_thread_fence(memory_order_acquire);
-		if (atomic_load_explicit(&h->path_seq, memory_order_relaxed) == s1) {
-			out[SHM_PATH_MAX - 1] = 0;
-			return 0;
-		}
-	}
-	out[0] = 0;
-	return -EAGAIN;
-}
-
 int shm_werr_text(const struct shm_hdr *h, char *buf, size_t len)
 {
 	struct shm_werr_view v;
@@ -92,7 +71,7 @@ int shm_werr_text(const struct shm_hdr *h, char *buf, size_t len)
 	if (rc || v.op == SHMRING_WOP_NONE)
 		return rc;
 	char path[SHM_PATH_MAX];
-	read_path(h, path);
+	shm_path_read(h, path);
 	char why[128];
 	const char *e = strerror_r(v.err, why, sizeof(why)); /* GNU: may return a static string */
 	int n = path[0] ? snprintf(buf, len, "%s %s: %s", shm_werr_op_name(v.op), path, e)

@@ -35,7 +35,6 @@
 
 #include "cli.h"
 
-#define SHM_DIR "/dev/shm"
 
 /* ---- shared helpers ------------------------------------------------------------- */
 
@@ -46,6 +45,7 @@ const char *cli_cause(int err)
 	case -EACCES:
 	case -EPERM: return "permission denied";
 	case -EPROTO: return "not a shmring ring (wrong layout or corrupt)";
+	case -ENOSPC: return "its pages cannot be had: /dev/shm is full";
 	case -EINVAL: return "invalid ring name (1 to 200 of [A-Za-z0-9._-], one leading '/' allowed)";
 	default: return strerror(-err);
 	}
@@ -76,31 +76,10 @@ int cli_map(const char *name, struct shm_map *m)
 
 void cli_out_path(const struct shm_map *m, char *buf, size_t size)
 {
-	const struct shm_hdr *h = m->hdr;
 	static char tmp[SHM_PATH_MAX];
 	buf[0] = 0;
-	/* Seqlock reader; pairs with publish_path in writer/writer.c. A writer killed while
-	 * the count is odd leaves it odd: give up after a while rather than spin. */
-	for (int tries = 0; tries < 10000; tries++) {
-		/* Acquire: pairs with publish_path's release of the even count after its copy. */
-		uint32_t s1 = atomic_load_explicit(&h->path_seq, memory_order_acquire);
-		if (s1 & 1) {
-			if (tries > 100) {
-				struct timespec ts = { 0, 100000 };
-				nanosleep(&ts, NULL);
-			}
-			continue;
-		}
-		memcpy(tmp, h->out_path, sizeof(tmp));
-		/* The copy is complete before the count is read again (seqlock read side). */
-		atomic_thread_fence(memory_order_acquire);
-		uint32_t s2 = atomic_load_explicit(&h->path_seq, memory_order_relaxed);
-		if (s1 != s2)
-			continue;
-		tmp[sizeof(tmp) - 1] = 0;
+	if (shm_path_read(m->hdr, tmp) == 0)
 		snprintf(buf, size, "%s", tmp);
-		return;
-	}
 }
 
 const char *cli_prog = "shmring";
@@ -805,8 +784,9 @@ static int cmd_flush(int argc, char **argv)
  * and dots so that ring "a" never takes the semaphores of ring "a.f.x". */
 static int rm_semaphores(const char *name)
 {
-	char prefix[SHM_NAME_MAX + 32];
-	int plen = snprintf(prefix, sizeof(prefix), "sem.%s%s.f.", SHM_PREFIX, name);
+	char sp[SHM_NAME_MAX + 32], prefix[SHM_NAME_MAX + 40];
+	shm_sem_prefix(sp, sizeof(sp), name);
+	int plen = snprintf(prefix, sizeof(prefix), "sem.%s", sp + 1); /* glibc's file name */
 	DIR *d = opendir(SHM_DIR);
 	if (!d)
 		return 0;

@@ -147,13 +147,7 @@ static void publish_path(struct wr *w, const char *path)
 	char abs[SHM_PATH_MAX];
 	if (strcmp(path, "-") == 0 || !realpath(path, abs))
 		snprintf(abs, sizeof(abs), "%s", path);
-	struct shm_hdr *h = w->h;
-	/* Seqlock: odd while writing; readers retry on a change. */
-	uint32_t s = atomic_load_explicit(&h->path_seq, memory_order_relaxed);
-	atomic_store_explicit(&h->path_seq, s + 1, memory_order_relaxed);
-	atomic_thread_fence(memory_order_release);
-	memcpy(h->out_path, abs, strlen(abs) + 1);
-	atomic_store_explicit(&h->path_seq, s + 2, memory_order_release);
+	shm_path_store(w->h, abs);
 }
 
 /*
@@ -736,10 +730,7 @@ static void idle_wait(struct wr *w, uint64_t max_ns)
 	atomic_store_explicit(&h->writer_sleeping, 1, memory_order_seq_cst);
 	uint64_t wd = atomic_load_explicit(&w->m.words[pos & w->d.mask], memory_order_seq_cst);
 	if (w_state(wd) == W_FREE || w_state(wd) == W_CLAIMED) {
-		struct timespec ts;
-		uint64_t dl = shm_now_ns() + max_ns;
-		ts.tv_sec = (time_t)(dl / 1000000000ull);
-		ts.tv_nsec = (long)(dl % 1000000000ull);
+		struct timespec ts = shm_ns_to_ts(shm_now_ns() + max_ns);
 		sem_clockwait(&h->wake, CLOCK_MONOTONIC, &ts);
 	}
 	atomic_store_explicit(&h->writer_sleeping, 0, memory_order_seq_cst);
@@ -817,7 +808,7 @@ int writer_run(const struct writer_opts *o)
 		return WEXIT_ERROR;
 	}
 	const char *rn = o->ring[0] == '/' ? o->ring + 1 : o->ring;
-	w.sem_prefix_len = (size_t)snprintf(w.sem_prefix, sizeof(w.sem_prefix), "/%s%s.f.", SHM_PREFIX, rn);
+	w.sem_prefix_len = (size_t)shm_sem_prefix(w.sem_prefix, sizeof(w.sem_prefix), rn);
 	w.cap = o->batch_bytes;
 	w.buf = malloc(w.cap);
 	if (!w.buf) {

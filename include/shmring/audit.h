@@ -112,7 +112,7 @@ typedef struct shmring_audit_sink shmring_audit_sink;
  * returns once it serves, so a flush right after open is confirmed.
  * Errors: -EINVAL bad argument or capacity above 2^20, -ENAMETOOLONG, any errno of
  * creating the folders or opening the file for appending (-EISDIR, -EACCES, -ENOTDIR,
- * -ELOOP for a symlink, ...), the errors of shmring_open (-EPROTO, -EACCES, -EUSERS ...),
+ * -ELOOP for a symlink, ...), the errors of shmring_open (-EPROTO, -EACCES, -ENOSPC ...),
  * -EEXIST a live writer serves the ring into another file, -ENOENT no writer binary
  * found, the errno of exec (-EACCES ...) when it cannot be run, -ECHILD the started writer exited without serving and no other writer serves,
  * -ETIMEDOUT no writer served within 2 s (the started one is killed), -ENOMEM.
