@@ -111,8 +111,9 @@ int shm_gc(const char *ring, int dry_run, unsigned min_age_s,
 
 /*
  * Test points: tests set shm_test_hook to stop or kill a producer at each instant of a
- * send (DESIGN §9 lists what each death leaves counted). NULL outside tests: one
- * predictable branch per point.
+ * send (DESIGN §9 lists what each death leaves counted). They exist only in the testing
+ * build (SHMRING_TESTING: the libshmring_testing library and shmring-writer-testing that
+ * the tests link and run); in what is installed SHM_TEST_POINT is nothing.
  */
 enum shm_test_point {
 	SHM_TP_FILLED_HDR = 1, /* the record's header is in its slots (pos) */
@@ -131,8 +132,12 @@ enum shm_test_point {
 	SHM_TP_YIELD,          /* a full-ring send is about to sched_yield() */
 	SHM_TP_MAX
 };
+#ifdef SHMRING_TESTING
 extern void (*shm_test_hook)(int point, uint64_t pos);
 #define SHM_TEST_POINT(tp, pos) \
 	do { if (unlikely(shm_test_hook)) shm_test_hook((tp), (pos)); } while (0)
+#else
+#define SHM_TEST_POINT(tp, pos) do { (void)(tp); (void)(pos); } while (0)
+#endif
 
 #endif

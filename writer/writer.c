@@ -306,15 +306,23 @@ static int ensure_space(struct wr *w, size_t need);
 
 /* Tests kill the writer at a chosen point of its Nth commit with a batch: 1 after the
  * intent, 2 after half the batch was written, 3 after the write, 4 halfway through
- * freeing, 5 in a rotation between the renames and the reopen. Set only through the
- * environment of a test. */
+ * freeing, 5 in a rotation between the renames and the reopen. Only in the testing
+ * build (shmring-writer-testing), through SHMRING_WRITER_CRASH=N:P. */
 static void crash_point(struct wr *w, int point)
 {
+#ifdef SHMRING_TESTING
 	if (unlikely(w->crash_point == (unsigned)point) && w->commits >= w->crash_after) {
 		if (point == 2)
 			(void)write_all(w->out_fd, w->buf, w->used / 2);
+		if (point == 4) {
+			shm_progress_begin(w->h);
+			shm_drain_free(&w->d, w->d.freed, w->d.freed + (w->d.head - w->d.freed) / 2);
+		}
 		kill(getpid(), SIGKILL);
 	}
+#else
+	(void)w, (void)point;
+#endif
 }
 
 /* The intent of the batch about to be written to the file now open (DESIGN §4.1). */
@@ -385,7 +393,7 @@ static int commit(struct wr *w)
 	intent_begin(w);
 	if (w->used)
 		w->commits++;
-	if (w->used && w->crash_point) {
+	if (w->used) {
 		crash_point(w, 1);
 		crash_point(w, 2);
 	}
@@ -433,11 +441,7 @@ static int commit(struct wr *w)
 		if (w->o->fsync == FSYNC_ALWAYS || (w->o->fsync == FSYNC_FLUSH && w->nsent))
 			sync_out(w);
 		crash_point(w, 3);
-		if (w->crash_point == 4 && w->commits >= w->crash_after) {
-			shm_progress_begin(w->h);
-			shm_drain_free(&w->d, w->d.freed, w->d.freed + (w->d.head - w->d.freed) / 2);
-			crash_point(w, 4);
-		}
+		crash_point(w, 4); /* halfway through freeing */
 		w->used = 0;
 	}
 	if (!w->used && w->o->fsync == FSYNC_FLUSH && w->nsent)
@@ -815,9 +819,11 @@ int writer_run(const struct writer_opts *o)
 		shm_map_close(&w.m);
 		return WEXIT_ERROR;
 	}
+#ifdef SHMRING_TESTING
 	const char *crash = getenv("SHMRING_WRITER_CRASH");
 	if (crash && sscanf(crash, "%u:%u", &w.crash_after, &w.crash_point) != 2)
 		w.crash_point = 0;
+#endif
 	int gone = shm_gc(o->ring, 0, 10, NULL, NULL);
 	if (gone > 0)
 		wlog("INFO", "ring %s: removed %d flush semaphores left by dead processes", o->ring, gone);
