@@ -40,9 +40,6 @@
 #include "shmring/reserve.h"
 #include "shmring/audit.h"
 
-#ifndef SHMRING_BUILD_WRITER
-#define SHMRING_BUILD_WRITER ""
-#endif
 #ifndef SHMRING_INSTALL_BINDIR
 #define SHMRING_INSTALL_BINDIR "bin"
 #endif
@@ -462,8 +459,10 @@ static bool executable(const char *p)
 	return p[0] && access(p, X_OK) == 0 && stat(p, &st) == 0 && S_ISREG(st.st_mode);
 }
 
-/* SHMRING_WRITER, else next to the library (<dir>/../bin, <dir>), else the build tree.
- * The result is absolute: the writer runs in "/". */
+/* SHMRING_WRITER, else next to the library (<dir>/../bin, <dir>). No build tree is
+ * compiled in: an installed library must never start a developer's writer (the tests
+ * and tools of the build tree set SHMRING_WRITER). The result is absolute: the writer
+ * runs in "/". */
 static int find_writer(const struct shmring_audit_sink *s, char out[PATH_MAX])
 {
 	char cand[PATH_MAX];
@@ -484,8 +483,6 @@ static int find_writer(const struct shmring_audit_sink *s, char out[PATH_MAX])
 				return 0;
 		}
 	}
-	if (executable(SHMRING_BUILD_WRITER) && realpath(SHMRING_BUILD_WRITER, out))
-		return 0;
 	return -ENOENT;
 }
 

@@ -90,10 +90,12 @@ struct shm_map *shm_ring_map(shmring *r);
  * Strict option values (optparse.c), for shmring and shmring-writer: 0, or -EINVAL (not
  * a number of that kind) / -ERANGE (outside [min, max]) with a one-line reason in why.
  * shm_opt_uint: decimal digits only. shm_opt_seconds: digits, an optional fraction and
- * an optional unit s, m, h or d, in seconds.
+ * an optional unit s, m, h or d, in seconds. shm_opt_mode: octal permission bits, 1 to 4
+ * digits, at most 0777 and with the owner's rw (0600) in it.
  */
 int shm_opt_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out, char *why, size_t len);
 int shm_opt_seconds(const char *s, double min, double max, double *out, char *why, size_t len);
+int shm_opt_mode(const char *s, mode_t *out, char *why, size_t len);
 
 /*
  * The Prometheus text exposition of rings' stats (metrics.c), family by family with a

@@ -73,3 +73,23 @@ int shm_opt_seconds(const char *s, double min, double max, double *out, char *wh
 	*out = v;
 	return 0;
 }
+
+int shm_opt_mode(const char *s, mode_t *out, char *why, size_t len)
+{
+	size_t n = s ? strlen(s) : 0;
+	if (!n || n > 4 || strspn(s, "01234567") != n) {
+		snprintf(why, len, "not an octal mode (like 0660): '%s'", s ? s : "");
+		return -EINVAL;
+	}
+	unsigned v = 0;
+	for (size_t i = 0; i < n; i++)
+		v = v * 8 + (unsigned)(s[i] - '0');
+	/* No setuid, setgid or sticky bits: they mean nothing on a shm object. The owner
+	 * (the writer) must keep rw, or a restarted writer could not open its own ring. */
+	if (v > 0777 || (v & 0600) != 0600) {
+		snprintf(why, len, "out of range (0600 to 0777, owner rw included): '%s'", s);
+		return -ERANGE;
+	}
+	*out = (mode_t)v;
+	return 0;
+}

@@ -688,7 +688,8 @@ static int pool_get(struct shmring *r, struct flush_sem *out)
 	 * dead processes can be told from live ones. */
 	shm_sem_name(out->name, sizeof(out->name), r->name, r->entry, gen, seq);
 	struct stat st;
-	mode_t mode = fstat(r->m.fd, &st) == 0 ? (st.st_mode & 0777) : 0600;
+	int have = fstat(r->m.fd, &st) == 0;
+	mode_t mode = have ? (st.st_mode & 0777) : 0600;
 	for (int tries = 0; tries < 2; tries++) {
 		out->sem = sem_open(out->name, O_CREAT | O_EXCL, mode, 0);
 		if (out->sem != SEM_FAILED)
@@ -704,6 +705,11 @@ static int pool_get(struct shmring *r, struct flush_sem *out)
 	 * 100 ms. The ring's mode, as for the ring itself (glibc: /dev/shm/sem.NAME). */
 	char path[sizeof(out->name) + 16];
 	snprintf(path, sizeof(path), SHM_DIR "/sem.%s", out->name + 1);
+	/* And the ring's group (shmring-writer --group G): sem_open gives it our effective
+	 * group, which a writer of another user in G is not in. A producer not in G cannot
+	 * chown (EPERM): the mode alone decides then, as before. */
+	if (have && st.st_gid != getegid() && chown(path, (uid_t)-1, st.st_gid) < 0) {
+	}
 	if (chmod(path, mode) < 0) {
 		int e = -errno;
 		sem_close(out->sem);

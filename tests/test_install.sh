@@ -52,6 +52,13 @@ foreign=$(nm -D --defined-only "$tmp/a/lib/libshmring.so" | awk '$2 ~ /^[TDBRVW]
 if grep -rlF -e "$build" -e "$src" -e "$tmp" "$tmp/a/lib/pkgconfig" "$tmp/a/lib/cmake"; then
 	fail "absolute build, source or install paths in the installed package files"
 fi
+# No path of this build in the installed libraries and writer (a library that knew the
+# build tree would start a developer's writer), not even in their debug information.
+for f in lib/libshmring.so lib/libshmring.a bin/shmring-writer; do
+	if strings -a "$tmp/a/$f" | grep -F -e "$build" -e "$src"; then
+		fail "$f holds a build or source path (above)"
+	fi
+done
 [ "$("$tmp/a/bin/shmring" --version)" = "shmring $version" ] || fail "shmring --version"
 
 # Build the consumer from prefix $1 into directory $2, with pkg-config and with CMake.
@@ -65,7 +72,10 @@ build_consumer() {
 	local static_libs
 	static_libs=$(pkg-config --static --libs shmring)
 	case " $static_libs " in *" -lrt "*) ;; *) fail "Libs.private misses -lrt: $static_libs" ;; esac
-	case " $static_libs " in *" -lmsgpackc"*) ;; *) fail "Requires.private misses msgpack: $static_libs" ;; esac
+	# Public headers include <msgpack.h>: msgpack is in Requires, so its -I and -l come
+	# with plain --cflags and --libs too.
+	pkg-config --print-requires shmring | grep -qw msgpack || fail "Requires misses msgpack"
+	case " $(pkg-config --libs shmring) " in *" -lmsgpackc"*) ;; *) fail "--libs misses msgpack" ;; esac
 	# shellcheck disable=SC2046,SC2086
 	gcc $cflags -o "$out/consumer-pc" "$consumer_src/consumer.c" \
 		$(pkg-config --cflags --libs shmring) || fail "pkg-config build from $prefix"

@@ -1,12 +1,14 @@
 /* test_perms: rings, semaphores and output files are 0600 unless asked otherwise; a ring
  * of another user is refused unless its mode grants access; the writer never follows a
- * symlink at its output path. */
+ * symlink at its output path; writer --mode/--group let another user of the group send
+ * and flush. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
 #include <dirent.h>
 #include <grp.h>
+#include <pwd.h>
 
 #include "testutil.h"
 
@@ -183,6 +185,206 @@ static void test_no_follow(void **state)
 	tu_ring_cleanup(&t);
 }
 
+/* A uid or gid that names nobody here (so that no real account is touched). */
+static unsigned unused_id(int group, unsigned from)
+{
+	for (unsigned id = from; id > 1000; id--)
+		if (group ? getgrgid(id) == NULL : getpwuid(id) == NULL)
+			return id;
+	return 0;
+}
+
+static mode_t stat_of(const char *path, gid_t *gid)
+{
+	struct stat st;
+	if (stat(path, &st) < 0)
+		return (mode_t)-1;
+	*gid = st.st_gid;
+	return st.st_mode & 0777;
+}
+
+/* The producer: user nobody, in group g only besides nogroup, umask 022. Sends n records,
+ * flushes (not timed out: its semaphore is open to the writer), checks its semaphore's
+ * group and mode. Exit status: 0 ok, else which step failed. */
+static void __attribute__((noreturn)) producer_as_nobody(const char *ring, gid_t g, long n)
+{
+	gid_t groups[1] = { g };
+	if (setgroups(1, groups) || setgid(65534) || setuid(65534))
+		_exit(10);
+	umask(022);
+	shmring *r;
+	if (shmring_attach(ring, &r))
+		_exit(11);
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	for (long i = 0; i < n; i++) {
+		tu_pack_record(&sb, 1, i, 40);
+		int rc;
+		while ((rc = shmring_send(r, sb.data, sb.size)) == -EAGAIN)
+			tu_sleep_ms(1);
+		if (rc)
+			_exit(12);
+	}
+	/* A writer that cannot open our semaphore cannot wake us: the flush then sees the
+	 * records confirmed only at its 100 ms deadline. Five flushes: a loaded machine may
+	 * make one slow, not all. */
+	uint64_t best = UINT64_MAX;
+	for (int k = 0; k < 5; k++) {
+		uint64_t t0 = tu_now_ms();
+		if (shmring_flush(r))
+			_exit(13);
+		if (tu_now_ms() - t0 < best)
+			best = tu_now_ms() - t0;
+	}
+	if (best >= 50)
+		_exit(15);
+	char pre[200], p[600];
+	snprintf(pre, sizeof(pre), "sem.shmring.%s.f.", ring);
+	DIR *d = opendir("/dev/shm");
+	struct dirent *de;
+	int sems = 0, bad = 0;
+	while (d && (de = readdir(d))) {
+		if (strncmp(de->d_name, pre, strlen(pre)))
+			continue;
+		snprintf(p, sizeof(p), "/dev/shm/%s", de->d_name);
+		gid_t sg = 0;
+		bad |= stat_of(p, &sg) != 0660 || sg != g;
+		sems++;
+	}
+	if (d)
+		closedir(d);
+	if (sems < 1 || bad)
+		_exit(14);
+	shmring_close(r);
+	msgpack_sbuffer_destroy(&sb);
+	_exit(0);
+}
+
+/* writer --mode 0660 --group G, run as user A (in G), and a producer as user B (nobody,
+ * in G): B sends and flushes, every record is written. Needs root to switch users. */
+static void test_group_writer(void **state)
+{
+	(void)state;
+	if (geteuid() != 0) {
+		fprintf(stderr, "skipped: switching users needs root\n");
+		skip();
+	}
+	unsigned g = unused_id(1, 64999), a = unused_id(0, 64999);
+	assert_true(g && a);
+	struct tu_ring t;
+	tu_ring_init(&t, "group");
+	/* A copy of the writer that user A can run (the build tree may be closed to it). */
+	char dir[] = "/tmp/shmring-perms-XXXXXX", exe[64], cmd[512], gs[16];
+	assert_non_null(mkdtemp(dir));
+	assert_int_equal(chmod(dir, 0755), 0);
+	snprintf(exe, sizeof(exe), "%s/shmring-writer", dir);
+	snprintf(cmd, sizeof(cmd), "cp '%s' '%s' && chmod 0755 '%s'", SHMRING_WRITER_PATH, exe, exe);
+	assert_int_equal(system(cmd), 0);
+	snprintf(gs, sizeof(gs), "%u", g);
+	pid_t w = fork();
+	if (w == 0) {
+		gid_t groups[1] = { (gid_t)g };
+		if (setgroups(1, groups) || setgid((gid_t)a) || setuid((uid_t)a))
+			_exit(10);
+		if (!getenv("SHMRING_TEST_VERBOSE"))
+			freopen("/dev/null", "w", stderr);
+		execl(exe, exe, "--ring", t.name, "--out", t.out, "--mode", "0660", "--group", gs,
+		      (char *)NULL);
+		_exit(127);
+	}
+	t.writer = w;
+	tu_track(w, NULL);
+	shmring *r = NULL;
+	struct shmring_stats st = { 0 };
+	for (int i = 0; i < 400 && !(st.writer_alive && st.writer_pid == w); i++) {
+		if (r || shmring_attach(t.name, &r) == 0)
+			shmring_stats(r, &st);
+		tu_sleep_ms(5);
+	}
+	assert_true(st.writer_alive && st.writer_pid == w);
+	char p[600];
+	snprintf(p, sizeof(p), "/dev/shm/shmring.%s", t.name);
+	struct stat rs;
+	assert_int_equal(stat(p, &rs), 0);
+	assert_int_equal(rs.st_mode & 0777, 0660);
+	assert_int_equal(rs.st_uid, a);
+	assert_int_equal(rs.st_gid, g);
+
+	const long N = 3000;
+	pid_t c = fork();
+	if (c == 0)
+		producer_as_nobody(t.name, (gid_t)g, N);
+	int cs;
+	waitpid(c, &cs, 0);
+	assert_true(WIFEXITED(cs));
+	assert_int_equal(WEXITSTATUS(cs), 0);
+	shmring_close(r);
+	assert_int_equal(tu_writer_stop(&t), 0);
+
+	long bad;
+	json_t *arr = tu_read_jsonl(t.out, &bad);
+	assert_non_null(arr);
+	assert_int_equal(json_array_size(arr), N);
+	char *seen = calloc((size_t)N, 1);
+	size_t k;
+	json_t *v;
+	json_array_foreach(arr, k, v) {
+		long i = (long)json_integer_value(json_object_get(v, "i"));
+		assert_int_equal(json_integer_value(json_object_get(v, "p")), 1);
+		assert_true(i >= 0 && i < N && !seen[i]);
+		seen[i] = 1;
+	}
+	free(seen);
+	json_decref(arr);
+	unlink(exe);
+	rmdir(dir);
+	tu_ring_cleanup(&t);
+}
+
+/* --group by name, --mode applied to an existing ring; bad values are usage errors. */
+static void test_group_options(void **state)
+{
+	(void)state;
+	static const char *bad[][2] = {
+		{ "--mode", "660x" }, { "--mode", "0460" }, { "--mode", "4660" }, { "--mode", "" },
+		{ "--group", "no-such-group-shmring" }, { "--group", "4294967295" },
+	};
+	struct tu_ring t;
+	tu_ring_init(&t, "grpopt");
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		pid_t w = fork();
+		if (w == 0) {
+			freopen("/dev/null", "w", stderr);
+			execl(SHMRING_WRITER_PATH, SHMRING_WRITER_PATH, "--ring", t.name, "--out", t.out,
+			      bad[i][0], bad[i][1], (char *)NULL);
+			_exit(127);
+		}
+		int st;
+		waitpid(w, &st, 0);
+		assert_true(WIFEXITED(st));
+		assert_int_equal(WEXITSTATUS(st), 2);
+	}
+	if (geteuid() != 0) /* the own group is the only one a user surely may give */
+		skip();
+	struct group *gr = getgrgid(65534);
+	if (!gr)
+		skip();
+	shmring *r;
+	assert_int_equal(shmring_open(t.name, NULL, &r), 0); /* exists, 0600, group root */
+	static const char *args[] = { "--mode", "0640", "--group", NULL, NULL };
+	args[3] = gr->gr_name;
+	assert_true(tu_writer_start_with(&t, NULL, NULL, args) > 0);
+	char p[600];
+	snprintf(p, sizeof(p), "/dev/shm/shmring.%s", t.name);
+	gid_t g = 0;
+	assert_int_equal(stat_of(p, &g), 0640);
+	assert_int_equal(g, 65534);
+	assert_int_equal(tu_flush(r), 0);
+	shmring_close(r);
+	assert_int_equal(tu_writer_stop(&t), 0);
+	tu_ring_cleanup(&t);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -190,6 +392,8 @@ int main(void)
 		cmocka_unit_test(test_other_user),
 		cmocka_unit_test(test_no_follow),
 		cmocka_unit_test(test_flush_other_user_writer),
+		cmocka_unit_test(test_group_writer),
+		cmocka_unit_test(test_group_options),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

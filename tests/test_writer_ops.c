@@ -1,11 +1,15 @@
 /* test_writer_ops: rotation by size (never splitting a line), a rename noticed and SIGHUP
- * reopen, --out - to a pipe, --fsync modes, --detach with a pid file. */
+ * reopen, --out - to a pipe, --fsync modes, --detach with a pid file, its errors, drops
+ * counted before a writer started not reported as new, systemd readiness notification. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 
 #include "testutil.h"
 
@@ -207,6 +211,135 @@ static void test_detach_pid_file(void **state)
 	tu_ring_cleanup(&t);
 }
 
+/* Run the writer on t with stderr into errf and the extra arguments; returns its pid. */
+static pid_t writer_logged(struct tu_ring *t, const char *errf, const char *a1, const char *a2)
+{
+	pid_t c = fork();
+	if (c == 0) {
+		freopen(errf, "w", stderr);
+		execl(SHMRING_WRITER_PATH, SHMRING_WRITER_PATH, "--ring", t->name, "--out", t->out,
+		      a1, a2, (char *)NULL);
+		_exit(127);
+	}
+	tu_track(c, NULL);
+	return c;
+}
+
+static int file_has(const char *path, const char *text)
+{
+	char buf[8192] = "";
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return 0;
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	buf[n] = 0;
+	fclose(f);
+	return strstr(buf, text) != NULL;
+}
+
+/* A pid file that cannot be written says why; a writer's restart does not report the drops
+ * counted before it as new ones. */
+static void test_pid_file_error_old_drops(void **state)
+{
+	(void)state;
+	struct tu_ring t;
+	tu_ring_init(&t, "pidfd");
+	mkdir(t.dir, 0700);
+	char errf[300], pidf[300];
+	snprintf(errf, sizeof(errf), "%s/writer.err", t.dir);
+	snprintf(pidf, sizeof(pidf), "%s/no-such-dir/writer.pid", t.dir);
+	/* Drops while no writer serves: the small ring fills up. */
+	struct shmring_options o = { .capacity = 64, .slot_size = 64 };
+	shmring *r;
+	assert_int_equal(shmring_open(t.name, &o, &r), 0);
+	char rec[1] = { (char)0xc0 };
+	int dropped = 0;
+	for (int i = 0; i < 200; i++)
+		dropped += shmring_send(r, rec, 1) == -EAGAIN;
+	assert_true(dropped > 0);
+	assert_true(shmring_dropped_count(r) > 0);
+	int st;
+	waitpid(writer_logged(&t, errf, "--pid-file", pidf), &st, 0);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 1);
+	char want[400];
+	snprintf(want, sizeof(want), "cannot write pid file %s: No such file or directory", pidf);
+	assert_true(file_has(errf, want));
+
+	/* The first writer reports nothing as dropped "since last report" that it did not
+	 * see dropped; its drop report runs at once and then every second. */
+	t.writer = writer_logged(&t, errf, "--stall-timeout", "1000");
+	struct shmring_stats s = { 0 };
+	for (int i = 0; i < 400 && !(shmring_stats(r, &s) == 0 && s.writer_alive); i++)
+		tu_sleep_ms(5);
+	assert_int_equal(tu_flush(r), 0);
+	tu_sleep_ms(1200);
+	assert_int_equal(tu_writer_stop(&t), 0);
+	assert_true(file_has(errf, "serving ring"));
+	assert_false(file_has(errf, "dropped since last report"));
+	shmring_close(r);
+	unlink(errf);
+	tu_ring_cleanup(&t);
+}
+
+/* A datagram from the socket within ms, NUL-terminated in buf; its length or -1. */
+static ssize_t recv_within(int fd, char *buf, size_t len, int ms)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	if (poll(&p, 1, ms) != 1)
+		return -1;
+	ssize_t n = recv(fd, buf, len - 1, 0);
+	if (n >= 0)
+		buf[n] = 0;
+	return n;
+}
+
+/* systemd Type=notify: READY=1 (with MAINPID) once the writer serves, STOPPING=1 at
+ * SIGTERM, through $NOTIFY_SOCKET. */
+static void test_sd_notify(void **state)
+{
+	(void)state;
+	struct tu_ring t;
+	tu_ring_init(&t, "notify");
+	mkdir(t.dir, 0700);
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	char sock[300];
+	snprintf(sock, sizeof(sock), "%s/notify", t.dir);
+	assert_true(strlen(sock) < sizeof(sa.sun_path));
+	memcpy(sa.sun_path, sock, strlen(sock) + 1);
+	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	assert_true(fd >= 0);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	pid_t w = fork();
+	if (w == 0) {
+		setenv("NOTIFY_SOCKET", sa.sun_path, 1);
+		freopen("/dev/null", "w", stderr);
+		execl(SHMRING_WRITER_PATH, SHMRING_WRITER_PATH, "--ring", t.name, "--out", t.out, (char *)NULL);
+		_exit(127);
+	}
+	t.writer = w;
+	tu_track(w, NULL);
+	char msg[512], want[64];
+	assert_true(recv_within(fd, msg, sizeof(msg), 10000) > 0);
+	assert_true(strncmp(msg, "READY=1\n", 8) == 0);
+	snprintf(want, sizeof(want), "MAINPID=%d\n", (int)w);
+	assert_non_null(strstr(msg, want));
+	/* Ready means serving: the lock is held and the pid published already. */
+	shmring *r;
+	assert_int_equal(shmring_attach(t.name, &r), 0);
+	struct shmring_stats st;
+	assert_int_equal(shmring_stats(r, &st), 0);
+	assert_true(st.writer_alive);
+	assert_int_equal(st.writer_pid, w);
+	shmring_close(r);
+	kill(w, SIGTERM);
+	assert_true(recv_within(fd, msg, sizeof(msg), 10000) > 0);
+	assert_true(strncmp(msg, "STOPPING=1\n", 11) == 0);
+	assert_int_equal(tu_writer_stop(&t), 0);
+	close(fd);
+	unlink(sa.sun_path);
+	tu_ring_cleanup(&t);
+}
+
 /* A write that fails part-way (file size limit, like a full disk) is retried from the
  * first byte not written: once room comes back, every record is there exactly once. */
 static void test_partial_write_retry(void **state)
@@ -308,6 +441,8 @@ int main(void)
 		cmocka_unit_test(test_sighup_reopen),
 		cmocka_unit_test(test_stdout_and_fsync),
 		cmocka_unit_test(test_detach_pid_file),
+		cmocka_unit_test(test_pid_file_error_old_drops),
+		cmocka_unit_test(test_sd_notify),
 		cmocka_unit_test(test_partial_write_retry),
 		cmocka_unit_test(test_idle_poll_then_block),
 	};

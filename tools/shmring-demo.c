@@ -155,6 +155,8 @@ int main(int argc, char **argv)
 		return 1;
 	}
 
+	/* The build tree's writer (the library looks only next to itself), unless one is named. */
+	setenv("SHMRING_WRITER", SHMRING_DEMO_WRITER, 0);
 	shmring_audit_sink *s;
 	uint64_t t0 = now_ms();
 	int rc = shmring_audit_open(path, 0, &s);

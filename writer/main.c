@@ -3,10 +3,12 @@
  *
  *   shmring-writer --ring NAME --out PATH [--capacity N] [--slot-size B]
  *                  [--stall-timeout MS] [--batch-bytes B] [--exit-when-idle S]
- *                  [--metrics-file PATH [--metrics-interval S]] ...
+ *                  [--metrics-file PATH [--metrics-interval S]]
+ *                  [--mode MODE] [--group GROUP] ...
  */
 #include <errno.h>
 #include <getopt.h>
+#include <grp.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -89,6 +91,10 @@ static void usage(FILE *f)
 		"                           atomically (PATH.tmp, then rename) every interval\n"
 		"      --metrics-interval S seconds between rewrites (default 10; fractions and\n"
 		"                           units s, m, h allowed)\n"
+		"      --mode MODE          permissions of the ring and of its flush semaphores, octal\n"
+		"                           (default 0600; 0660 lets the group send and flush)\n"
+		"      --group GROUP        the ring's group (name or gid; the writer must be root or\n"
+		"                           a member); producers give their flush semaphores this group\n"
 		"      --mark-losses        before the first line after records were lost, write\n"
 		"                           {\"shmring_lost\":{\"dropped_full\":N,\"dropped_oversize\":N,\"abandoned\":N},\"ts\":T}\n"
 		"  -h, --help               this text\n"
@@ -97,6 +103,7 @@ static void usage(FILE *f)
 		"SIGTERM/SIGINT: write everything already in the ring, then exit 0; while PATH\n"
 		"cannot be written (full disk, I/O error, file size limit), exit 1 within a second,\n"
 		"leaving what was not written in the ring for the next writer.\n"
+		"NOTIFY_SOCKET (systemd Type=notify): READY=1 once serving, STOPPING=1 at SIGTERM.\n"
 		"SIGHUP: reopen PATH (after logrotate renamed it). PATH removed or replaced is also\n"
 		"noticed before each batch, and opened anew.\n"
 		"A failing write or open is retried every second; `shmring stat` shows the error.\n"
@@ -124,6 +131,30 @@ static int opt_uint(const char *opt, const char *arg, uint64_t min, uint64_t max
 	return -1;
 }
 
+/* A group name, or a gid in decimal digits. */
+static int opt_group(const char *arg, gid_t *out)
+{
+	char why[512];
+	uint64_t v;
+	if (arg[0] && strspn(arg, "0123456789") == strlen(arg)) {
+		if (shm_opt_uint(arg, 0, (gid_t)-2, &v, why, sizeof(why)) == 0) {
+			*out = (gid_t)v;
+			return 0;
+		}
+		usage_error("--group: %s", why);
+		return -1;
+	}
+	struct group gr, *g = NULL;
+	char buf[16384];
+	int e = getgrnam_r(arg, &gr, buf, sizeof(buf), &g);
+	if (!g) {
+		usage_error("--group: no group '%s'%s%s", arg, e ? ": " : "", e ? strerror(e) : "");
+		return -1;
+	}
+	*out = g->gr_gid;
+	return 0;
+}
+
 static int opt_seconds(const char *opt, const char *arg, double min, double max, double *out)
 {
 	char why[512];
@@ -145,10 +176,11 @@ int main(int argc, char **argv)
 		{ "detach", no_argument, 0, 'D' },        { "pid-file", required_argument, 0, 'P' },
 		{ "version", no_argument, 0, 'V' },       { "metrics-file", required_argument, 0, 'm' },
 		{ "metrics-interval", required_argument, 0, 'i' },
+		{ "mode", required_argument, 0, 'p' },    { "group", required_argument, 0, 'g' },
 		{ 0, 0, 0, 0 },
 	};
 	struct writer_opts o = { .stall_ns = 1000000000ull, .batch_bytes = 1 << 20, .keep = 5, .ready_fd = -1,
-				 .metrics_interval_ns = 10000000000ull };
+				 .metrics_interval_ns = 10000000000ull, .group = (gid_t)-1 };
 	int want_detach = 0;
 	int c;
 	uint64_t v;
@@ -210,6 +242,16 @@ int main(int argc, char **argv)
 			o.keep = (unsigned)v;
 			break;
 		case 'm': o.metrics_file = optarg; break;
+		case 'p': {
+			char why[512];
+			if (shm_opt_mode(optarg, &o.ring_opts.mode, why, sizeof(why)))
+				return usage_error("--mode: %s", why);
+			break;
+		}
+		case 'g':
+			if (opt_group(optarg, &o.group))
+				return WEXIT_USAGE;
+			break;
 		case 'i':
 			if (opt_seconds("--metrics-interval", optarg, 0.01, 86400, &sec))
 				return WEXIT_USAGE;

@@ -740,13 +740,44 @@ static void idle_wait(struct wr *w, uint64_t max_ns)
 	atomic_store_explicit(&h->writer_sleeping, 0, memory_order_seq_cst);
 }
 
+/*
+ * --group and --mode, applied to the ring (new or existing) by the writer that serves it:
+ * what the operator asked for is what the ring has, or the writer does not serve. Flush
+ * semaphores are created by producers, which give them the ring's mode and group.
+ */
+static int ring_access(struct wr *w)
+{
+	const struct writer_opts *o = w->o;
+	struct stat st;
+	if (fstat(w->m.fd, &st) < 0)
+		return -errno;
+	if (o->group != (gid_t)-1 && st.st_gid != o->group && fchown(w->m.fd, (uid_t)-1, o->group) < 0) {
+		int e = errno;
+		wlog("ERROR", "ring %s: cannot give it group %u: %s%s", o->ring, (unsigned)o->group,
+		     strerror(e), e == EPERM ? " (the writer must be root, or the owner and a member)" : "");
+		return -e;
+	}
+	mode_t want = o->ring_opts.mode ? o->ring_opts.mode : (st.st_mode & 0777);
+	if ((st.st_mode & 0777) != want && fchmod(w->m.fd, want) < 0) {
+		int e = errno;
+		wlog("ERROR", "ring %s: cannot set its mode to %04o: %s", o->ring, (unsigned)want, strerror(e));
+		return -e;
+	}
+	return 0;
+}
+
 int writer_run(const struct writer_opts *o)
 {
 	static struct wr w; /* static: its fields stay valid across the SIGBUS siglongjmp */
 	memset(&w, 0, sizeof(w));
 	w.o = o;
 	w.out_fd = -1;
-	int rc = shm_map_open(o->ring, &o->ring_opts, SHM_CREATE, &w.m);
+	/* With --group, a new ring is created for the owner alone and opened to the group
+	 * only once it has that group (never to the writer's own group meanwhile). */
+	struct shmring_options create_opts = o->ring_opts;
+	if (o->group != (gid_t)-1)
+		create_opts.mode = 0600;
+	int rc = shm_map_open(o->ring, &create_opts, SHM_CREATE, &w.m);
 	if (rc) {
 		wlog("ERROR", "ring %s: cannot open: %s", o->ring,
 		     rc == -EPROTO ? "not a shmring ring of this layout" : strerror(-rc));
@@ -767,6 +798,10 @@ int writer_run(const struct writer_opts *o)
 		     (int)atomic_load(&w.h->writer_pid));
 		shm_map_close(&w.m);
 		return rc == -EAGAIN ? WEXIT_BUSY : WEXIT_ERROR;
+	}
+	if ((rc = ring_access(&w))) {
+		shm_map_close(&w.m);
+		return WEXIT_ERROR;
 	}
 	if ((rc = open_out(&w))) {
 		wlog("ERROR", "cannot open %s for appending: %s", o->out, strerror(-rc));
@@ -832,8 +867,13 @@ int writer_run(const struct writer_opts *o)
 		batch = o->max_bytes / 4 ? o->max_bytes / 4 : 1;
 	if (o->pid_file) {
 		FILE *pf = fopen(o->pid_file, "w");
-		if (!pf || fprintf(pf, "%d\n", (int)getpid()) < 0 || fclose(pf)) {
-			wlog("ERROR", "cannot write pid file %s", o->pid_file);
+		int e = pf ? 0 : errno;
+		if (pf && fprintf(pf, "%d\n", (int)getpid()) < 0)
+			e = errno ? errno : EIO;
+		if (pf && fclose(pf) && !e)
+			e = errno;
+		if (e) {
+			wlog("ERROR", "cannot write pid file %s: %s", o->pid_file, strerror(e));
 			return WEXIT_ERROR;
 		}
 	}
@@ -841,6 +881,19 @@ int writer_run(const struct writer_opts *o)
 		char c = 1;
 		if (write(o->ready_fd, &c, 1) != 1) { /* the parent of --detach went away */ }
 		close(o->ready_fd);
+	}
+	/* Ready: it holds the writer lock, recovered, and serves (systemd Type=notify). */
+	char state[SHM_NAME_MAX + 64];
+	snprintf(state, sizeof(state), "READY=1\nMAINPID=%d\nSTATUS=serving ring %s", (int)getpid(), o->ring);
+	if ((rc = writer_notify(state)))
+		wlog("WARN", "cannot notify the service manager ($NOTIFY_SOCKET): %s", strerror(-rc));
+	rc = 0;
+	/* Drops counted before this writer started were reported by its predecessor (or
+	 * are visible in shmring stat): report only what is new from here on. */
+	{
+		struct shm_psum s;
+		shm_producer_sum(&w.m, &s, 0, -1);
+		w.last_drops = s.dropped_full + s.dropped_oversize;
 	}
 	uint64_t stop_since = 0;
 	w.idle_since = shm_now_ns();
@@ -885,8 +938,10 @@ int writer_run(const struct writer_opts *o)
 		int empty = wd == w_make((unsigned)shm_lap(&w.m.g, w.d.head), 0, 0, 0, W_FREE);
 		if (writer_stop) {
 			/* Drain what is in the ring; a claim still open waits its stall timeout. */
-			if (!stop_since)
+			if (!stop_since) {
 				stop_since = now;
+				(void)writer_notify("STOPPING=1\nSTATUS=writing what is in the ring, then exiting");
+			}
 			if (empty || now - stop_since > o->stall_ns + 1000000000ull)
 				break;
 		}

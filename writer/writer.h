@@ -13,7 +13,8 @@
 struct writer_opts {
 	const char *ring;
 	const char *out;            /* path, or "-" for stdout */
-	struct shmring_options ring_opts;
+	struct shmring_options ring_opts; /* .mode: --mode, 0 = the default 0600 */
+	gid_t group;                /* --group: the ring's group; (gid_t)-1 = the writer's own */
 	uint64_t stall_ns;          /* give up on a claimed slot after this long */
 	size_t batch_bytes;         /* write(2) once this much is buffered */
 	uint64_t idle_exit_ns;
@@ -34,5 +35,9 @@ extern volatile sig_atomic_t writer_stop;
 extern volatile sig_atomic_t writer_hup;
 
 int writer_run(const struct writer_opts *o);
+
+/* Send state ("READY=1", "STOPPING=1", ...) to $NOTIFY_SOCKET if set (notify.c):
+ * 0, or a negative errno (the writer logs it and goes on). */
+int writer_notify(const char *state);
 
 #endif

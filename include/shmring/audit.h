@@ -25,7 +25,8 @@
  *
  * Environment read by shmring_audit_open:
  *   SHMRING_WRITER             the shmring-writer binary to start (default: next to the
- *                              library, <libdir>/../bin/shmring-writer, then the build tree)
+ *                              library or program, <libdir>/../bin/shmring-writer, then
+ *                              <libdir>/shmring-writer)
  *   SHMRING_WRITER_IDLE_EXIT   seconds an autostarted writer lingers with no producer
  *                              attached and nothing to write (default 10; 0 = forever)
  *   SHMRING_WRITER_LOG         file the autostarted writer's stderr is appended to

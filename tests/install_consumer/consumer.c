@@ -1,15 +1,18 @@
 /*
  * consumer.c - a program built against an installed shmring, as another project would:
  * opens ring NAME, sends one record {"consumer":TAG,"version":"X.Y.Z"}, flushes, prints
- * the ring's counters. Exit status 0 when the record was sent and flushed.
+ * the ring's counters. Exit status 0 when the record was sent and flushed. It includes
+ * every public header and takes <msgpack.h> from them: what they need, the package gives.
  *
  *   consumer NAME TAG
  */
-#include <msgpack.h>
 #include <stdio.h>
 #include <string.h>
 
 #include <shmring.h>
+#include <shmring/audit.h>
+#include <shmring/json.h>
+#include <shmring/reserve.h>
 
 int main(int argc, char **argv)
 {
@@ -45,5 +48,9 @@ int main(int argc, char **argv)
 	       (unsigned long long)st.written, (unsigned long long)st.pending, (int)st.writer_alive);
 	shmring_close(r);
 	msgpack_sbuffer_destroy(&sb);
+	/* Linked from the library too, not only declared. */
+	int (*pack)(msgpack_packer *, const struct shmring_compacted_page_record *) = shmring_audit_pack;
+	if (!pack)
+		return 1;
 	return sent == 0 && flushed == 0 ? 0 : 1;
 }
