@@ -766,105 +766,97 @@ static int ring_access(struct wr *w)
 	return 0;
 }
 
-int writer_run(const struct writer_opts *o)
+/* What writer_open acquired, released once, in reverse order. */
+static void writer_close(struct wr *w)
 {
-	static struct wr w; /* static: its fields stay valid across the SIGBUS siglongjmp */
-	memset(&w, 0, sizeof(w));
-	w.o = o;
-	w.out_fd = -1;
+	free(w->buf);
+	w->buf = NULL;
+	if (w->out_fd > STDOUT_FILENO)
+		close(w->out_fd);
+	w->out_fd = -1;
+	if (w->h)
+		shm_map_close(&w->m);
+	w->h = NULL;
+}
+
+/*
+ * Take the ring (created if missing), its writer lock and the output, then recover what a
+ * killed predecessor left in flight. 0, or the exit status, everything released.
+ */
+static int writer_open(struct wr *w, const struct writer_opts *o)
+{
+	int ex = WEXIT_ERROR;
 	/* With --group, a new ring is created for the owner alone and opened to the group
 	 * only once it has that group (never to the writer's own group meanwhile). */
 	struct shmring_options create_opts = o->ring_opts;
 	if (o->group != (gid_t)-1)
 		create_opts.mode = 0600;
-	int rc = shm_map_open(o->ring, &create_opts, SHM_CREATE, &w.m);
+	int rc = shm_map_open(o->ring, &create_opts, SHM_CREATE, &w->m);
 	if (rc) {
 		wlog("ERROR", "ring %s: cannot open: %s", o->ring,
 		     rc == -EPROTO ? "not a shmring ring of this layout" : strerror(-rc));
 		return rc == -EINVAL ? WEXIT_USAGE : WEXIT_ERROR;
 	}
-	w.h = w.m.hdr;
+	w->h = w->m.hdr;
 	/* An existing ring keeps its geometry: say so when another one was asked for. */
 	const struct shmring_options *ro = &o->ring_opts;
-	if ((ro->capacity && ro->capacity != w.m.g.capacity) ||
-	    (ro->slot_size && ro->slot_size != w.m.g.slot_size))
+	if ((ro->capacity && ro->capacity != w->m.g.capacity) ||
+	    (ro->slot_size && ro->slot_size != w->m.g.slot_size))
 		wlog("WARN", "ring %s exists with capacity %u, slot size %u; asked for capacity %u, "
-		     "slot size %u: serving it as it is", o->ring, w.m.g.capacity, w.m.g.slot_size,
-		     ro->capacity ? ro->capacity : w.m.g.capacity,
-		     ro->slot_size ? ro->slot_size : w.m.g.slot_size);
-	rc = shm_lock_try(w.m.fd, SHM_LOCK_WRITER);
-	if (rc) {
+		     "slot size %u: serving it as it is", o->ring, w->m.g.capacity, w->m.g.slot_size,
+		     ro->capacity ? ro->capacity : w->m.g.capacity,
+		     ro->slot_size ? ro->slot_size : w->m.g.slot_size);
+	if ((rc = shm_lock_try(w->m.fd, SHM_LOCK_WRITER))) {
 		wlog("ERROR", "ring %s: another live writer serves it (pid %d)", o->ring,
-		     (int)atomic_load(&w.h->writer_pid));
-		shm_map_close(&w.m);
-		return rc == -EAGAIN ? WEXIT_BUSY : WEXIT_ERROR;
+		     (int)atomic_load(&w->h->writer_pid));
+		ex = rc == -EAGAIN ? WEXIT_BUSY : WEXIT_ERROR;
+		goto fail;
 	}
-	if ((rc = ring_access(&w))) {
-		shm_map_close(&w.m);
-		return WEXIT_ERROR;
-	}
-	if ((rc = open_out(&w))) {
+	if (ring_access(w))
+		goto fail;
+	if ((rc = open_out(w))) {
 		wlog("ERROR", "cannot open %s for appending: %s", o->out, strerror(-rc));
 		/* Left for shmring stat to show: "open PATH: <why>" (with no writer alive). */
-		publish_path(&w, o->out);
-		werr_store(&w, SHMRING_WOP_OPEN, -rc);
-		shm_map_close(&w.m);
-		return WEXIT_ERROR;
+		publish_path(w, o->out);
+		werr_store(w, SHMRING_WOP_OPEN, -rc);
+		goto fail;
 	}
 	const char *rn = o->ring[0] == '/' ? o->ring + 1 : o->ring;
-	w.sem_prefix_len = (size_t)shm_sem_prefix(w.sem_prefix, sizeof(w.sem_prefix), rn);
-	w.cap = o->batch_bytes;
-	w.buf = malloc(w.cap);
-	if (!w.buf) {
-		shm_map_close(&w.m);
-		return WEXIT_ERROR;
-	}
+	w->sem_prefix_len = (size_t)shm_sem_prefix(w->sem_prefix, sizeof(w->sem_prefix), rn);
+	w->cap = o->batch_bytes;
+	if (!(w->buf = malloc(w->cap)))
+		goto fail;
 #ifdef SHMRING_TESTING
 	const char *crash = getenv("SHMRING_WRITER_CRASH");
-	if (crash && sscanf(crash, "%u:%u", &w.crash_after, &w.crash_point) != 2)
-		w.crash_point = 0;
+	if (crash && sscanf(crash, "%u:%u", &w->crash_after, &w->crash_point) != 2)
+		w->crash_point = 0;
 #endif
 	int gone = shm_gc(o->ring, 0, 10, NULL, NULL);
 	if (gone > 0)
 		wlog("INFO", "ring %s: removed %d flush semaphores left by dead processes", o->ring, gone);
-	shm_drain_init(&w.d, &w.m, o->stall_ns, &drain_ops, &w);
-	if ((rc = recover(&w))) {
+	shm_drain_init(&w->d, &w->m, o->stall_ns, &drain_ops, w);
+	if ((rc = recover(w))) {
 		wlog("ERROR", "ring %s: cannot recover the last batch: %s", o->ring, strerror(-rc));
-		shm_map_close(&w.m);
-		return WEXIT_ERROR;
+		goto fail;
 	}
-	w.d.head = w.d.freed = atomic_load_explicit(&w.h->head, memory_order_acquire);
-	shm_progress_end(w.h, shm_progress_begin(w.h)); /* settle a count a killed commit left odd */
-	publish_path(&w, o->out);
-	werr_store(&w, SHMRING_WOP_NONE, 0); /* what a predecessor left is not ours */
-	atomic_store_explicit(&w.h->writer_pid, (int32_t)getpid(), memory_order_relaxed);
-	atomic_fetch_add_explicit(&w.h->writer_epoch, 1, memory_order_release);
-	wlog("INFO", "serving ring %s (capacity %u, slot %u) into %s", o->ring, w.m.g.capacity,
-	     w.m.g.slot_size, o->out);
-	bus_lo[0] = (uintptr_t)w.m.hdr;
-	bus_hi[0] = bus_lo[0] + w.m.front_len;
-	bus_lo[1] = (uintptr_t)w.m.data;
-	bus_hi[1] = bus_lo[1] + 2 * w.m.g.data_size;
-	struct sigaction sa = { .sa_sigaction = on_sigbus, .sa_flags = SA_SIGINFO };
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGBUS, &sa, NULL);
-	if (sigsetjmp(bus_jmp, 1)) {
-		bus_armed = 0;
-		wlog("ERROR", "ring %s: damaged (its shm object was truncated under the writer); "
-		     "stopping", o->ring);
-		/* Lines already converted are still good: keep them. Nothing more is read. */
-		if (w.used)
-			(void)write_all(w.out_fd, w.buf, w.used);
-		free(w.buf);
-		if (w.out_fd > STDOUT_FILENO)
-			close(w.out_fd);
-		return WEXIT_DAMAGED;
-	}
-	bus_armed = 1;
-	/* With rotation, batches stay well under the file size limit. */
-	size_t batch = o->batch_bytes;
-	if (o->max_bytes && o->max_bytes / 4 < batch)
-		batch = o->max_bytes / 4 ? o->max_bytes / 4 : 1;
+	w->d.head = w->d.freed = atomic_load_explicit(&w->h->head, memory_order_acquire);
+	shm_progress_end(w->h, shm_progress_begin(w->h)); /* settle a count a killed commit left odd */
+	publish_path(w, o->out);
+	werr_store(w, SHMRING_WOP_NONE, 0); /* what a predecessor left is not ours */
+	atomic_store_explicit(&w->h->writer_pid, (int32_t)getpid(), memory_order_relaxed);
+	atomic_fetch_add_explicit(&w->h->writer_epoch, 1, memory_order_release);
+	wlog("INFO", "serving ring %s (capacity %u, slot %u) into %s", o->ring, w->m.g.capacity,
+	     w->m.g.slot_size, o->out);
+	return 0;
+fail:
+	writer_close(w);
+	return ex;
+}
+
+/* Say that we serve: the pid file, the --detach parent, systemd (Type=notify). 0, or
+ * the exit status. */
+static int writer_ready(struct wr *w, const struct writer_opts *o)
+{
 	if (o->pid_file) {
 		FILE *pf = fopen(o->pid_file, "w");
 		int e = pf ? 0 : errno;
@@ -885,33 +877,43 @@ int writer_run(const struct writer_opts *o)
 	/* Ready: it holds the writer lock, recovered, and serves (systemd Type=notify). */
 	char state[SHM_NAME_MAX + 64];
 	snprintf(state, sizeof(state), "READY=1\nMAINPID=%d\nSTATUS=serving ring %s", (int)getpid(), o->ring);
-	if ((rc = writer_notify(state)))
+	int rc = writer_notify(state);
+	if (rc)
 		wlog("WARN", "cannot notify the service manager ($NOTIFY_SOCKET): %s", strerror(-rc));
-	rc = 0;
 	/* Drops counted before this writer started were reported by its predecessor (or
 	 * are visible in shmring stat): report only what is new from here on. */
-	{
-		struct shm_psum s;
-		shm_producer_sum(&w.m, &s, 0, -1);
-		w.last_drops = s.dropped_full + s.dropped_oversize;
-	}
+	struct shm_psum s;
+	shm_producer_sum(&w->m, &s, 0, -1);
+	w->last_drops = s.dropped_full + s.dropped_oversize;
+	return 0;
+}
+
+/* The drain loop, until SIGTERM/SIGINT (after what is in the ring), --exit-when-idle, or
+ * a fatal error. Returns 0 or a negative errno. */
+static int writer_serve(struct wr *w, const struct writer_opts *o)
+{
+	/* With rotation, batches stay well under the file size limit. */
+	size_t batch = o->batch_bytes;
+	if (o->max_bytes && o->max_bytes / 4 < batch)
+		batch = o->max_bytes / 4 ? o->max_bytes / 4 : 1;
+	int rc = 0;
 	uint64_t stop_since = 0;
-	w.idle_since = shm_now_ns();
+	w->idle_since = shm_now_ns();
 	for (;;) {
 		int progressed = 0;
 		for (int i = 0; i < 65536; i++) {
-			rc = shm_drain_step(&w.d);
+			rc = shm_drain_step(&w->d);
 			if (rc <= 0)
 				break;
 			progressed = 1;
-			if (w.used >= batch || w.nsent)
-				if ((rc = commit(&w)))
+			if (w->used >= batch || w->nsent)
+				if ((rc = commit(w)))
 					break;
 		}
 		if (rc < 0)
 			break;
-		if (w.used || w.d.head != w.d.freed || w.nsent)
-			if ((rc = commit(&w)))
+		if (w->used || w->d.head != w->d.freed || w->nsent)
+			if ((rc = commit(w)))
 				break;
 		if (writer_hup) {
 			/* logrotate renamed the file: everything so far is in the old one (just
@@ -919,23 +921,23 @@ int writer_run(const struct writer_opts *o)
 			 * retried before the next batch. */
 			writer_hup = 0;
 			if (strcmp(o->out, "-") != 0) {
-				if ((rc = reopen_out(&w)) == 0) {
-					werr_clear(&w, SHMRING_WOP_OPEN);
+				if ((rc = reopen_out(w)) == 0) {
+					werr_clear(w, SHMRING_WOP_OPEN);
 					wlog("INFO", "reopened %s", o->out);
 				} else {
-					werr_set(&w, SHMRING_WOP_OPEN, rc, "retrying before the next batch");
+					werr_set(w, SHMRING_WOP_OPEN, rc, "retrying before the next batch");
 				}
 				rc = 0;
 			}
 		}
 		uint64_t now = shm_now_ns();
-		report_drops(&w, now);
-		if (o->metrics_file && now >= w.metrics_due) {
-			write_metrics(&w, 1);
-			w.metrics_due = now + o->metrics_interval_ns;
+		report_drops(w, now);
+		if (o->metrics_file && now >= w->metrics_due) {
+			write_metrics(w, 1);
+			w->metrics_due = now + o->metrics_interval_ns;
 		}
-		uint64_t wd = atomic_load_explicit(&w.m.words[w.d.head & w.d.mask], memory_order_acquire);
-		int empty = wd == w_make((unsigned)shm_lap(&w.m.g, w.d.head), 0, 0, 0, W_FREE);
+		uint64_t wd = atomic_load_explicit(&w->m.words[w->d.head & w->d.mask], memory_order_acquire);
+		int empty = wd == w_make((unsigned)shm_lap(&w->m.g, w->d.head), 0, 0, 0, W_FREE);
 		if (writer_stop) {
 			/* Drain what is in the ring; a claim still open waits its stall timeout. */
 			if (!stop_since) {
@@ -946,38 +948,70 @@ int writer_run(const struct writer_opts *o)
 				break;
 		}
 		if (progressed) {
-			w.idle_since = w.last_record_ns = now;
+			w->idle_since = w->last_record_ns = now;
 			continue;
 		}
 		if (!empty)
-			w.idle_since = now;
-		if (o->idle_exit_ns && empty && now - w.idle_since > o->idle_exit_ns) {
+			w->idle_since = now;
+		if (o->idle_exit_ns && empty && now - w->idle_since > o->idle_exit_ns) {
 			/* Under the spawn lock, so that an opener that attaches after our check
 			 * finds no writer and starts one, instead of trusting us to stay. */
-			if (shm_lock_try(w.m.fd, SHM_LOCK_SPAWN) == 0) {
+			if (shm_lock_try(w->m.fd, SHM_LOCK_SPAWN) == 0) {
 				struct shm_psum s;
-				shm_producer_sum(&w.m, &s, 1, -1);
+				shm_producer_sum(&w->m, &s, 1, -1);
 				if (s.live == 0) {
 					wlog("INFO", "ring %s: no producer for %.1f s, exiting", o->ring,
 					     o->idle_exit_ns / 1e9);
 					break; /* both locks go with our descriptor */
 				}
-				shm_lock_drop(w.m.fd, SHM_LOCK_SPAWN);
+				shm_lock_drop(w->m.fd, SHM_LOCK_SPAWN);
 			}
-			w.idle_since = now;
+			w->idle_since = now;
 		}
 		if (!writer_stop)
-			idle_wait(&w, empty ? 100000000ull : 2000000ull);
+			idle_wait(w, empty ? 100000000ull : 2000000ull);
 	}
 	if (rc >= 0)
-		rc = commit(&w);
+		rc = commit(w);
 	if (o->metrics_file)
-		write_metrics(&w, 0); /* the last figures, and that this writer is gone */
-	atomic_store_explicit(&w.h->writer_beat_ns, 0, memory_order_relaxed);
-	wlog("INFO", "ring %s: stopping (head %llu)", o->ring, (unsigned long long)w.d.head);
-	free(w.buf);
-	if (w.out_fd > STDOUT_FILENO)
-		close(w.out_fd);
-	shm_map_close(&w.m);
-	return rc < 0 ? WEXIT_ERROR : WEXIT_OK;
+		write_metrics(w, 0); /* the last figures, and that this writer is gone */
+	atomic_store_explicit(&w->h->writer_beat_ns, 0, memory_order_relaxed);
+	wlog("INFO", "ring %s: stopping (head %llu)", o->ring, (unsigned long long)w->d.head);
+	return rc;
+}
+
+int writer_run(const struct writer_opts *o)
+{
+	static struct wr w; /* static: its fields stay valid across the SIGBUS siglongjmp */
+	memset(&w, 0, sizeof(w));
+	w.o = o;
+	w.out_fd = -1;
+	int ex = writer_open(&w, o);
+	if (ex)
+		return ex;
+	bus_lo[0] = (uintptr_t)w.m.hdr;
+	bus_hi[0] = bus_lo[0] + w.m.front_len;
+	bus_lo[1] = (uintptr_t)w.m.data;
+	bus_hi[1] = bus_lo[1] + 2 * w.m.g.data_size;
+	struct sigaction sa = { .sa_sigaction = on_sigbus, .sa_flags = SA_SIGINFO };
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGBUS, &sa, NULL);
+	if (sigsetjmp(bus_jmp, 1)) {
+		bus_armed = 0;
+		wlog("ERROR", "ring %s: damaged (its shm object was truncated under the writer); "
+		     "stopping", o->ring);
+		/* Lines already converted are still good: keep them. Nothing more is read. */
+		if (w.used)
+			(void)write_all(w.out_fd, w.buf, w.used);
+		ex = WEXIT_DAMAGED;
+		goto out;
+	}
+	bus_armed = 1;
+	if ((ex = writer_ready(&w, o)))
+		goto out;
+	ex = writer_serve(&w, o) < 0 ? WEXIT_ERROR : WEXIT_OK;
+out:
+	bus_armed = 0;
+	writer_close(&w);
+	return ex;
 }

@@ -17,15 +17,15 @@ struct writer_opts {
 	gid_t group;                /* --group: the ring's group; (gid_t)-1 = the writer's own */
 	uint64_t stall_ns;          /* give up on a claimed slot after this long */
 	size_t batch_bytes;         /* write(2) once this much is buffered */
-	uint64_t idle_exit_ns;
-	int mark_losses;
+	uint64_t idle_exit_ns;      /* exit after this long with no producer and nothing to do; 0 = never */
+	int mark_losses;            /* write a shmring_lost line before the next record after losses */
 	enum { FSYNC_NEVER, FSYNC_FLUSH, FSYNC_ALWAYS } fsync;
 	uint64_t max_bytes;         /* rotate before a batch would take the file past this; 0 = never */
 	unsigned keep;              /* rotated files kept: PATH.1 .. PATH.keep */
 	int ready_fd;               /* --detach: a byte is written here once serving; -1 = none */
 	const char *metrics_file;   /* --metrics-file: rewritten every metrics_interval_ns; NULL = none */
 	uint64_t metrics_interval_ns;
-	const char *pid_file;            /* write a shmring_lost line before the next record after losses */      /* exit after this long with no producer and nothing to do; 0 = never */
+	const char *pid_file;       /* --pid-file: our pid, written once we serve; NULL = none */
 };
 
 /* Exit codes of shmring-writer. */
