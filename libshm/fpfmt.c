@@ -152,6 +152,15 @@ static struct decimal shortest(uint64_t m2, int32_t e2, bool mm_shift)
 	} else {
 		bool up = false;
 
+		/* Four, then two digits at a time while all can go: up says whether the highest
+		 * of them, the last one dropped, was 5 or more. */
+		while (vp / 10000 > vm / 10000) {
+			up = vr % 10000 >= 5000;
+			vr /= 10000;
+			vp /= 10000;
+			vm /= 10000;
+			removed += 4;
+		}
 		if (vp / 100 > vm / 100) {
 			up = vr % 100 >= 50;
 			vr /= 100;

@@ -294,3 +294,15 @@ fn random_floats_match_serde_json() {
         check(&V::F32(2f32.powi(k)), &mut buf, seed, 0);
     }
 }
+
+/// Every f32 bit pattern (or every SHMRING_F32_STRIDE-th): minutes of CPU, so ignored;
+/// `cargo test --release --test oracle -- --ignored` runs it.
+#[test]
+#[ignore]
+fn all_f32_match_serde_json() {
+    let stride = env_u64("SHMRING_F32_STRIDE", 1) as usize;
+    let mut buf = Vec::new();
+    for bits in (0..=u32::MAX).step_by(stride) {
+        check(&V::F32(f32::from_bits(bits)), &mut buf, 0, bits as u64);
+    }
+}
