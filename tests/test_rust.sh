@@ -19,7 +19,7 @@ if [ -z "$cargo" ]; then
 	echo "SKIP: no cargo (apt-get install cargo, or tools/setup-debian.sh)"
 	exit 77
 fi
-for crate in serde serde_json rmp-serde tokio libc log rand tempfile pkg-config; do
+for crate in serde serde_derive serde_json rmp rmp-serde tokio libc log rand tempfile pkg-config; do
 	if ! compgen -G "/usr/share/cargo/registry/$crate-[0-9]*" >/dev/null; then
 		echo "SKIP: /usr/share/cargo/registry has no $crate (apt-get install librust-$crate-dev)"
 		exit 77
