@@ -423,27 +423,6 @@ static void sleep_ms(unsigned ms)
 		;
 }
 
-/* The file the serving writer published. Seqlock reader: R1 (acquire) pairs with the
- * writer's final release store of path_seq; the acquire fence before R2 orders the copy
- * before the re-read, pairing with the writer's release fence after its odd store. */
-static int read_out_path(const struct shm_hdr *h, char out[SHM_PATH_MAX])
-{
-	for (int tries = 0; tries < 1000; tries++) {
-		uint32_t s1 = atomic_load_explicit(&h->path_seq, memory_order_acquire); /* R1 */
-		if (s1 & 1) {
-			sched_yield();
-			continue;
-		}
-		memcpy(out, h->out_path, SHM_PATH_MAX);
-		atomic_thread_fence(memory_order_acquire);
-		if (atomic_load_explicit(&h->path_seq, memory_order_relaxed) == s1) { /* R2 */
-			out[SHM_PATH_MAX - 1] = 0;
-			return 0;
-		}
-	}
-	return -EAGAIN;
-}
-
 /* 1: a live writer serves the ring into our file; 0: no live writer; -EEXIST: a live
  * writer serves it into another file; other <0: error. Liveness is the writer's OFD lock,
  * which the kernel drops when it dies. */
@@ -453,7 +432,7 @@ static int served(const struct shmring_audit_sink *s, const struct shm_map *m)
 	if (held <= 0)
 		return held;
 	char out[SHM_PATH_MAX];
-	if (read_out_path(m->hdr, out) == 0 && out[0] && strcmp(out, s->path) != 0)
+	if (shm_path_read(m->hdr, out) == 0 && out[0] && strcmp(out, s->path) != 0)
 		return -EEXIST;
 	return 1;
 }

@@ -16,7 +16,6 @@
 
 #include "internal.h"
 
-#define SHM_DIR "/dev/shm"
 
 /* "sem.shmring.RING.f.ENTRY.GEN.SEQ" → RING (into ring), ENTRY, GEN. */
 static int parse_sem(const char *d, char *ring, size_t cap, unsigned *entry, unsigned *gen)
@@ -25,14 +24,14 @@ static int parse_sem(const char *d, char *ring, size_t cap, unsigned *entry, uns
 	if (strncmp(d, pre, sizeof(pre) - 1))
 		return -1;
 	d += sizeof(pre) - 1;
-	const char *f = strstr(d, ".f.");
+	const char *f = strstr(d, SHM_SEM_TAG);
 	const char *last = NULL;
-	for (const char *p = f; p; p = strstr(p + 1, ".f."))
+	for (const char *p = f; p; p = strstr(p + 1, SHM_SEM_TAG))
 		last = p; /* ring names may contain ".f." themselves: the suffix is the last one */
 	if (!last || (size_t)(last - d) >= cap || last == d)
 		return -1;
 	unsigned seq;
-	if (sscanf(last, ".f.%u.%u.%u", entry, gen, &seq) != 3)
+	if (sscanf(last + sizeof(SHM_SEM_TAG) - 1, "%u.%u.%u", entry, gen, &seq) != 3)
 		return -1;
 	memcpy(ring, d, (size_t)(last - d));
 	ring[last - d] = 0;

@@ -5,6 +5,8 @@
  */
 #include <errno.h>
 #include <stddef.h>
+#include <sched.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "layout.h"
@@ -101,4 +103,51 @@ int shm_name_check(const char *name, char out[SHM_NAME_MAX + 16])
 	memcpy(out + 1, SHM_PREFIX, sizeof(SHM_PREFIX) - 1);
 	memcpy(out + sizeof(SHM_PREFIX), name, n + 1);
 	return 0;
+}
+
+int shm_sem_prefix(char *out, size_t len, const char *ring)
+{
+	return snprintf(out, len, "/%s%s%s", SHM_PREFIX, ring[0] == '/' ? ring + 1 : ring, SHM_SEM_TAG);
+}
+
+int shm_sem_name(char *out, size_t len, const char *ring, unsigned entry, uint32_t gen, unsigned seq)
+{
+	return snprintf(out, len, "/%s%s%s%u.%u.%u", SHM_PREFIX, ring[0] == '/' ? ring + 1 : ring,
+			SHM_SEM_TAG, entry, gen, seq);
+}
+
+void shm_path_store(struct shm_hdr *h, const char *path)
+{
+	size_t n = strnlen(path, SHM_PATH_MAX - 1);
+	uint32_t s = atomic_load_explicit(&h->path_seq, memory_order_relaxed);
+	if (s & 1)
+		s++; /* a writer killed while storing left it odd */
+	atomic_store_explicit(&h->path_seq, s + 1, memory_order_relaxed);
+	/* O1: the odd count is ordered before the copy (pairs with the readers' O4). */
+	atomic_thread_fence(memory_order_release);
+	memcpy(h->out_path, path, n);
+	h->out_path[n] = 0;
+	/* O2: the copy is complete before the even count (pairs with the readers' O3). */
+	atomic_store_explicit(&h->path_seq, s + 2, memory_order_release);
+}
+
+int shm_path_read(const struct shm_hdr *h, char out[SHM_PATH_MAX])
+{
+	for (int tries = 0; tries < 1000; tries++) {
+		/* O3: pairs with O2. */
+		uint32_t s1 = atomic_load_explicit(&h->path_seq, memory_order_acquire);
+		if (s1 & 1) {
+			sched_yield();
+			continue;
+		}
+		memcpy(out, h->out_path, SHM_PATH_MAX);
+		/* O4: the copy completes before the count is read again (pairs with O1). */
+		atomic_thread_fence(memory_order_acquire);
+		if (atomic_load_explicit(&h->path_seq, memory_order_relaxed) == s1) {
+			out[SHM_PATH_MAX - 1] = 0;
+			return 0;
+		}
+	}
+	out[0] = 0;
+	return -EAGAIN;
 }

@@ -20,10 +20,12 @@
 #include <sys/types.h>
 
 #define SHM_MAGIC          0x31474e4952484d53ull /* "SMHRING1", stored last by the creator */
-#define SHM_LAYOUT_VERSION 2u
+#define SHM_LAYOUT_VERSION 3u
 #define SHM_CACHELINE      64
 #define SHM_PAGE           4096u
+#define SHM_DIR            "/dev/shm"          /* where glibc puts POSIX shm and semaphores */
 #define SHM_PREFIX         "shmring."          /* /dev/shm/shmring.NAME */
+#define SHM_SEM_TAG        ".f."               /* flush semaphores: /shmring.NAME.f.ENTRY.GEN.SEQ */
 #define SHM_NAME_MAX       200
 #define SHM_MAX_PRODUCERS  1024u               /* owner index: 10 bits */
 #define SHM_QMAX           64u                 /* quarantined runs (issue 4) */
@@ -62,7 +64,8 @@ enum shm_state {
 	W_FREE    = 0, /* free for the position of this lap */
 	W_CLAIMED = 1, /* claimed by owner, being filled */
 	W_READY   = 2, /* published: data complete */
-	W_PAD     = 3, /* producer padding: skip and free, count nothing */
+	W_PAD     = 3, /* padding: skip and free, count nothing (owner W_PAD_REVOKED: a
+			* quarantined record the writer released, counted with its batch) */
 	W_DEAD    = 4, /* revoked, owner dead: skip, count abandoned, free */
 	W_QUAR    = 5, /* revoked, owner alive: skip, count abandoned, keep (issue 4) */
 	W_HOLE    = 6, /* a quarantined run carried to a later lap: skip, keep */
@@ -71,12 +74,19 @@ enum shm_state {
 #define W_LAP_BITS   24
 #define W_LAP_MASK   ((1u << W_LAP_BITS) - 1)
 #define W_OWNER_ANON 0xfffffu
+#define W_PAD_REVOKED 0xffffeu /* owner field of a PAD that was a quarantined record */
 
 static inline unsigned w_state(uint64_t w) { return (unsigned)(w & 7); }
 static inline unsigned w_kind(uint64_t w)  { return (unsigned)((w >> 3) & 1); }
 static inline unsigned w_n(uint64_t w)     { return (unsigned)((w >> 4) & 0xffff); }
 static inline unsigned w_owner(uint64_t w) { return (unsigned)((w >> 20) & 0xfffff); }
 static inline unsigned w_lap(uint64_t w)   { return (unsigned)(w >> 40); }
+
+/* Owner ids in claims: producer table index (10 bits) and registration generation
+ * (10 bits), so that a claim of a dead predecessor of the same entry is told apart. */
+static inline unsigned shm_owner_make(unsigned idx, uint32_t gen) { return (idx << 10) | (gen & 1023); }
+static inline unsigned shm_owner_index(unsigned owner)          { return owner >> 10; }
+static inline unsigned shm_owner_gen(unsigned owner)            { return owner & 1023; }
 
 static inline uint64_t w_make(unsigned lap, unsigned owner, unsigned n, unsigned kind, unsigned state)
 {
@@ -88,15 +98,14 @@ static inline uint64_t w_make(unsigned lap, unsigned owner, unsigned n, unsigned
 struct shm_producer {
 	_Atomic uint32_t gen;             /* bumped at each registration (10 bits used in owner) */
 	_Atomic int32_t  pid;             /* informational: liveness comes from the lock */
-	_Atomic uint64_t sent;            /* records offered by this entry's processes */
+	/* Each drop counter is bumped by one atomic add that is itself the record's outcome:
+	 * no death can leave a drop half-counted (DESIGN §9). A record that got into the
+	 * ring is counted by the ring, not here. */
 	_Atomic uint64_t dropped_full;
 	_Atomic uint64_t dropped_oversize;
-	_Atomic uint64_t aborted;         /* reservations aborted (not counted in sent) */
+	_Atomic uint64_t aborted;         /* reservations aborted (never records) */
 	_Atomic uint64_t flushes;         /* flush calls */
-	/* sent, counted by the one thread of the entry's process that sends first, with a
-	 * plain load and store (no locked instruction); readers add it to sent. */
-	_Atomic uint64_t sent_fast;
-	uint64_t reserved[1];
+	uint64_t reserved[3];
 } __attribute__((aligned(SHM_CACHELINE)));
 
 /* A run of slots the writer revoked while its owner was alive (issue 4). */
@@ -146,6 +155,14 @@ struct shm_hdr {
 	_Atomic uint64_t marked[3];      /* losses already told by a shmring_lost line */
 	_Atomic int32_t  writer_pid;     /* pid of the serving writer (0 = none yet) */
 	_Atomic uint32_t writer_epoch;   /* bumped by each writer that starts serving */
+	/* Seqlock over a commit (odd while the writer frees a batch's words and stores the
+	 * totals, head and confirmed), so that a reader's counters and its scan of the words
+	 * from head describe the same instant (shm_stats_read, DESIGN §9). */
+	_Atomic uint32_t progress_seq;
+	uint32_t pad0;
+	/* CLOCK_MONOTONIC ns of the writer's last commit or idle round: a sender that finds
+	 * the ring full yields the CPU only to a writer that is running (DESIGN §3). */
+	_Atomic uint64_t writer_beat_ns;
 
 	/* The writer's commit intent (DESIGN §4.1): written before each batch's write(2),
 	 * so a writer started after one was killed knows whether that batch reached the
@@ -165,7 +182,20 @@ struct shm_hdr {
 	char out_path[SHM_PATH_MAX];     /* the file the writer appends to, for tools */
 
 	alignas(SHM_CACHELINE) struct shm_quarantine quarantine[SHM_QMAX];
-	uint64_t reserved[64];
+
+	/* The writer's output error (werr.c, writer.c): which operation on its output failed,
+	 * with which errno, since when. Only the writer stores, under a seqlock (E1/E2 pair
+	 * with the readers' E3/E4); readers compose "write PATH: strerror" with out_path.
+	 * Carved out of the reserved words: every other offset is unchanged, and a ring
+	 * made before it reads as all zero, "no error". */
+	struct shm_werr {
+		_Atomic uint32_t seq;     /* odd while the writer stores */
+		_Atomic uint32_t op;      /* enum shmring_writer_op; 0 = no error */
+		_Atomic int32_t  err;     /* errno of the failure */
+		uint32_t pad;
+		_Atomic uint64_t since;   /* CLOCK_REALTIME ns when this op and errno first failed */
+	} werr;
+	uint64_t reserved[61];
 
 	struct shm_producer producers[SHM_MAX_PRODUCERS];
 };
@@ -178,6 +208,30 @@ static_assert(offsetof(struct shm_hdr, head) - offsetof(struct shm_hdr, writer_s
 	      "writer line apart from producers'");
 static_assert(offsetof(struct shm_hdr, producers) % SHM_CACHELINE == 0, "producer table aligned");
 static_assert(sizeof(uint64_t) == 8 && sizeof(_Atomic uint64_t) == 8, "64-bit words");
+/* Shared atomics work across processes only if they are lock-free (an address-free
+ * instruction, not a lock in one process's memory). */
+static_assert(__atomic_always_lock_free(sizeof(uint64_t), 0) && __atomic_always_lock_free(sizeof(uint32_t), 0) &&
+	      ATOMIC_LLONG_LOCK_FREE == 2 && ATOMIC_INT_LOCK_FREE == 2, "shared atomics must be lock-free");
+
+/* The header's cache-line map, which DESIGN §1 draws: a change that moves a line fails
+ * here rather than leaving the drawing stale. */
+#define SHM_LINE(f) (offsetof(struct shm_hdr, f) / SHM_CACHELINE)
+static_assert(SHM_LINE(magic) == 0 && SHM_LINE(total_size) == 1, "lines 0-1: identity, immutable");
+static_assert(offsetof(struct shm_hdr, tail) == 2 * SHM_CACHELINE, "line 2: the tail alone (C1, C4)");
+static_assert(offsetof(struct shm_hdr, writer_sleeping) == 3 * SHM_CACHELINE && SHM_LINE(space_waiters) == 3,
+	      "line 3: wake (writer_sleeping, space_seq, space_waiters)");
+static_assert(offsetof(struct shm_hdr, loss_seq) == 4 * SHM_CACHELINE, "line 4: loss_seq alone");
+static_assert(offsetof(struct shm_hdr, head) == 5 * SHM_CACHELINE && SHM_LINE(writer_beat_ns) == 6,
+	      "lines 5-6: the writer's (head, confirmed, totals, pid, progress_seq, beat)");
+static_assert(offsetof(struct shm_hdr, intent) == 7 * SHM_CACHELINE && SHM_LINE(wake) == 9,
+	      "lines 7-8: the commit intent; line 9: the wake semaphore");
+static_assert(offsetof(struct shm_hdr, path_seq) == 10 * SHM_CACHELINE, "line 10: out_path's seqlock, then the path");
+static_assert(offsetof(struct shm_hdr, quarantine) % SHM_CACHELINE == 0, "quarantine table aligned");
+static_assert(offsetof(struct shm_hdr, werr) ==
+	      offsetof(struct shm_hdr, quarantine) + sizeof(struct shm_quarantine) * SHM_QMAX &&
+	      offsetof(struct shm_hdr, producers) - offsetof(struct shm_hdr, werr) == 64 * 8,
+	      "werr is carved out of the 64 reserved words: no other offset, no size changes");
+static_assert(sizeof(struct shm_werr) == 24, "werr: three words");
 
 /* OFD lock bytes on the shm object (far past its end: locks do not need data there). */
 #define SHM_LOCK_BASE          ((off_t)1 << 40)
@@ -191,9 +245,25 @@ struct shm_geom {
 	uint64_t words_off, data_off, data_size, total_size;
 };
 
+/* The largest record a ring of geometry g takes: its largest run, less the header. */
+static inline uint64_t shm_max_record(const struct shm_geom *g)
+{
+	return (uint64_t)g->max_slots * g->slot_size - SHM_REC_HDR;
+}
+
 uint64_t shm_fingerprint(void);
 int      shm_geom_make(uint32_t capacity, uint32_t slot_size, struct shm_geom *g);
 int      shm_hdr_check(const struct shm_hdr *h, uint64_t object_size, struct shm_geom *g);
 int      shm_name_check(const char *name, char out[SHM_NAME_MAX + 16]);
+/* A producer's flush semaphore name "/shmring.RING.f.ENTRY.GEN.SEQ" (what shm_gc and
+ * shmring rm parse back), and its ring's prefix "/shmring.RING.f." (what the writer
+ * accepts in a sentinel). Return the length, as snprintf. */
+int      shm_sem_name(char *out, size_t len, const char *ring, unsigned entry, uint32_t gen, unsigned seq);
+int      shm_sem_prefix(char *out, size_t len, const char *ring);
+/* The output path the writer publishes under a seqlock over out_path (O1…O4, layout.c):
+ * the writer stores it, anyone reads a consistent copy (-EAGAIN if a writer died while
+ * storing it; the next writer stores it again). */
+void     shm_path_store(struct shm_hdr *h, const char *path);
+int      shm_path_read(const struct shm_hdr *h, char out[SHM_PATH_MAX]);
 
 #endif

@@ -7,10 +7,14 @@
 
 #include "internal.h"
 
+/* WARN and ERROR only: an application that did not ask hears of drops, not of routine
+ * events (an audit sink starting its writer is INFO); a callback receives every level. */
 static void log_stderr(enum shmring_log_level lvl, const char *msg, void *ctx)
 {
 	static const char *names[] = { "DEBUG", "INFO", "WARN", "ERROR" };
 	(void)ctx;
+	if (lvl < SHMRING_LOG_WARN)
+		return;
 	fprintf(stderr, "shmring: %s %s\n", names[lvl & 3], msg);
 }
 

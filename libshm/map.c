@@ -1,10 +1,11 @@
 /*
- * map.c - create or attach one ring's shm object, map it (data area twice, back to back,
- * so that a record wrapping past the end is still one contiguous range), and the OFD
- * locks through which the kernel tells who is alive.
+ * map.c - create or attach one ring's shm object and map it (data area twice, back to
+ * back, so that a record wrapping past the end is still one contiguous range); the
+ * ring-wide figures read from it. The OS calls it builds on are in os.c.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,77 +14,11 @@
 #include <sys/syscall.h>
 #include <linux/futex.h>
 #include <limits.h>
+#include <sched.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "internal.h"
-
-/* Create the missing folders above path (0700: audit trails are private by default). */
-int shm_mkdir_parents(const char *path)
-{
-	char tmp[PATH_MAX];
-	if (snprintf(tmp, sizeof(tmp), "%s", path) >= (int)sizeof(tmp))
-		return -ENAMETOOLONG;
-	for (char *p = tmp + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = 0;
-		if (mkdir(tmp, 0700) < 0 && errno != EEXIST)
-			return -errno;
-		*p = '/';
-	}
-	return 0;
-}
-
-uint64_t shm_now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-int shm_futex_wait(_Atomic uint32_t *addr, uint32_t val, uint64_t timeout_ns)
-{
-	struct timespec ts = { (time_t)(timeout_ns / 1000000000ull), (long)(timeout_ns % 1000000000ull) };
-	if (syscall(SYS_futex, addr, FUTEX_WAIT, val, &ts, NULL, 0) < 0)
-		return -errno;
-	return 0;
-}
-
-void shm_futex_wake_all(_Atomic uint32_t *addr)
-{
-	syscall(SYS_futex, addr, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
-}
-
-static int ofd_lock(int fd, int cmd, short type, off_t byte, struct flock *out)
-{
-	struct flock fl = { .l_type = type, .l_whence = SEEK_SET, .l_start = byte, .l_len = 1 };
-	if (fcntl(fd, cmd, &fl) < 0)
-		return -errno;
-	if (out)
-		*out = fl;
-	return 0;
-}
-
-int shm_lock_try(int fd, off_t byte)
-{
-	int rc = ofd_lock(fd, F_OFD_SETLK, F_WRLCK, byte, NULL);
-	return rc == -EACCES ? -EAGAIN : rc;
-}
-
-int shm_lock_held(int fd, off_t byte)
-{
-	struct flock fl = { .l_type = F_UNLCK };
-	int rc = ofd_lock(fd, F_OFD_GETLK, F_WRLCK, byte, &fl);
-	if (rc)
-		return rc;
-	return fl.l_type != F_UNLCK;
-}
-
-void shm_lock_drop(int fd, off_t byte)
-{
-	(void)ofd_lock(fd, F_OFD_SETLK, F_UNLCK, byte, NULL);
-}
+#include "drain.h"
 
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23 /* Linux 5.14 */
@@ -94,13 +29,16 @@ void shm_lock_drop(int fd, off_t byte)
  * producer's first store to each 4 KiB page of the ring is a fault (~300 ns measured,
  * once per 8 slots of 512 B through its first lap; MAP_POPULATE is not enough, it maps
  * shared pages read-only and the first store still faults). It costs ~0.05 ms per MiB at
- * attach (~0.3 ms per MiB when it allocates a new ring's pages) and makes them resident.
- * Best effort: an older kernel says EINVAL and the pages fault lazily as before; a short
- * object says EFAULT (never SIGBUS).
+ * attach and makes them resident. An older kernel says EINVAL: the pages then fault
+ * lazily as before. Any other error is the open's: EFAULT means a page could not be had
+ * (a hole that a full tmpfs cannot fill, or an object cut short under us), which a later
+ * store would have turned into SIGBUS.
  */
-static void populate_write(void *p, size_t len)
+static int populate_write(void *p, size_t len)
 {
-	(void)madvise(p, len, MADV_POPULATE_WRITE);
+	if (madvise(p, len, MADV_POPULATE_WRITE) < 0 && errno != EINVAL)
+		return -errno;
+	return 0;
 }
 
 /* Reserve 2 * data_size of address space, then map the data range into both halves. */
@@ -111,8 +49,8 @@ static int map_data_twice(struct shm_map *m)
 	if (base == MAP_FAILED)
 		return -errno;
 	for (int i = 0; i < 2; i++) {
-		void *p = mmap(base + i * sz, sz, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED,
-			       m->fd, (off_t)m->g.data_off);
+		void *p = mmap(base + i * sz, sz, m->inspect ? PROT_READ : PROT_READ | PROT_WRITE,
+			       MAP_SHARED | MAP_FIXED, m->fd, (off_t)m->g.data_off);
 		if (p == MAP_FAILED) {
 			int e = -errno;
 			munmap(base, 2 * sz);
@@ -120,22 +58,26 @@ static int map_data_twice(struct shm_map *m)
 		}
 	}
 	m->data = base;
-	populate_write(base, sz);
-	return 0;
+	/* Inspection maps read-only: no page table to make writable. */
+	return m->inspect ? 0 : populate_write(base, sz); /* the caller unmaps on failure */
 }
 
 static int map_front(struct shm_map *m, size_t len)
 {
-	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, m->fd, 0);
+	void *p = mmap(NULL, len, m->inspect ? PROT_READ : PROT_READ | PROT_WRITE, MAP_SHARED, m->fd, 0);
 	if (p == MAP_FAILED)
 		return -errno;
 	m->hdr = p;
 	m->front_len = len;
-	populate_write(p, len);
-	return 0;
+	return m->inspect ? 0 : populate_write(p, len); /* the caller unmaps on failure */
 }
 
-/* Initialise a fresh object; magic is stored last (release) so openers see all of it. */
+/*
+ * Size and initialise a fresh object, all but its magic (shm_map_open stores it once
+ * everything is mapped). The pages are allocated here, not at first touch: on a full
+ * /dev/shm (tmpfs) ftruncate succeeds and the first store to a page is SIGBUS, in the
+ * creator or in any process that maps the ring later; fallocate says ENOSPC instead.
+ */
 static int init_new(struct shm_map *m, const struct shmring_options *o)
 {
 	uint32_t cap = o && o->capacity ? o->capacity : SHMRING_DEFAULT_CAPACITY;
@@ -143,8 +85,11 @@ static int init_new(struct shm_map *m, const struct shmring_options *o)
 	int rc = shm_geom_make(cap, slot, &m->g);
 	if (rc)
 		return rc;
-	if (ftruncate(m->fd, (off_t)m->g.total_size) < 0)
-		return -errno;
+	/* posix_fallocate returns the error; tmpfs gives up with EINTR on a signal. */
+	while ((rc = posix_fallocate(m->fd, 0, (off_t)m->g.total_size)) == EINTR)
+		;
+	if (rc)
+		return -rc;
 	if ((rc = map_front(m, m->g.data_off)))
 		return rc;
 	struct shm_hdr *h = m->hdr;
@@ -162,25 +107,43 @@ static int init_new(struct shm_map *m, const struct shmring_options *o)
 	h->total_size = m->g.total_size;
 	if (sem_init(&h->wake, 1, 0) < 0)
 		return -errno;
-	/* M1: publishes the initialised header; pairs with the acquire in shm_hdr_check. */
-	atomic_store_explicit(&h->magic, SHM_MAGIC, memory_order_release);
 	return 0;
 }
 
+/* The identity line as pread(2) sees it: read without mapping, so that a page the
+ * object does not have, or that tmpfs cannot back, is never touched. */
+static int read_identity(int fd, uint64_t *magic, uint64_t *total)
+{
+	char b[offsetof(struct shm_hdr, total_size) + sizeof(uint64_t)];
+	ssize_t n = pread(fd, b, sizeof(b), 0);
+	if (n < 0)
+		return -errno;
+	if ((size_t)n < sizeof(b))
+		return -EPROTO;
+	memcpy(magic, b + offsetof(struct shm_hdr, magic), sizeof(*magic));
+	memcpy(total, b + offsetof(struct shm_hdr, total_size), sizeof(*total));
+	return 0;
+}
+
+/*
+ * Nothing is mapped before the object is known to be whole: magic set and the size the
+ * header gives (fstat), read with pread. A truncated or foreign object is -EPROTO, never
+ * SIGBUS. (An object cut short after this check is the caller's risk: see the caveats.)
+ */
 static int attach_existing(struct shm_map *m)
 {
 	struct stat st;
-	/* A creator is between shm_open and the magic store for microseconds; wait up to 1 s. */
+	/* A creator is between shm_open and the magic store for a few ms (it allocates the
+	 * pages); wait up to 1 s. */
 	for (int tries = 0;; tries++) {
 		if (fstat(m->fd, &st) < 0)
 			return -errno;
+		uint64_t magic = 0, total = 0;
 		if ((uint64_t)st.st_size >= sizeof(struct shm_hdr)) {
-			if (!m->hdr) {
-				int rc = map_front(m, sizeof(struct shm_hdr));
-				if (rc)
-					return rc;
-			}
-			if (atomic_load_explicit(&m->hdr->magic, memory_order_acquire) == SHM_MAGIC)
+			int rc = read_identity(m->fd, &magic, &total);
+			if (rc && rc != -EPROTO)
+				return rc;
+			if (!rc && magic == SHM_MAGIC && total == (uint64_t)st.st_size)
 				break;
 		}
 		/* Only a young object can still be in its creator's hands. */
@@ -191,8 +154,11 @@ static int attach_existing(struct shm_map *m)
 		struct timespec ts = { 0, 10 * 1000 * 1000 };
 		nanosleep(&ts, NULL);
 	}
-	int rc = shm_hdr_check(m->hdr, (uint64_t)st.st_size, &m->g);
+	int rc = map_front(m, sizeof(struct shm_hdr));
 	if (rc)
+		return rc;
+	/* M1 (acquire inside) pairs with the creator's release of magic. */
+	if ((rc = shm_hdr_check(m->hdr, (uint64_t)st.st_size, &m->g)))
 		return rc;
 	munmap(m->hdr, m->front_len);
 	m->hdr = NULL;
@@ -213,8 +179,14 @@ int shm_map_open(const char *name, const struct shmring_options *opts, int creat
 			return rc;
 	}
 	mode_t mode = opts && opts->mode ? (opts->mode & 0777) : 0600;
+	int created = 0;
+	/* SHM_INSPECT: read access is enough, and a read-only mapping can neither change the
+	 * ring nor touch its timestamps (gc ages rings by ctime). */
+	m->inspect = create == SHM_INSPECT;
+	if (m->inspect)
+		create = 0;
 	for (int attempt = 0; attempt < 8; attempt++) {
-		m->fd = shm_open(m->shm_name, O_RDWR | O_CLOEXEC, 0);
+		m->fd = shm_open(m->shm_name, (m->inspect ? O_RDONLY : O_RDWR) | O_CLOEXEC, 0);
 		if (m->fd >= 0) {
 			rc = attach_existing(m);
 			break;
@@ -228,26 +200,41 @@ int shm_map_open(const char *name, const struct shmring_options *opts, int creat
 			return -errno;
 		}
 		/* umask must not narrow what the caller asked for. */
-		if (fchmod(m->fd, mode) < 0 || (rc = init_new(m, opts))) {
-			rc = rc ? rc : -errno;
-			shm_unlink(m->shm_name);
-		}
+		created = 1;
+		if (fchmod(m->fd, mode) < 0)
+			rc = -errno;
+		else
+			rc = init_new(m, opts);
 		break;
 	}
 	if (m->fd < 0)
 		return -EAGAIN;
-	if (!rc) {
-		m->words = (_Atomic uint64_t *)((uint8_t *)m->hdr + m->g.words_off);
-		rc = map_data_twice(m);
-	}
 	if (rc)
-		shm_map_close(m);
+		goto fail;
+	m->words = (_Atomic uint64_t *)((uint8_t *)m->hdr + m->g.words_off);
+	if ((rc = map_data_twice(m)))
+		goto fail;
+	if (created)
+		/* M1: publishes the initialised header; pairs with the acquire in shm_hdr_check. */
+		atomic_store_explicit(&m->hdr->magic, SHM_MAGIC, memory_order_release);
+	return 0;
+fail:
+	/* EFAULT from populate: a page tmpfs could not back (full), or one past the end of
+	 * an object cut short since we checked its size. */
+	if (rc == -EFAULT) {
+		struct stat st;
+		rc = fstat(m->fd, &st) == 0 && (uint64_t)st.st_size < m->g.total_size ? -EPROTO : -ENOSPC;
+	}
+	/* A ring we failed to create leaves nothing behind: it never had its magic. */
+	if (created)
+		shm_unlink(m->shm_name);
+	shm_map_close(m);
 	return rc;
 }
 
 int shm_reopen_fd(struct shm_map *m)
 {
-	int fd = shm_open(m->shm_name, O_RDWR | O_CLOEXEC, 0);
+	int fd = shm_open(m->shm_name, (m->inspect ? O_RDONLY : O_RDWR) | O_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
 	m->fd = fd;
@@ -273,8 +260,6 @@ void shm_producer_sum(const struct shm_map *m, struct shm_psum *s, int count_liv
 	for (unsigned i = 0; i < SHM_MAX_PRODUCERS; i++) {
 		const struct shm_producer *p = &m->hdr->producers[i];
 		/* Relaxed: counters are independent monotone figures, read for reporting. */
-		s->sent += atomic_load_explicit(&p->sent, memory_order_relaxed) +
-			   atomic_load_explicit(&p->sent_fast, memory_order_relaxed);
 		s->dropped_full += atomic_load_explicit(&p->dropped_full, memory_order_relaxed);
 		s->dropped_oversize += atomic_load_explicit(&p->dropped_oversize, memory_order_relaxed);
 		s->aborted += atomic_load_explicit(&p->aborted, memory_order_relaxed);
@@ -285,6 +270,43 @@ void shm_producer_sum(const struct shm_map *m, struct shm_psum *s, int count_liv
 	}
 }
 
+/*
+ * Count the records in [head, tail) that the writer has not counted yet, walking record
+ * starts as step() does: CLAIMED and READY records, and claims revoked (DEAD, QUAR) or
+ * released (PAD marked W_PAD_REVOKED) that the writer has not committed past. Flush
+ * sentinels, padding and holes are not records. A word of another lap (freed under us,
+ * or scribbled) or an unreadable span moves on one slot, as the writer does.
+ */
+uint64_t shm_pending_scan(const struct shm_map *m, uint64_t head, uint64_t tail)
+{
+	const struct shm_geom *g = &m->g;
+	const uint64_t mask = g->capacity - 1;
+	uint64_t n_rec = 0;
+	if (tail - head > g->capacity)
+		return 0; /* a torn view: the caller retries */
+	for (uint64_t p = head; p != tail && (int64_t)(tail - p) > 0;) {
+		/* Acquire: pairs with C3/P1/W2, for the span the word names. */
+		uint64_t w = atomic_load_explicit(&m->words[p & mask], memory_order_acquire);
+		unsigned st = w_state(w), span = shm_run_span(m, w);
+		if (w_lap(w) != shm_lap(g, p) || span == 0) {
+			p++;
+			continue;
+		}
+		if (w_kind(w) == 0 && (st == W_CLAIMED || st == W_READY || st == W_DEAD || st == W_QUAR ||
+				       (st == W_PAD && w_owner(w) == W_PAD_REVOKED)))
+			n_rec++;
+		p += span;
+	}
+	return n_rec;
+}
+
+/*
+ * Every figure describes one instant: the writer's totals and head are read under its
+ * progress seqlock (odd while it frees a batch and stores them), and `pending` counts the
+ * ring's records above that head. `sent` is not a counter of its own: a record is counted
+ * by the act that gives it an outcome (its claim puts it in the ring; a drop is one
+ * atomic add), so no death can leave a count without an outcome (DESIGN §9).
+ */
 int shm_stats_read(const struct shm_map *m, struct shmring_stats *st, int self)
 {
 	const struct shm_hdr *h = m->hdr;
@@ -292,26 +314,38 @@ int shm_stats_read(const struct shm_map *m, struct shmring_stats *st, int self)
 	memset(st, 0, sizeof(*st));
 	st->capacity = m->g.capacity;
 	st->slot_size = m->g.slot_size;
-	st->max_record = (uint64_t)m->g.max_slots * m->g.slot_size - SHM_REC_HDR;
-	/* Writer figures first, producer figures after: pending can only be over-, never
-	 * under-estimated by a racing writer. */
-	st->head = atomic_load_explicit(&h->head, memory_order_acquire);
-	st->written = atomic_load_explicit(&h->written, memory_order_relaxed);
-	st->invalid = atomic_load_explicit(&h->invalid, memory_order_relaxed);
-	st->abandoned = atomic_load_explicit(&h->abandoned, memory_order_relaxed);
-	st->flushes_done = atomic_load_explicit(&h->flushes_done, memory_order_relaxed);
-	st->corrupt = atomic_load_explicit(&h->corrupt, memory_order_relaxed);
+	st->max_record = shm_max_record(&m->g);
+	/* Bounded: a writer killed inside a commit leaves the count odd until the next one
+	 * recovers; then the figures are read as they stand. */
+	for (int tries = 0; tries < 64; tries++) {
+		/* G1: pairs with the writer's G3 (release) at the end of a commit. */
+		uint32_t s1 = atomic_load_explicit(&h->progress_seq, memory_order_acquire);
+		if ((s1 & 1) && tries < 63) {
+			sched_yield();
+			continue;
+		}
+		st->head = atomic_load_explicit(&h->head, memory_order_acquire);
+		st->written = atomic_load_explicit(&h->written, memory_order_relaxed);
+		st->invalid = atomic_load_explicit(&h->invalid, memory_order_relaxed);
+		st->abandoned = atomic_load_explicit(&h->abandoned, memory_order_relaxed);
+		st->flushes_done = atomic_load_explicit(&h->flushes_done, memory_order_relaxed);
+		st->corrupt = atomic_load_explicit(&h->corrupt, memory_order_relaxed);
+		st->tail = atomic_load_explicit(&h->tail, memory_order_acquire);
+		st->pending = shm_pending_scan(m, st->head, st->tail);
+		/* G2: the loads above complete before the re-check (seqlock reader). */
+		atomic_thread_fence(memory_order_acquire);
+		if (atomic_load_explicit(&h->progress_seq, memory_order_relaxed) == s1)
+			break;
+	}
 	st->writer_pid = atomic_load_explicit(&h->writer_pid, memory_order_relaxed);
 	shm_producer_sum(m, &ps, 1, self);
-	st->tail = atomic_load_explicit(&h->tail, memory_order_acquire);
-	st->sent = ps.sent;
 	st->dropped_full = ps.dropped_full;
 	st->dropped_oversize = ps.dropped_oversize;
 	st->flushes = ps.flushes;
 	st->aborted = ps.aborted;
 	st->producers = ps.live;
-	uint64_t done = st->written + st->dropped_full + st->dropped_oversize + st->abandoned;
-	st->pending = st->sent > done ? st->sent - done : 0;
+	st->sent = st->written + st->abandoned + st->pending + st->dropped_full + st->dropped_oversize;
+	shm_werr_stats(h, st);
 	int live = shm_lock_held(m->fd, SHM_LOCK_WRITER);
 	st->writer_alive = live == 1;
 	return live < 0 ? live : 0;

@@ -40,13 +40,11 @@
 
 struct shmring {
 	struct shm_map m;
-	uint32_t owner;             /* owner id written into claims (idx << 10 | gen) */
+	uint32_t owner;             /* owner id written into claims (shm_owner_make) */
 	uint32_t entry;             /* producer table index */
 	unsigned fork_gen;          /* g_fork_gen when this process took its entry */
 	pthread_mutex_t mu;         /* entry re-registration and the semaphore pool */
 	_Atomic uint64_t local_drops;
-	/* The thread that counts this entry's sends in sent_fast; 0 until one sends. */
-	_Atomic(pthread_t) fast_thread;
 	struct flush_sem {
 		sem_t *sem;
 		char name[SHM_NAME_MAX + 64];
@@ -114,7 +112,7 @@ static int register_entry(struct shmring *r)
 		uint32_t gen = atomic_fetch_add_explicit(&p->gen, 1, memory_order_acq_rel) + 1;
 		atomic_store_explicit(&p->pid, (int32_t)getpid(), memory_order_relaxed);
 		r->entry = i;
-		r->owner = (i << 10) | (gen & 1023);
+		r->owner = shm_owner_make(i, gen);
 		return 0;
 	}
 	/* The last entry is shared and unlocked: counters still add up, but a stalled
@@ -149,8 +147,6 @@ static int refork(struct shmring *r)
 			r->entry = SHM_MAX_PRODUCERS - 1;
 			r->owner = W_OWNER_ANON;
 		}
-		/* A new entry: its sent_fast belongs to no thread yet. */
-		atomic_store_explicit(&r->fast_thread, (pthread_t)0, memory_order_relaxed);
 		r->fork_gen = g;
 	}
 	pthread_mutex_unlock(&r->mu);
@@ -273,6 +269,85 @@ static int repair(struct shmring *r, uint64_t T, uint64_t p, uint64_t w)
 	return 1;
 }
 
+/* What one attempt at the tail came to. */
+enum { CL_DONE = 0, CL_RETRY = 1, CL_FULL = -EAGAIN };
+
+/* The word at T is FREE for T's lap: check the continuation slots, then claim (C3) and
+ * move the tail (C4). A quarantined run starting inside the range is padded up to. */
+static inline int claim_free(struct shmring *r, uint64_t T, uint64_t w, unsigned n, unsigned kind)
+{
+	struct shm_hdr *h = r->m.hdr;
+	const struct shm_geom *g = &r->m.g;
+	const uint64_t mask = g->capacity - 1;
+	/* Continuation slots must be free for their own lap too. Only the claimer at T can
+	 * take them, so checking before the CAS is enough. */
+	unsigned want = n;
+	for (unsigned k = 1; k < n; k++) {
+		uint64_t p = T + k;
+		uint64_t wk = atomic_load_explicit(&r->m.words[p & mask], memory_order_acquire);
+		if (wk == w_make((unsigned)shm_lap(g, p), 0, 0, 0, W_FREE))
+			continue;
+		/* A quarantined run starts inside our range: pad up to it so that the tail
+		 * reaches the run's start, where it becomes a hole. */
+		if (quarantine_ok(r, wk)) {
+			want = k;
+			break;
+		}
+		if (((w_lap(wk) + 1) & W_LAP_MASK) == shm_lap(g, p) && !repair(r, T, p, wk))
+			return CL_FULL; /* last lap's occupant not consumed yet */
+		return CL_RETRY;
+	}
+	/* C3: the claim point. acq_rel: orders after C2's view, and the release half lets
+	 * helpers that read CLAIMED see a consistent word. */
+	unsigned lap = (unsigned)shm_lap(g, T);
+	uint64_t nw = want == n ? w_make(lap, r->owner, n, kind, W_CLAIMED) : w_make(lap, 0, want, 0, W_PAD);
+	if (!atomic_compare_exchange_strong_explicit(&r->m.words[T & mask], &w, nw,
+			memory_order_acq_rel, memory_order_acquire))
+		return CL_RETRY;
+	if (want == n)
+		SHM_TEST_POINT(SHM_TP_CLAIMED, T);
+	/* C4: failure means a helper already moved it for us. */
+	uint64_t t = T;
+	atomic_compare_exchange_strong_explicit(&h->tail, &t, T + want, memory_order_release,
+						memory_order_relaxed);
+	if (want != n)
+		return CL_RETRY; /* padded: claim again past the quarantined run */
+	SHM_TEST_POINT(SHM_TP_TAIL_MOVED, T);
+	return CL_DONE;
+}
+
+/* Someone claimed T (a word of T's lap) but has not moved the tail yet: move it for them
+ * (H1, as C4), unless the word cannot be read, which costs a repair or a drop. */
+static inline int help_tail(struct shmring *r, uint64_t T, uint64_t w)
+{
+	unsigned m = claimed_span(r, w);
+	if (m == 0 || m > r->m.g.max_slots || (w_state(w) >= W_QUAR && !quarantine_ok(r, w)))
+		return repair(r, T, T, w) ? CL_RETRY : CL_FULL; /* never spin on it */
+	uint64_t t = T;
+	atomic_compare_exchange_strong_explicit(&r->m.hdr->tail, &t, T + m, memory_order_release,
+						memory_order_relaxed);
+	return CL_RETRY;
+}
+
+/* A quarantined run of the last lap at T: once the writer has passed it, it becomes a
+ * hole of this lap and the tail steps over it (DESIGN §6); until then the ring is full. */
+static inline int hole_over(struct shmring *r, uint64_t T, uint64_t w)
+{
+	struct shm_hdr *h = r->m.hdr;
+	const struct shm_geom *g = &r->m.g;
+	unsigned m = claimed_span(r, w);
+	if (atomic_load_explicit(&h->head, memory_order_acquire) < T - g->capacity + m)
+		return CL_FULL;
+	if (atomic_compare_exchange_strong_explicit(&r->m.words[T & (g->capacity - 1)], &w,
+			w_make((unsigned)shm_lap(g, T), w_owner(w), w_n(w), w_kind(w), W_HOLE),
+			memory_order_acq_rel, memory_order_acquire)) {
+		uint64_t t = T;
+		atomic_compare_exchange_strong_explicit(&h->tail, &t, T + m, memory_order_release,
+							memory_order_relaxed);
+	}
+	return CL_RETRY;
+}
+
 /*
  * Claim n slots at the tail. Returns 0 and *pos, or -EAGAIN when the ring is full.
  * Bounded: every failed CAS means another producer made progress, and the retry count
@@ -280,89 +355,31 @@ static int repair(struct shmring *r, uint64_t T, uint64_t p, uint64_t w)
  */
 static int claim(struct shmring *r, unsigned n, const unsigned kind, uint64_t *pos)
 {
-	struct shm_hdr *h = r->m.hdr;
 	const struct shm_geom *g = &r->m.g;
-	const uint64_t mask = g->capacity - 1;
 	for (int tries = 0; tries < 10000; tries++) {
+		SHM_TEST_POINT(SHM_TP_CLAIM_LOOP, 0);
 		/* C1: pairs with C4/H1 so that the word at T is at least as new as the tail. */
-		uint64_t T = atomic_load_explicit(&h->tail, memory_order_acquire);
+		uint64_t T = atomic_load_explicit(&r->m.hdr->tail, memory_order_acquire);
 		unsigned lap = (unsigned)shm_lap(g, T);
 		/* C2: pairs with W3 (the writer freeing the slot for this lap). */
-		uint64_t w = atomic_load_explicit(&r->m.words[T & mask], memory_order_acquire);
-		if (w == w_make(lap, 0, 0, 0, W_FREE)) {
-			/* Continuation slots must be free for their own lap too. Only the claimer
-			 * at T can take them, so checking before the CAS is enough. */
-			unsigned k = 1, want = n;
-			int retry = 0;
-			for (; k < n; k++) {
-				uint64_t p = T + k;
-				uint64_t wk = atomic_load_explicit(&r->m.words[p & mask], memory_order_acquire);
-				if (wk == w_make((unsigned)shm_lap(g, p), 0, 0, 0, W_FREE))
-					continue;
-				/* A quarantined run starts inside our range: pad up to it so that the
-				 * tail reaches the run's start, where it becomes a hole. */
-				if (quarantine_ok(r, wk))
-					break;
-				if (((w_lap(wk) + 1) & W_LAP_MASK) == shm_lap(g, p) && !repair(r, T, p, wk))
-					return -EAGAIN; /* last lap's occupant not consumed yet: full */
-				retry = 1;
-				break;
-			}
-			if (retry)
-				continue;
-			if (k < n)
-				want = k;
-			/* C3: the claim point. acq_rel: orders after C2's view, and the release
-			 * half lets helpers that read CLAIMED see a consistent word. */
-			uint64_t nw = want == n ? w_make(lap, r->owner, n, kind, W_CLAIMED)
-						: w_make(lap, 0, want, 0, W_PAD);
-			if (atomic_compare_exchange_strong_explicit(&r->m.words[T & mask], &w, nw,
-					memory_order_acq_rel, memory_order_acquire)) {
-				/* C4: failure means a helper already moved it for us. */
-				uint64_t t = T;
-				atomic_compare_exchange_strong_explicit(&h->tail, &t, T + want,
-					memory_order_release, memory_order_relaxed);
-				if (want == n) {
-					*pos = T;
-					return 0;
-				}
-			}
-			continue;
-		}
-		if (w_lap(w) == lap) {
-			/* Someone claimed T but has not moved the tail yet: move it for them. */
-			unsigned m = claimed_span(r, w);
-			if (m == 0 || m > g->max_slots || (w_state(w) >= W_QUAR && !quarantine_ok(r, w))) {
-				if (repair(r, T, T, w))
-					continue;
-				return -EAGAIN; /* unreadable and not repairable: drop, never spin */
-			}
-			uint64_t t = T;
-			atomic_compare_exchange_strong_explicit(&h->tail, &t, T + m,
-				memory_order_release, memory_order_relaxed);
-			continue;
-		}
-		if (((w_lap(w) + 1) & W_LAP_MASK) == lap && quarantine_ok(r, w)) {
-			/* A quarantined run of the last lap that the writer has already passed
-			 * becomes a hole of this lap: the tail steps over it (DESIGN §6). */
-			unsigned m = claimed_span(r, w);
-			if (atomic_load_explicit(&h->head, memory_order_acquire) < T - g->capacity + m)
-				return -EAGAIN; /* not passed yet: full */
-			if (atomic_compare_exchange_strong_explicit(&r->m.words[T & mask], &w,
-					w_make(lap, w_owner(w), w_n(w), w_kind(w), W_HOLE),
-					memory_order_acq_rel, memory_order_acquire)) {
-				uint64_t t = T;
-				atomic_compare_exchange_strong_explicit(&h->tail, &t, T + m,
-					memory_order_release, memory_order_relaxed);
-			}
-			continue;
-		}
+		uint64_t w = atomic_load_explicit(&r->m.words[T & (g->capacity - 1)], memory_order_acquire);
+		int rc;
+		if (w == w_make(lap, 0, 0, 0, W_FREE))
+			rc = claim_free(r, T, w, n, kind);
+		else if (w_lap(w) == lap)
+			rc = help_tail(r, T, w);
+		else if (((w_lap(w) + 1) & W_LAP_MASK) == lap && quarantine_ok(r, w))
+			rc = hole_over(r, T, w);
 		/* The last lap's occupant not yet consumed (full); or our T is stale; or the
 		 * word was scribbled over, which repair() tells from the head and the tail. */
-		if (repair(r, T, T, w))
-			continue;
-		if (((w_lap(w) + 1) & W_LAP_MASK) == lap)
-			return -EAGAIN;
+		else if (repair(r, T, T, w))
+			rc = CL_RETRY;
+		else
+			rc = ((w_lap(w) + 1) & W_LAP_MASK) == lap ? CL_FULL : CL_RETRY;
+		if (rc == CL_DONE)
+			*pos = T;
+		if (rc != CL_RETRY)
+			return rc;
 	}
 	return -EAGAIN;
 }
@@ -374,6 +391,7 @@ static int publish(struct shmring *r, uint64_t pos, unsigned n, unsigned kind, u
 	const struct shm_geom *g = &r->m.g;
 	unsigned lap = (unsigned)shm_lap(g, pos);
 	uint64_t exp = w_make(lap, r->owner, n, kind, W_CLAIMED);
+	SHM_TEST_POINT(SHM_TP_COPIED, pos);
 	/* P1: release makes the record's bytes visible to W1; seq_cst orders it before P2
 	 * in the single total order, against the writer's S1 -> S2 (Dekker). */
 	if (!atomic_compare_exchange_strong_explicit(&r->m.words[pos & (g->capacity - 1)], &exp,
@@ -391,6 +409,7 @@ static int publish(struct shmring *r, uint64_t pos, unsigned n, unsigned kind, u
 		}
 		return -ECANCELED;
 	}
+	SHM_TEST_POINT(SHM_TP_PUBLISHED, pos);
 	/* P2: seq_cst load; if it reads 0 the writer's S2 re-check will see our READY. */
 	if (atomic_load_explicit(&h->writer_sleeping, memory_order_seq_cst) &&
 	    atomic_exchange_explicit(&h->writer_sleeping, 0, memory_order_seq_cst))
@@ -398,10 +417,10 @@ static int publish(struct shmring *r, uint64_t pos, unsigned n, unsigned kind, u
 	return 0;
 }
 
-/* Test hook: called between claim and publish (phase 1 after the claim, phase 2 after
- * half the bytes), so tests can kill or stop a producer at the worst instants. Hidden
- * from the shared library; NULL outside tests (one predictable branch). */
-void (*shm_test_hook)(int phase, uint64_t pos);
+/* Test points (internal.h): hidden from the shared library; NULL outside tests. */
+#ifdef SHMRING_TESTING
+void (*shm_test_hook)(int point, uint64_t pos);
+#endif
 
 static inline uint8_t *slot_ptr(const struct shmring *r, uint64_t pos)
 {
@@ -460,6 +479,7 @@ static int wait_space(struct shmring *r, uint64_t deadline_ns)
 	 * at a time so that a writer that died is noticed through the deadline. */
 	if (((w_lap(w) + 1) & W_LAP_MASK) == shm_lap(&r->m.g, T)) {
 		uint64_t left = deadline_ns - now;
+		SHM_TEST_POINT(SHM_TP_WAIT, T);
 		shm_futex_wait(&h->space_seq, seq, left < 10000000ull ? left : 10000000ull);
 	}
 	atomic_fetch_sub_explicit(&h->space_waiters, 1, memory_order_relaxed);
@@ -468,41 +488,43 @@ static int wait_space(struct shmring *r, uint64_t deadline_ns)
 
 static inline uint64_t max_record(const struct shmring *r)
 {
-	return (uint64_t)r->m.g.max_slots * r->m.g.slot_size - SHM_REC_HDR;
+	return shm_max_record(&r->m.g);
 }
 
 /*
- * Count an offer in sent before its outcome's counter, so that sent >= written + dropped
- * + abandoned at every instant. Relaxed: counters are read only for reporting.
- * A lock xadd costs a send about a tenth of its time, so the first thread to send on a
- * handle owns sent_fast and bumps it with a plain load and store: only it writes that
- * word (the entry is this process's; pthread_self() of a thread that exited is reused
- * only after it was joined or freed). Other threads, and the unlocked overflow entry
- * shared by many processes, use the atomic add.
+ * A full ring means the writer is behind. On a host with more runnable threads than
+ * CPUs, senders that spin on -EAGAIN hold the CPUs the writer needs to make room, so a
+ * drop yields once (at P=8 on 2 cores throughput went from 51 % to 91 % of P=2's, and
+ * drops from 84 % to 17 %: docs/bench). But a yield helps only a writer that is running:
+ * with no writer, a stopped one or one blocked on a failing disk, it hands the CPU to any
+ * busy process for up to a time slice (measured: 1000 sends into a full ring, two busy
+ * loops, no writer: 0.25-2.5 s). So yield only while the writer is awake and committed
+ * or polled within the last SHM_BEAT_FRESH_NS. Relaxed loads: a hint, not a guarantee.
  */
-static inline void count_sent(struct shmring *r, struct shm_producer *p)
+#define SHM_BEAT_FRESH_NS 20000000ull /* 20 ms: it commits every ~1 ms when behind */
+static void yield_to_writer(struct shmring *r, uint64_t pos)
 {
-	pthread_t me = pthread_self();
-	pthread_t f = atomic_load_explicit(&r->fast_thread, memory_order_relaxed);
-	if (unlikely(f != me) &&
-	    (f != (pthread_t)0 || r->owner == W_OWNER_ANON ||
-	     !atomic_compare_exchange_strong_explicit(&r->fast_thread, &f, me,
-						      memory_order_relaxed, memory_order_relaxed))) {
-		atomic_fetch_add_explicit(&p->sent, 1, memory_order_relaxed);
+	const struct shm_hdr *h = r->m.hdr;
+	if (atomic_load_explicit(&h->writer_sleeping, memory_order_relaxed))
+		return; /* it is woken by the next publish, not by our yield */
+	uint64_t beat = atomic_load_explicit(&h->writer_beat_ns, memory_order_relaxed);
+	if (!beat || (int64_t)(shm_now_ns() - beat) > (int64_t)SHM_BEAT_FRESH_NS)
 		return;
-	}
-	atomic_store_explicit(&p->sent_fast,
-		atomic_load_explicit(&p->sent_fast, memory_order_relaxed) + 1, memory_order_relaxed);
+	SHM_TEST_POINT(SHM_TP_YIELD, pos);
+	sched_yield();
 }
 
-/* Count the offer, check its size, claim (waiting up to timeout_ms if positive; the
- * clock is read only once the ring is found full), prefetch for the next claim. */
+/* Check the size, claim (waiting up to timeout_ms if positive; the clock is read only
+ * once the ring is found full), prefetch for the next claim. Nothing is counted until
+ * the record has its outcome: the claim (C3) puts it in the ring, where the ring counts
+ * it; a drop is one atomic add (DESIGN §9). */
 static int offer(struct shmring *r, size_t len, int timeout_ms, uint64_t *pos, unsigned *n)
 {
 	uint64_t deadline_ns = 0;
 	struct shm_producer *p = &r->m.hdr->producers[r->entry];
-	count_sent(r, p);
+	SHM_TEST_POINT(SHM_TP_OFFER, 0);
 	if (unlikely(len > max_record(r))) {
+		SHM_TEST_POINT(SHM_TP_OVERSIZE, 0);
 		atomic_fetch_add_explicit(&p->dropped_oversize, 1, memory_order_relaxed);
 		note_drop(r, "larger than the ring's max record");
 		return -EMSGSIZE;
@@ -512,14 +534,12 @@ static int offer(struct shmring *r, size_t len, int timeout_ms, uint64_t *pos, u
 		if (timeout_ms > 0 && !deadline_ns)
 			deadline_ns = shm_now_ns() + (uint64_t)timeout_ms * 1000000ull;
 		if (!deadline_ns || wait_space(r, deadline_ns)) {
+			SHM_TEST_POINT(SHM_TP_FULL, 0);
 			atomic_fetch_add_explicit(&p->dropped_full, 1, memory_order_relaxed);
+			SHM_TEST_POINT(SHM_TP_DROPPED, 0);
 			note_drop(r, "ring full");
-			/* A full ring means the writer is behind, and on a busy host it waits for
-			 * a CPU that spinning senders hold. Yield once (not a wait: it returns at
-			 * once when nothing else is runnable): at P=8 on 2 cores throughput went
-			 * from 51 % to 91 % of P=2's, and drops from 84 % to 17 % (docs/bench). */
 			if (!deadline_ns)
-				sched_yield();
+				yield_to_writer(r, 0);
 			return -EAGAIN;
 		}
 	}
@@ -540,11 +560,13 @@ static int send_common(shmring *r, const void *msgpack, size_t len, int timeout_
 	uint8_t *dst = slot_ptr(r, pos);
 	struct shm_rec rec = { .len = (uint32_t)len, .aux = 0 };
 	memcpy(dst, &rec, sizeof(rec));
-	if (unlikely(shm_test_hook)) {
-		shm_test_hook(1, pos);
+#ifdef SHMRING_TESTING
+	if (unlikely(shm_test_hook)) { /* two instants inside the copy */
+		shm_test_hook(SHM_TP_FILLED_HDR, pos);
 		memcpy(dst + SHM_REC_HDR, msgpack, len / 2);
-		shm_test_hook(2, pos);
+		shm_test_hook(SHM_TP_HALF_COPY, pos);
 	}
+#endif
 	memcpy(dst + SHM_REC_HDR, msgpack, len);
 	return publish(r, pos, n, 0, W_READY);
 }
@@ -606,7 +628,6 @@ SHM_EXPORT int shmring_commit(struct shmring_reservation *res)
 		if (publish(r, res->pos, res->n, 0, W_PAD))
 			return -ECANCELED;
 		if (res->len == 0 && !res->overflow) {
-			atomic_fetch_sub_explicit(&p->sent, 1, memory_order_relaxed);
 			atomic_fetch_add_explicit(&p->aborted, 1, memory_order_relaxed);
 			return -EINVAL;
 		}
@@ -628,8 +649,7 @@ SHM_EXPORT void shmring_abort(struct shmring_reservation *res)
 	struct shm_producer *p = &r->m.hdr->producers[r->entry];
 	if (publish(r, res->pos, res->n, 0, W_PAD))
 		return; /* revoked: the writer counted it as abandoned */
-	/* An aborted reservation was never a record: it leaves sent and is counted apart. */
-	atomic_fetch_sub_explicit(&p->sent, 1, memory_order_relaxed);
+	/* An aborted reservation was never a record: a PAD the ring does not count. */
 	atomic_fetch_add_explicit(&p->aborted, 1, memory_order_relaxed);
 }
 
@@ -666,19 +686,31 @@ static int pool_get(struct shmring *r, struct flush_sem *out)
 	pthread_mutex_unlock(&r->mu);
 	/* The name says whose it is: ring, producer entry and generation, so leftovers of
 	 * dead processes can be told from live ones. */
-	snprintf(out->name, sizeof(out->name), "/%s%s.f.%u.%u.%u", SHM_PREFIX, r->name,
-		 r->entry, gen, seq);
+	shm_sem_name(out->name, sizeof(out->name), r->name, r->entry, gen, seq);
 	struct stat st;
 	mode_t mode = fstat(r->m.fd, &st) == 0 ? (st.st_mode & 0777) : 0600;
 	for (int tries = 0; tries < 2; tries++) {
 		out->sem = sem_open(out->name, O_CREAT | O_EXCL, mode, 0);
 		if (out->sem != SEM_FAILED)
-			return 0;
+			break;
 		if (errno != EEXIST)
 			return -errno;
 		sem_unlink(out->name); /* a leftover of a dead process with our entry and gen */
 	}
-	return -EEXIST;
+	if (out->sem == SEM_FAILED)
+		return -EEXIST;
+	/* sem_open applies the umask: a writer of another user whom the ring's mode admits
+	 * could not open the semaphore to post it, and every flush would wait its full
+	 * 100 ms. The ring's mode, as for the ring itself (glibc: /dev/shm/sem.NAME). */
+	char path[sizeof(out->name) + 16];
+	snprintf(path, sizeof(path), SHM_DIR "/sem.%s", out->name + 1);
+	if (chmod(path, mode) < 0) {
+		int e = -errno;
+		sem_close(out->sem);
+		sem_unlink(out->name);
+		return e;
+	}
+	return 0;
 }
 
 static void pool_put(struct shmring *r, struct flush_sem *s)
@@ -700,10 +732,18 @@ static int writer_alive(const struct shmring *r)
 	return shm_lock_held(r->m.fd, SHM_LOCK_WRITER) == 1;
 }
 
-static void ns_to_ts(uint64_t ns, struct timespec *ts)
+/* A flush not confirmed in time: -ENOTCONN the writer is gone, -EIO it lives but reports
+ * that it cannot write or open its output (the records wait in the ring), else
+ * -ETIMEDOUT. A failed rotation or fsync does not stop the lines: not -EIO. */
+static int flush_late(const struct shmring *r)
 {
-	ts->tv_sec = (time_t)(ns / 1000000000ull);
-	ts->tv_nsec = (long)(ns % 1000000000ull);
+	struct shm_werr_view v;
+	if (!writer_alive(r))
+		return -ENOTCONN;
+	if (shm_werr_read(r->m.hdr, &v) == 0 &&
+	    (v.op == SHMRING_WOP_WRITE || v.op == SHMRING_WOP_OPEN))
+		return -EIO;
+	return -ETIMEDOUT;
 }
 
 SHM_EXPORT int shmring_flush(shmring *r)
@@ -734,7 +774,7 @@ SHM_EXPORT int shmring_flush(shmring *r)
 		/* Full: wait for the writer to free slots, within the same 100 ms. */
 		uint64_t now = shm_now_ns();
 		if (now >= deadline) {
-			rc = writer_alive(r) ? -ETIMEDOUT : -ENOTCONN;
+			rc = flush_late(r);
 			goto out;
 		}
 		wait_space(r, deadline);
@@ -743,8 +783,7 @@ SHM_EXPORT int shmring_flush(shmring *r)
 	struct shm_rec rec = { .len = (uint32_t)nlen, .aux = 0 };
 	memcpy(dst, &rec, sizeof(rec));
 	memcpy(dst + SHM_REC_HDR, fs.name, nlen);
-	if (unlikely(shm_test_hook))
-		shm_test_hook(3, pos);
+	SHM_TEST_POINT(SHM_TP_FLUSH_CLAIMED, pos);
 	if ((rc = publish(r, pos, n, 1, W_READY)))
 		goto out;
 	for (;;) {
@@ -753,12 +792,12 @@ SHM_EXPORT int shmring_flush(shmring *r)
 			rc = 0;
 			break;
 		}
-		ns_to_ts(deadline, &ts);
+		ts = shm_ns_to_ts(deadline);
 		if (sem_clockwait(fs.sem, CLOCK_MONOTONIC, &ts) < 0 && errno == ETIMEDOUT) {
 			if ((int64_t)(atomic_load_explicit(&h->confirmed, memory_order_acquire) - (pos + n)) >= 0)
 				rc = 0;
 			else
-				rc = writer_alive(r) ? -ETIMEDOUT : -ENOTCONN;
+				rc = flush_late(r);
 			break;
 		}
 	}

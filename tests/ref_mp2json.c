@@ -401,12 +401,16 @@ static void put_ext(struct sbuf *b, const msgpack_object *o)
 			sb_printf(b, "\"%04d-%02d-%02dT%02d:%02d:%02d", tm.tm_year + 1900,
 				  tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
 			if (ts.tv_nsec) {
-				char f[16];
-				size_t n = (size_t)snprintf(f, sizeof(f), "%09" PRIu32, ts.tv_nsec);
+				/* Trailing zeros dropped by arithmetic, not by trimming a buffer
+				 * (gcc 12 -O2 could not bound that loop: -Wstringop-overflow). */
+				uint32_t ns = ts.tv_nsec;
+				int digits = 9;
 
-				while (f[n - 1] == '0')
-					f[--n] = '\0';
-				sb_printf(b, ".%s", f);
+				while (ns % 10 == 0) {
+					ns /= 10;
+					digits--;
+				}
+				sb_printf(b, ".%0*" PRIu32, digits, ns);
 			}
 			sb_puts(b, "Z\"");
 			return;

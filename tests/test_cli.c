@@ -10,6 +10,9 @@
 #include <poll.h>
 #include <semaphore.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 
 #include "internal.h"
 #include "testutil.h"
@@ -198,16 +201,17 @@ static void test_help_version(void **state)
 	assert_int_equal(RUN(&r, NULL, "--version"), 0);
 	assert_string_equal(r.out, want);
 	run_free(&r);
-	static const char *const cmds[] = { "ls", "stat", "peek", "send", "flush", "rm" };
+	static const char *const cmds[] = { "ls", "stat", "peek", "send", "flush", "rm", "gc", "metrics" };
+	const size_t ncmds = sizeof(cmds) / sizeof(cmds[0]);
 	const char *top[] = { "--help", "help" };
 	for (int i = 0; i < 2; i++) {
 		assert_int_equal(RUN(&r, NULL, top[i]), 0);
 		assert_non_null(strstr(r.out, "usage: shmring"));
-		for (size_t k = 0; k < 6; k++)
+		for (size_t k = 0; k < ncmds; k++)
 			assert_non_null(strstr(r.out, cmds[k]));
 		run_free(&r);
 	}
-	for (size_t k = 0; k < 6; k++) {
+	for (size_t k = 0; k < ncmds; k++) {
 		char u[64];
 		snprintf(u, sizeof(u), "usage: shmring %s", cmds[k]);
 		assert_int_equal(RUN(&r, NULL, cmds[k], "--help"), 0);
@@ -299,7 +303,11 @@ static void test_ls(void **state)
 static void check_stats_json(json_t *o, const char *name, const char *out, const struct shmring_stats *s)
 {
 	assert_true(json_is_object(o));
-	assert_int_equal(json_object_size(o), 21); /* 19 stats fields + name + out_path */
+	/* 19 stats fields + name + out_path + writer_error and its since (the three error
+	 * fields of the struct are told as that text) */
+	assert_int_equal(json_object_size(o), 23);
+	assert_true(json_is_null(json_object_get(o, "writer_error")));
+	assert_true(json_is_null(json_object_get(o, "writer_error_since")));
 	assert_string_equal(json_string_value(json_object_get(o, "name")), name);
 	assert_string_equal(json_string_value(json_object_get(o, "out_path")), out);
 #define F(f) do { \
@@ -360,6 +368,26 @@ static void test_stat(void **state)
 	assert_int_equal(json_array_size(lines), 3);
 	for (size_t i = 0; i < 3; i++) {
 		o = parse(json_string_value(json_array_get(lines, i)));
+		/* Watching: when (RFC 3339, UTC) and the rates since the previous object. */
+		const char *when = json_string_value(json_object_get(o, "time"));
+		assert_non_null(when);
+		int y, mo, d, h, mi, sec, us;
+		char z = 0;
+		assert_int_equal(sscanf(when, "%4d-%2d-%2dT%2d:%2d:%2d.%6d%c", &y, &mo, &d, &h, &mi, &sec, &us, &z), 8);
+		assert_int_equal(z, 'Z');
+		long tod = (long)(time(NULL) % 86400), said = (h * 60L + mi) * 60 + sec;
+		assert_true(labs(tod - said) <= 2 || labs(tod - said) >= 86398); /* UTC, now */
+		json_t *rates = json_object_get(o, "rates");
+		if (i == 0) {
+			assert_true(json_is_null(rates));
+		} else {
+			assert_true(json_is_object(rates));
+			assert_true(json_is_number(json_object_get(rates, "sent")));
+			assert_true(json_is_number(json_object_get(rates, "dropped")));
+			assert_true(json_number_value(json_object_get(rates, "written")) == 0);
+		}
+		json_object_del(o, "time");
+		json_object_del(o, "rates");
 		check_stats_json(o, t.name, real, &st);
 		json_decref(o);
 	}
@@ -373,6 +401,20 @@ static void test_stat(void **state)
 	run_free(&r);
 	assert_int_equal(RUN(&r, NULL, "stat", t.name, "--watch=0"), 2);
 	run_free(&r);
+
+	/* The ring removed while watched: said so, exit 1 (not a stale view forever). */
+	pid_t rm = fork();
+	assert_true(rm >= 0);
+	if (rm == 0) {
+		tu_sleep_ms(200);
+		_exit(shmring_unlink(t.name) ? 1 : 0);
+	}
+	assert_int_equal(RUN(&r, NULL, "stat", "--json", "--watch", "0.02", "--count", "250", t.name), 1);
+	assert_non_null(strstr(r.err, "removed while being watched"));
+	run_free(&r);
+	int rst;
+	assert_int_equal(waitpid(rm, &rst, 0), rm);
+	assert_true(WIFEXITED(rst) && WEXITSTATUS(rst) == 0);
 
 	shmring_close(h);
 	tu_ring_cleanup(&t);
@@ -622,14 +664,27 @@ static void test_rm(void **state)
 		sem_close(s);
 	}
 	assert_int_equal(RUN(&r, NULL, "rm", "--force", t.name), 0);
+	char said[64];
+	snprintf(said, sizeof(said), "stopped writer pid %d\n", (int)t.writer);
+	assert_string_equal(r.out, said);
 	run_free(&r);
 	assert_false(shm_exists(t.name));
+	/* --force stopped the writer (SIGTERM: it exits 0), so none serves a ring no one sees. */
+	int wst = 0;
+	pid_t got = 0;
+	for (int i = 0; i < 200 && got == 0; i++) {
+		got = waitpid(t.writer, &wst, WNOHANG);
+		if (!got)
+			tu_sleep_ms(5);
+	}
+	assert_int_equal(got, t.writer);
+	assert_true(WIFEXITED(wst) && WEXITSTATUS(wst) == 0);
+	t.writer = 0;
 	assert_false(sem_exists(mine));
 	assert_true(sem_exists(other));
 	assert_true(sem_exists(lookalike));
 	sem_unlink(other);
 	sem_unlink(lookalike);
-	assert_int_equal(tu_writer_stop(&t), 0);
 
 	/* After the writer stopped: removed without --force. */
 	assert_true(tu_writer_start(&t, NULL, NULL) > 0);
@@ -641,6 +696,439 @@ static void test_rm(void **state)
 	assert_int_equal(RUN(&r, NULL, "rm", t.name), 1);
 	assert_non_null(strstr(r.err, "not found"));
 	run_free(&r);
+	tu_ring_cleanup(&t);
+}
+
+/* ---- inspection is read-only ------------------------------------------------------- */
+
+/* Run the program as nobody from a copy in a 0755 folder (the build tree may be in a
+ * 0700 one); only as root. Returns 0 when it cannot. */
+static int as_nobody_begin(char *dir, char *cli, size_t len)
+{
+	if (geteuid() != 0)
+		return 0;
+	assert_non_null(mkdtemp(dir));
+	assert_int_equal(chmod(dir, 0755), 0);
+	snprintf(cli, len, "%s/shmring", dir);
+	char cmd[512];
+	snprintf(cmd, sizeof(cmd), "cp '%s' '%s' && chmod 0755 '%s'", SHMRING_CLI_PATH, cli, cli);
+	assert_int_equal(system(cmd), 0);
+	g_cli = cli;
+	g_run_uid = 65534;
+	return 1;
+}
+
+static void as_nobody_end(const char *dir, const char *cli)
+{
+	g_run_uid = 0;
+	g_cli = SHMRING_CLI_PATH;
+	unlink(cli);
+	rmdir(dir);
+}
+
+static char *file_bytes(const char *path, size_t *n)
+{
+	FILE *f = fopen(path, "rb");
+	assert_non_null(f);
+	char *b = NULL;
+	size_t len = 0;
+	char buf[65536];
+	size_t k;
+	while ((k = fread(buf, 1, sizeof(buf), f)) > 0)
+		buf_add(&b, &len, buf, k);
+	fclose(f);
+	*n = len;
+	return b;
+}
+
+static const char *sample(const char *text, const char *fam, const char *name);
+
+/* ls, stat, peek and metrics (as root and, as root, as nobody against a 0644 ring) change neither
+ * the object's bytes nor its mtime and ctime: gc ages rings by ctime. */
+static void test_inspect_readonly(void **state)
+{
+	(void)state;
+	struct tu_ring t;
+	tu_ring_init(&t, "cli-ro");
+	shmring *h;
+	struct shmring_options o = { .capacity = 64, .slot_size = 256, .mode = 0644 };
+	assert_int_equal(shmring_open(t.name, &o, &h), 0);
+	start_stopped_writer(&t, NULL, NULL);
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	for (int i = 0; i < 3; i++) {
+		tu_pack_record(&sb, 1, i, 10);
+		assert_int_equal(shmring_send(h, sb.data, sb.size), 0);
+	}
+	msgpack_sbuffer_destroy(&sb);
+	shmring_close(h);
+
+	struct stat before, after;
+	size_t n0, n1;
+	assert_int_equal(stat(shm_path(t.name), &before), 0);
+	char *b0 = file_bytes(shm_path(t.name), &n0);
+	tu_sleep_ms(20); /* a change would now show in the nanosecond times */
+	char dir[] = "/tmp/shmring-cli-XXXXXX", cli[64] = "";
+	for (int pass = 0; pass < 2; pass++) {
+		if (pass == 1 && !as_nobody_begin(dir, cli, sizeof(cli)))
+			break;
+		struct run r;
+		assert_int_equal(RUN(&r, NULL, "stat", t.name), 0);
+		assert_non_null(strstr(r.out, "pending           3\n"));
+		run_free(&r);
+		assert_int_equal(RUN(&r, NULL, "stat", "--json", "--watch", "0.01", "--count", "2", t.name), 0);
+		run_free(&r);
+		assert_int_equal(RUN(&r, NULL, "ls", "--json"), 0);
+		json_t *arr = parse(r.out);
+		json_t *e = ls_find(arr, t.name);
+		assert_non_null(e);
+		assert_int_equal(json_integer_value(json_object_get(e, "pending")), 3);
+		assert_true(json_is_true(json_object_get(e, "writer_alive")));
+		json_decref(arr);
+		run_free(&r);
+		assert_int_equal(RUN(&r, NULL, "peek", t.name), 0);
+		arr = split_lines(r.out);
+		assert_int_equal(json_array_size(arr), 3);
+		json_decref(arr);
+		run_free(&r);
+		assert_int_equal(RUN(&r, NULL, "metrics", t.name), 0);
+		assert_string_equal(sample(r.out, "shmring_pending_records", t.name), "3");
+		run_free(&r);
+	}
+	if (cli[0])
+		as_nobody_end(dir, cli);
+	assert_int_equal(stat(shm_path(t.name), &after), 0);
+	char *b1 = file_bytes(shm_path(t.name), &n1);
+	assert_int_equal(after.st_mtim.tv_sec, before.st_mtim.tv_sec);
+	assert_int_equal(after.st_mtim.tv_nsec, before.st_mtim.tv_nsec);
+	assert_int_equal(after.st_ctim.tv_sec, before.st_ctim.tv_sec);
+	assert_int_equal(after.st_ctim.tv_nsec, before.st_ctim.tv_nsec);
+	assert_int_equal(n1, n0);
+	assert_memory_equal(b1, b0, n0);
+	free(b0);
+	free(b1);
+	cont_writer(&t);
+	tu_ring_cleanup(&t);
+}
+
+/* ---- option values ------------------------------------------------------------------ */
+
+/* Exit 2 and one line on stderr naming the option (and containing `has`, when given). */
+static void expect_usage(const char *opt, const char *has, const char *const *args)
+{
+	struct run r;
+	assert_int_equal(run_argv(&r, NULL, args), 2);
+	if (!strstr(r.err, opt) || (has && !strstr(r.err, has)) || strchr(r.err, '\n') != r.err + r.err_len - 1)
+		fail_msg("wanted one line with '%s' and '%s', got: %s", opt, has ? has : "", r.err);
+	assert_int_equal(r.out_len, 0);
+	run_free(&r);
+}
+
+#define USAGE(opt, has, ...) expect_usage((opt), (has), (const char *const[]){ __VA_ARGS__, NULL })
+
+static void test_numbers(void **state)
+{
+	(void)state;
+	struct tu_ring t;
+	tu_ring_init(&t, "cli-num");
+	shmring *h;
+	struct shmring_options o = { .capacity = 64, .slot_size = 256 };
+	assert_int_equal(shmring_open(t.name, &o, &h), 0);
+	shmring_close(h);
+
+	/* gc --min-age: seconds, or a number with s/m/h/d; "abc" was 0 and removed all. */
+	const char *bad_ages[] = { "abc", "", "10x", "-1", "1e3", "0x10", " 5", "5 ", "1.5.2", "m", "inf" };
+	for (size_t i = 0; i < sizeof(bad_ages) / sizeof(bad_ages[0]); i++)
+		USAGE("--min-age", "not a duration", "gc", "--min-age", bad_ages[i]);
+	assert_true(shm_exists(t.name));
+	const char *good_ages[] = { "0", "30", "1.5m", "2h", "1d", "10s", "0.5" };
+	struct run r;
+	for (size_t i = 0; i < sizeof(good_ages) / sizeof(good_ages[0]); i++) {
+		assert_int_equal(RUN(&r, NULL, "gc", "--dry-run", "--min-age", good_ages[i]), 0);
+		run_free(&r);
+	}
+	/* stat and peek */
+	USAGE("--watch", "not a duration", "stat", "--watch", "abc", t.name);
+	USAGE("--watch", "not a duration", "stat", "--watch=1x", t.name);
+	USAGE("--watch", "out of range", "stat", "--watch", "0", t.name);
+	USAGE("--count", "not a whole number", "stat", "--watch", "--count", "2x", t.name);
+	USAGE("--count", "out of range", "stat", "--watch", "--count", "0", t.name);
+	USAGE("--count", "not a whole number", "peek", "-n", "abc", t.name);
+	USAGE("--count", "not a whole number", "peek", "-n", "-1", t.name);
+	assert_int_equal(RUN(&r, NULL, "stat", "--json", "--watch", "10ms", "--count", "1", t.name), 2);
+	run_free(&r);
+	assert_int_equal(RUN(&r, NULL, "stat", "--json", "--watch", "0.01s", "--count", "1", t.name), 0);
+	run_free(&r);
+
+	/* shmring-writer: each numeric option, one line each, no usage dump. */
+	g_cli = SHMRING_WRITER_PATH;
+	const char *w = "--ring";
+	USAGE("--capacity", "capacity must be a power of two (4 ... 1048576)", w, t.name, "--out", t.out,
+	      "--capacity", "1000");
+	USAGE("--capacity", "not a whole number", w, t.name, "--out", t.out, "--capacity", "4k");
+	USAGE("--slot-size", "multiple of 64", w, t.name, "--out", t.out, "--slot-size", "100");
+	USAGE("whole pages", "4096", w, t.name, "--out", t.out, "--capacity", "4", "--slot-size", "64");
+	USAGE("--stall-timeout", "not a whole number", w, t.name, "--out", t.out, "--stall-timeout", "5x");
+	USAGE("--batch-bytes", "not a whole number", w, t.name, "--out", t.out, "--batch-bytes", "-1");
+	USAGE("--exit-when-idle", "not a duration", w, t.name, "--out", t.out, "--exit-when-idle", "abc");
+	USAGE("--max-bytes", "not a whole number", w, t.name, "--out", t.out, "--max-bytes", "1k");
+	USAGE("--keep", "out of range", w, t.name, "--out", t.out, "--keep", "0");
+	USAGE("--bogus", "try shmring-writer --help", w, t.name, "--out", t.out, "--bogus");
+	USAGE("--capacity", "needs a value", w, t.name, "--out", t.out, "--capacity");
+	USAGE("--out", "required", w, t.name);
+	USAGE("'extra'", "unexpected", w, t.name, "--out", t.out, "extra");
+	char want[64];
+	snprintf(want, sizeof(want), "shmring-writer %d.%d.%d\n", SHMRING_VERSION_MAJOR,
+		 SHMRING_VERSION_MINOR, SHMRING_VERSION_PATCH);
+	assert_int_equal(RUN(&r, NULL, "--version"), 0);
+	assert_string_equal(r.out, want);
+	run_free(&r);
+	/* Another geometry than the existing ring's: served as it is, with a warning that
+	 * tells both. */
+	assert_int_equal(RUN(&r, NULL, w, t.name, "--out", t.out, "--capacity", "128",
+			     "--exit-when-idle", "0.2"), 0);
+	if (!strstr(r.err, "exists with capacity 64, slot size 256; asked for capacity 128, slot size 256"))
+		fail_msg("no geometry warning: %s", r.err);
+	run_free(&r);
+	g_cli = SHMRING_CLI_PATH;
+	tu_ring_cleanup(&t);
+}
+
+/* ---- metrics ------------------------------------------------------------------------ */
+
+/* Every field of struct shmring_stats, as its metric family. */
+static const char *const metric_families[] = {
+	"shmring_sent_total", "shmring_written_total", "shmring_invalid_total",
+	"shmring_dropped_full_total", "shmring_dropped_oversize_total", "shmring_abandoned_total",
+	"shmring_aborted_total", "shmring_flushes_total", "shmring_flushes_done_total",
+	"shmring_corrupt_total", "shmring_capacity_slots", "shmring_slot_size_bytes",
+	"shmring_max_record_bytes", "shmring_head_position", "shmring_tail_position",
+	"shmring_pending_records", "shmring_producers", "shmring_writer_alive", "shmring_writer_pid",
+	"shmring_writer_errno", "shmring_writer_error_op", "shmring_writer_error_since_seconds",
+};
+
+/* The sample of family fam for ring name, as text ("" when absent). */
+static const char *sample(const char *text, const char *fam, const char *name)
+{
+	static char v[64];
+	char key[512];
+	snprintf(key, sizeof(key), "\n%s{ring=\"%s\"} ", fam, name);
+	const char *p = strstr(text, key);
+	v[0] = 0;
+	if (p)
+		sscanf(p + strlen(key), "%63s", v);
+	return v;
+}
+
+static char *read_text(const char *path)
+{
+	size_t n;
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return NULL;
+	fclose(f);
+	return file_bytes(path, &n);
+}
+
+/* promtool check metrics < path: 0 ok, 77 no promtool, else its status. */
+static int promtool_check(const char *path)
+{
+	if (system("command -v promtool >/dev/null 2>&1") != 0)
+		return 77;
+	char cmd[600];
+	snprintf(cmd, sizeof(cmd), "promtool check metrics < '%s'", path);
+	int st = system(cmd);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+/* Wait until the writer's metrics file says `want` for family fam; its text or NULL. */
+static char *wait_metrics_file(const char *path, const char *fam, const char *name, const char *want)
+{
+	for (int i = 0; i < 500; i++) {
+		char *t = read_text(path);
+		if (t && !strcmp(sample(t, fam, name), want))
+			return t;
+		free(t);
+		tu_sleep_ms(10);
+	}
+	return NULL;
+}
+
+static void send_some(const char *name, int n)
+{
+	shmring *h;
+	assert_int_equal(shmring_attach(name, &h), 0);
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	for (int i = 0; i < n; i++) {
+		tu_pack_record(&sb, 1, i, 10);
+		assert_int_equal(shmring_send(h, sb.data, sb.size), 0);
+	}
+	msgpack_sbuffer_destroy(&sb);
+	assert_int_equal(tu_flush(h), 0);
+	shmring_close(h);
+}
+
+static void test_metrics(void **state)
+{
+	(void)state;
+	struct tu_ring t;
+	tu_ring_init(&t, "cli-metrics");
+	char prom[300], cliout[300];
+	snprintf(prom, sizeof(prom), "%s/shmring.prom", t.dir);
+	snprintf(cliout, sizeof(cliout), "%s/cli.prom", t.dir);
+	const char *extra[] = { "--metrics-file", prom, "--metrics-interval", "0.1", NULL };
+	assert_true(tu_writer_start_with(&t, "64", "256", extra) > 0);
+	send_some(t.name, 5);
+
+	struct run r;
+	assert_int_equal(RUN(&r, NULL, "metrics", t.name), 0);
+	for (size_t i = 0; i < sizeof(metric_families) / sizeof(metric_families[0]); i++) {
+		char type[128];
+		snprintf(type, sizeof(type), "# TYPE %s %s\n", metric_families[i],
+			 strstr(metric_families[i], "_total") ? "counter" : "gauge");
+		assert_non_null(strstr(r.out, type));
+		assert_true(sample(r.out, metric_families[i], t.name)[0] != 0);
+	}
+	assert_string_equal(sample(r.out, "shmring_written_total", t.name), "5");
+	assert_string_equal(sample(r.out, "shmring_sent_total", t.name), "5");
+	assert_string_equal(sample(r.out, "shmring_capacity_slots", t.name), "64");
+	assert_string_equal(sample(r.out, "shmring_writer_alive", t.name), "1");
+	char pid[32];
+	snprintf(pid, sizeof(pid), "%d", (int)t.writer);
+	assert_string_equal(sample(r.out, "shmring_writer_pid", t.name), pid);
+	assert_string_equal(sample(r.out, "shmring_writer_errno", t.name), "0");
+	FILE *f = fopen(cliout, "w");
+	assert_non_null(f);
+	fputs(r.out, f);
+	fclose(f);
+	run_free(&r);
+	/* Every ring when none is named; a name that is not a ring is an error. */
+	assert_int_equal(RUN(&r, NULL, "metrics"), 0);
+	assert_string_equal(sample(r.out, "shmring_written_total", t.name), "5");
+	run_free(&r);
+	assert_int_equal(RUN(&r, NULL, "metrics", t.name, "no-such-ring-here"), 1);
+	assert_string_equal(sample(r.out, "shmring_written_total", t.name), "5");
+	assert_non_null(strstr(r.err, "no-such-ring-here: not found"));
+	run_free(&r);
+
+	/* The writer's file, rewritten every 0.1 s; at exit it says the writer is gone. */
+	char *text = wait_metrics_file(prom, "shmring_written_total", t.name, "5");
+	assert_non_null(text);
+	assert_string_equal(sample(text, "shmring_writer_alive", t.name), "1");
+	free(text);
+	int pc = promtool_check(cliout);
+	if (pc != 77) {
+		assert_int_equal(pc, 0);
+		assert_int_equal(promtool_check(prom), 0);
+	}
+	assert_int_equal(tu_writer_stop(&t), 0);
+	text = read_text(prom);
+	assert_non_null(text);
+	assert_string_equal(sample(text, "shmring_writer_alive", t.name), "0");
+	free(text);
+	char tmp[320];
+	snprintf(tmp, sizeof(tmp), "%s.tmp", prom);
+	assert_int_equal(access(tmp, F_OK), -1);
+	unlink(prom);
+	unlink(cliout);
+
+	/* A metrics file that cannot be written is logged, never fatal. */
+	const char *bad[] = { "--metrics-file", "/proc/no-such-dir/shmring.prom", "--metrics-interval", "0.05", NULL };
+	assert_true(tu_writer_start_with(&t, NULL, NULL, bad) > 0);
+	send_some(t.name, 2);
+	assert_int_equal(tu_writer_stop(&t), 0);
+	tu_ring_cleanup(&t);
+	if (pc == 77)
+		skip(); /* the rest passed; promtool is not installed */
+}
+
+/* A free TCP port on 127.0.0.1 (the kernel's pick; free again once closed). */
+static int free_port(void)
+{
+	int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(a);
+	assert_true(s >= 0);
+	assert_int_equal(bind(s, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(getsockname(s, (struct sockaddr *)&a, &len), 0);
+	close(s);
+	return ntohs(a.sin_port);
+}
+
+/* GET http://127.0.0.1:port/path: the whole response, or NULL if nothing listens. */
+static char *http_get(int port, const char *path)
+{
+	int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	if (s < 0 || connect(s, (struct sockaddr *)&a, sizeof(a)) < 0) {
+		if (s >= 0)
+			close(s);
+		return NULL;
+	}
+	char req[256];
+	int n = snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n", path);
+	assert_int_equal(write(s, req, (size_t)n), n);
+	char *b = NULL, buf[8192];
+	size_t len = 0;
+	ssize_t k;
+	buf_add(&b, &len, "", 0);
+	while ((k = read(s, buf, sizeof(buf))) > 0)
+		buf_add(&b, &len, buf, (size_t)k);
+	close(s);
+	return b;
+}
+
+/* node_exporter's textfile collector serves the writer's --metrics-file. */
+static void test_node_exporter(void **state)
+{
+	(void)state;
+	const char *ne = "/usr/bin/prometheus-node-exporter";
+	if (access(ne, X_OK) != 0)
+		skip();
+	struct tu_ring t;
+	tu_ring_init(&t, "cli-nodeexp");
+	char prom[300];
+	snprintf(prom, sizeof(prom), "%s/shmring.prom", t.dir);
+	const char *extra[] = { "--metrics-file", prom, "--metrics-interval", "0.1", NULL };
+	assert_true(tu_writer_start_with(&t, "64", "256", extra) > 0);
+	send_some(t.name, 3);
+	char *text = wait_metrics_file(prom, "shmring_written_total", t.name, "3");
+	assert_non_null(text);
+	free(text);
+
+	int port = free_port();
+	char dir_arg[300], listen_arg[64];
+	snprintf(dir_arg, sizeof(dir_arg), "--collector.textfile.directory=%s", t.dir);
+	snprintf(listen_arg, sizeof(listen_arg), "--web.listen-address=127.0.0.1:%d", port);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		if (!getenv("SHMRING_TEST_VERBOSE")) {
+			freopen("/dev/null", "w", stderr);
+			freopen("/dev/null", "w", stdout);
+		}
+		execl(ne, ne, "--collector.disable-defaults", "--collector.textfile", dir_arg, listen_arg,
+		      (char *)NULL);
+		_exit(127);
+	}
+	tu_track(pid, NULL);
+	char *body = NULL;
+	for (int i = 0; i < 500 && !body; i++) {
+		body = http_get(port, "/metrics");
+		if (!body)
+			tu_sleep_ms(10);
+	}
+	kill(pid, SIGTERM);
+	waitpid(pid, NULL, 0);
+	assert_non_null(body);
+	if (!strstr(body, "200 OK") || strcmp(sample(body, "shmring_written_total", t.name), "3") ||
+	    strcmp(sample(body, "shmring_writer_alive", t.name), "1"))
+		fail_msg("node_exporter did not serve the ring's metrics: %.2000s", body);
+	free(body);
+	assert_int_equal(tu_writer_stop(&t), 0);
+	unlink(prom);
 	tu_ring_cleanup(&t);
 }
 
@@ -776,6 +1264,10 @@ int main(void)
 		cmocka_unit_test(test_flush_codes),
 		cmocka_unit_test(test_rm),
 		cmocka_unit_test(test_errors),
+		cmocka_unit_test(test_inspect_readonly),
+		cmocka_unit_test(test_numbers),
+		cmocka_unit_test(test_metrics),
+		cmocka_unit_test(test_node_exporter),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

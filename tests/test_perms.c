@@ -82,6 +82,83 @@ static void test_other_user(void **state)
 	tu_ring_cleanup(&t2);
 }
 
+/*
+ * A 0666 ring, its writer another user (nobody), the producer root with umask 022: the
+ * flush semaphore gets the ring's mode, so the writer can post it and a flush returns as
+ * soon as its sentinel is written, not after the full 100 ms.
+ */
+static void test_flush_other_user_writer(void **state)
+{
+	(void)state;
+	if (geteuid() != 0) {
+		fprintf(stderr, "skipped: needs root (to run the writer as nobody)\n");
+		skip();
+	}
+	struct tu_ring t;
+	tu_ring_init(&t, "semmode");
+	/* The writer as nobody, from a copy nobody can reach (the build tree may not be). */
+	char wdir[] = "/tmp/shmring-semmode-XXXXXX", wpath[64];
+	assert_non_null(mkdtemp(wdir));
+	assert_int_equal(chmod(wdir, 0755), 0);
+	snprintf(wpath, sizeof(wpath), "%s/shmring-writer", wdir);
+	char cmd[512];
+	snprintf(cmd, sizeof(cmd), "cp '%s' '%s' && chmod 0755 '%s'", SHMRING_WRITER_PATH, wpath, wpath);
+	assert_int_equal(system(cmd), 0);
+	mode_t old = umask(022);
+	shmring *r;
+	struct shmring_options o = { .mode = 0666 };
+	assert_int_equal(shmring_open(t.name, &o, &r), 0);
+	pid_t w = fork();
+	if (w == 0) {
+		if (setgroups(0, NULL) || setgid(65534) || setuid(65534))
+			_exit(10);
+		if (!getenv("SHMRING_TEST_VERBOSE"))
+			freopen("/dev/null", "w", stderr);
+		execl(wpath, wpath, "--ring", t.name, "--out", t.out, (char *)NULL);
+		_exit(127);
+	}
+	t.writer = w;
+	tu_track(w, NULL);
+	struct shmring_stats st;
+	for (int i = 0; i < 400; i++) {
+		if (shmring_stats(r, &st) == 0 && st.writer_alive && st.writer_pid == w)
+			break;
+		tu_sleep_ms(5);
+	}
+	assert_true(st.writer_alive && st.writer_pid == w);
+	/* Ten flushes, one record each: most must not wait for the 100 ms bound (a loaded
+	 * machine may delay one or two; before, every one took 100 ms). */
+	char rec[1] = { (char)0xc0 };
+	int fast = 0;
+	for (int i = 0; i < 10; i++) {
+		assert_int_equal(shmring_send(r, rec, 1), 0);
+		uint64_t t0 = shm_now_ns();
+		assert_int_equal(shmring_flush(r), 0);
+		fast += shm_now_ns() - t0 < 50000000ull;
+	}
+	assert_true(fast >= 7);
+	/* The semaphore has the ring's mode, whatever the umask. */
+	DIR *d = opendir("/dev/shm");
+	struct dirent *de;
+	char pre[160], p[600];
+	snprintf(pre, sizeof(pre), "sem.shmring.%s.f.", t.name);
+	int sems = 0;
+	while ((de = readdir(d)))
+		if (!strncmp(de->d_name, pre, strlen(pre))) {
+			snprintf(p, sizeof(p), "/dev/shm/%s", de->d_name);
+			assert_int_equal(mode_of(p), 0666);
+			sems++;
+		}
+	closedir(d);
+	assert_int_equal(sems, 1);
+	umask(old);
+	shmring_close(r);
+	assert_int_equal(tu_writer_stop(&t), 0);
+	unlink(wpath);
+	rmdir(wdir);
+	tu_ring_cleanup(&t);
+}
+
 /* A symlink planted at the output path: the writer refuses to write through it. */
 static void test_no_follow(void **state)
 {
@@ -112,6 +189,7 @@ int main(void)
 		cmocka_unit_test(test_default_modes),
 		cmocka_unit_test(test_other_user),
 		cmocka_unit_test(test_no_follow),
+		cmocka_unit_test(test_flush_other_user_writer),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

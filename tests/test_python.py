@@ -1,7 +1,8 @@
 #!/usr/bin/python3
-"""test_python: the ctypes binding (tools/python/shmring.py): Python producers (forked) and
+"""test_python: the ctypes binding (bindings/python/shmring): Python producers (forked) and
 C producers (the shmring send command) into one ring, every record checked in the JSONL;
-the context manager, OSError errnos, the stats dict, full and oversize drops.
+the context manager, OSError errnos, the stats dict, full and oversize drops, send_wait,
+the audit sink's exact lines, log lines through logging, __version__ against the header.
 
 Run by ctest with SHMRING_LIB (the built libshmring.so), SHMRING_WRITER_PATH and
 SHMRING_CLI_PATH set; exit 77 (skipped) when the msgpack module is missing."""
@@ -9,7 +10,9 @@ SHMRING_CLI_PATH set; exit 77 (skipped) when the msgpack module is missing."""
 import base64
 import errno
 import json
+import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -26,7 +29,8 @@ except ImportError:
     print("skipped: the msgpack module is not installed for %s (python3-msgpack)" % sys.executable)
     sys.exit(77)
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools", "python"))
+SRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+sys.path.insert(0, os.path.join(SRC, "bindings", "python"))
 import shmring  # noqa: E402
 
 WRITER = os.environ.get("SHMRING_WRITER_PATH", "")
@@ -163,7 +167,8 @@ def test_stats_dict():
         check(tuple(st) == shmring.STATS_FIELDS, "stats keys: %r" % list(st))
         check(set(st) == {"capacity", "slot_size", "max_record", "head", "tail", "pending", "sent", "written",
                           "invalid", "dropped_full", "dropped_oversize", "abandoned", "aborted", "flushes",
-                          "flushes_done", "corrupt", "writer_pid", "writer_alive", "producers"},
+                          "flushes_done", "corrupt", "writer_pid", "writer_alive", "producers",
+                          "writer_errno", "writer_error_op", "writer_error_since_ns"},
               "stats field names")
         check(st["capacity"] == 64 and st["slot_size"] == 256, "geometry %r" % st)
         check(st["max_record"] == 16 * 256 - 8, "max_record %d" % st["max_record"])
@@ -172,6 +177,7 @@ def test_stats_dict():
         ring.send(b"\x01")
         st = ring.stats()
         check(st["sent"] == 2 and st["pending"] == 2 and st["tail"] == 2, "after two sends %r" % st)
+        check(st["writer_errno"] == 0 and ring.writer_error() is None, "no writer error %r" % st)
         # No writer: flush answers ENOTCONN at once.
         try:
             ring.flush()
@@ -236,6 +242,139 @@ def test_handle_and_errors():
         pass
 
 
+def test_version():
+    with open(os.path.join(SRC, "include", "shmring.h")) as f:
+        parts = dict(re.findall(r"#define SHMRING_VERSION_(MAJOR|MINOR|PATCH) +(\d+)", f.read()))
+    want = "%s.%s.%s" % (parts["MAJOR"], parts["MINOR"], parts["PATCH"])
+    check(shmring.__version__ == want, "__version__ %s, include/shmring.h says %s" % (shmring.__version__, want))
+
+
+class _Capture(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.records = []
+
+    def emit(self, record):
+        self.records.append(record)
+
+
+def test_send_wait_and_log():
+    """send_wait on a full ring without a writer waits its timeout, then EAGAIN; the drop's
+    WARN line arrives through logging("shmring")."""
+    cap = _Capture()
+    log = logging.getLogger("shmring")
+    log.addHandler(cap)
+    log.setLevel(logging.DEBUG)
+    name = ring_name("wait")
+    try:
+        with shmring.Ring(name, capacity=64, slot_size=64) as ring:
+            ring.send_wait({"i": 0}, 10)  # room: at once
+            n = 1
+            while True:
+                try:
+                    ring.send({"i": n})
+                    n += 1
+                except BlockingIOError:
+                    break
+            t0 = time.monotonic()
+            try:
+                ring.send_wait({"i": n}, 50)
+                check(False, "send_wait on a full ring did not raise")
+            except BlockingIOError:
+                waited = time.monotonic() - t0
+                check(0.04 <= waited < 2, "send_wait waited %.3f s for a 50 ms timeout" % waited)
+            check(ring.stats()["dropped_full"] == 2, "dropped_full %r" % ring.stats()["dropped_full"])
+    finally:
+        log.removeHandler(cap)
+        log.setLevel(logging.NOTSET)
+        shmring.unlink(name)
+    warns = [r for r in cap.records if r.levelno == logging.WARNING and name in r.getMessage()]
+    check(len(warns) >= 1 and "record dropped" in warns[0].getMessage(), "log records %r"
+          % [r.getMessage() for r in cap.records])
+
+
+AUDIT_REC = {
+    "ts": "2026-11-24T08:55:52.123456Z", "turn_id": "t-42", "page_id": "p-7", "page_type": "tool_output",
+    "origin": {"kind": "tool_pair", "tool_name": "read_file"}, "original_tokens": 1800,
+    "compacted_tokens": 240, "fidelity_level": "summary", "invariant_version": 1,
+    "provider_name": "anthropic", "violations": [{"missing_field": "exit_code", "detail": 'tool said "exit 1"'}],
+}
+# What the C sink (and serde_json) writes for AUDIT_REC: the README's example line.
+AUDIT_LINE = ('{"ts":"2026-11-24T08:55:52.123456Z","turn_id":"t-42","page_id":"p-7","page_type":"tool_output",'
+              '"origin":{"kind":"tool_pair","tool_name":"read_file"},"original_tokens":1800,'
+              '"compacted_tokens":240,"fidelity_level":"summary","invariant_version":1,'
+              '"provider_name":"anthropic","violations":[{"missing_field":"exit_code",'
+              '"detail":"tool said \\"exit 1\\""}]}')
+
+
+def test_audit_sink(tmp):
+    """AuditSink over shmring_audit_*: an autostarted writer (INFO line via logging), exact
+    lines for each page type and origin kind, bad dicts refused before anything is sent."""
+    os.environ["SHMRING_WRITER"] = WRITER
+    path = os.path.join(tmp, "audit", "compaction.jsonl")
+    cap = _Capture()
+    log = logging.getLogger("shmring")
+    log.addHandler(cap)
+    log.setLevel(logging.DEBUG)
+    try:
+        with shmring.AuditSink(path, 100) as sink:
+            ring = sink.ring_name
+            check(re.fullmatch(r"audit-[0-9a-f]{16}", ring) is not None, "ring name %r" % ring)
+            sink.send(AUDIT_REC)
+            want = [AUDIT_LINE]
+            for i, (pt, (kind, key)) in enumerate(zip(shmring.PAGE_TYPES, shmring.ORIGIN_KINDS)):
+                rec = dict(AUDIT_REC, page_type=pt, origin={"kind": kind, key: "v\u00e9%d" % i},
+                           violations=[], classification_fallback=(i % 2 == 1), invariant_version=255,
+                           original_tokens=2 ** 32 - 1)
+                sink.send(rec)
+                want.append(
+                    '{"ts":"2026-11-24T08:55:52.123456Z","turn_id":"t-42","page_id":"p-7","page_type":"%s",'
+                    '"origin":{"kind":"%s","%s":"v\u00e9%d"},"original_tokens":4294967295,'
+                    '"compacted_tokens":240,"fidelity_level":"summary","invariant_version":255,'
+                    '"provider_name":"anthropic","violations":[]%s}'
+                    % (pt, kind, key, i, ',"classification_fallback":true' if i % 2 else ""))
+            now = dict(AUDIT_REC)
+            del now["ts"]
+            sink.send(now)
+            bad = [dict(AUDIT_REC, page_type="nope"), dict(AUDIT_REC, extra=1),
+                   dict(AUDIT_REC, origin={"kind": "turn", "tool_name": "x"}),
+                   dict(AUDIT_REC, original_tokens=-1), dict(AUDIT_REC, invariant_version=256),
+                   dict(AUDIT_REC, turn_id=None), dict(AUDIT_REC, turn_id="a\0b"),
+                   dict(AUDIT_REC, violations=[{"missing_field": "x"}]),
+                   {k: v for k, v in AUDIT_REC.items() if k != "page_id"}]
+            for b in bad:
+                try:
+                    sink.send(b)
+                    check(False, "a bad record was accepted: %r" % (b,))
+                except (ValueError, TypeError):
+                    pass
+            sink.flush()
+            st = sink.stats()
+            check(st["written"] == len(want) + 1 and sink.dropped_count() == 0, "sink stats %r" % st)
+        check(sink.closed, "AuditSink context manager did not close")
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+        check(lines[:-1] == want, "audit lines differ:\n%s\nwant\n%s" % ("\n".join(lines), "\n".join(want)))
+        last = json.loads(lines[-1])
+        check(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", last["ts"]) is not None,
+              "ts of now: %r" % last["ts"])
+        check(any(r.levelno == logging.INFO and "started shmring-writer" in r.getMessage()
+                  for r in cap.records), "no INFO line for the autostart: %r" % [r.getMessage() for r in cap.records])
+    finally:
+        log.removeHandler(cap)
+        log.setLevel(logging.NOTSET)
+        # Stop the autostarted writer and remove its ring: nothing left behind.
+        subprocess.run([CLI, "rm", "--force", "audit-" + shmring_audit_hash(path)], capture_output=True)
+
+
+def shmring_audit_hash(path):
+    """FNV-1a 64 of the canonical path, as the C sink names its ring."""
+    h = 0xcbf29ce484222325
+    for b in os.fsencode(os.path.realpath(path)):
+        h = ((h ^ b) * 0x100000001b3) & 0xFFFFFFFFFFFFFFFF
+    return "%016x" % h
+
+
 def main():
     if not WRITER or not os.access(WRITER, os.X_OK):
         print("SHMRING_WRITER_PATH is not set to the writer", file=sys.stderr)
@@ -244,7 +383,8 @@ def main():
         print("SHMRING_CLI_PATH is not set to the shmring command", file=sys.stderr)
         return 1
     with tempfile.TemporaryDirectory(prefix="shmring-py-") as tmp:
-        for t in (test_stats_dict, test_handle_and_errors, lambda: test_mixed_producers(tmp)):
+        for t in (test_version, test_stats_dict, test_handle_and_errors, test_send_wait_and_log,
+                  lambda: test_audit_sink(tmp), lambda: test_mixed_producers(tmp)):
             t()
     if failures:
         print("%d check(s) failed" % len(failures), file=sys.stderr)

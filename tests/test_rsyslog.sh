@@ -108,8 +108,8 @@ for try in $(seq 0 19); do
 done
 [ -n "$port" ] || fail "no free port found"
 mkdir -p "$tmp/receiver" "$tmp/sender"
-render "$src/tools/rsyslog/sender.conf.in" "$tmp/sender.conf" "$tmp/sender" "$port"
-render "$src/tools/rsyslog/receiver.conf.in" "$tmp/receiver.conf" "$tmp/receiver" "$port"
+render "$src/docs/rsyslog/sender.conf.in" "$tmp/sender.conf" "$tmp/sender" "$port"
+render "$src/docs/rsyslog/receiver.conf.in" "$tmp/receiver.conf" "$tmp/receiver" "$port"
 
 # Starts the sender; once the writer's file exists, waits until imfile has it open: lines
 # of a file rotated away while the sender is not following it are not read (see the doc).

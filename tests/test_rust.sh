@@ -29,7 +29,7 @@ done
 export SHMRING_LIB_DIR=$build                 # build.rs links this libshmring.so
 export LD_LIBRARY_PATH=$build${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 export SHMRING_WRITER=$writer SHMRING_WRITER_IDLE_EXIT=2
-export SHMRING_CLI_PATH=$cli SHMRING_LIB=$build/libshmring.so SHMRING_PYTHONPATH=$src/tools/python
+export SHMRING_CLI_PATH=$cli SHMRING_LIB=$build/libshmring.so SHMRING_PYTHONPATH=$src/bindings/python
 export CARGO_TARGET_DIR=$build/rust-target
 cd "$src/bindings/rust"
 # Cargo.lock is not kept (a newer cargo writes a format Debian's refuses): make it afresh.

@@ -79,6 +79,7 @@ static void check_identity(shmring *r)
 	assert_int_equal(shmring_stats(r, &st), 0);
 	assert_int_equal(st.pending, 0);
 	TU_ASSERT_SETTLED(st);
+	TU_ASSERT_RING_VALID(r);
 }
 
 /* Full capacity: with the writer stopped, exactly `slots` one-slot records fit; then they
@@ -105,9 +106,7 @@ static void killed(int phase)
 {
 	struct tu_ring t;
 	tu_ring_init(&t, "killed");
-	tu_writer_extra = stall_args;
-	assert_true(tu_writer_start(&t, "64", "256") > 0);
-	tu_writer_extra = NULL;
+	assert_true(tu_writer_start_with(&t, "64", "256", stall_args) > 0);
 	shmring *r;
 	assert_int_equal(shmring_open(t.name, NULL, &r), 0);
 	pid_t a = fork();
@@ -157,9 +156,7 @@ static void test_stopped_mid_copy(void **state)
 	(void)state;
 	struct tu_ring t;
 	tu_ring_init(&t, "stopped");
-	tu_writer_extra = stall_args;
-	assert_true(tu_writer_start(&t, "64", "256") > 0);
-	tu_writer_extra = NULL;
+	assert_true(tu_writer_start_with(&t, "64", "256", stall_args) > 0);
 	shmring *r;
 	assert_int_equal(shmring_open(t.name, NULL, &r), 0);
 	int pfd[2];
@@ -217,9 +214,7 @@ static void test_killed_flusher(void **state)
 	(void)state;
 	struct tu_ring t;
 	tu_ring_init(&t, "kflush");
-	tu_writer_extra = stall_args;
-	assert_true(tu_writer_start(&t, "64", "256") > 0);
-	tu_writer_extra = NULL;
+	assert_true(tu_writer_start_with(&t, "64", "256", stall_args) > 0);
 	shmring *r;
 	assert_int_equal(shmring_open(t.name, NULL, &r), 0);
 	pid_t a = fork();
@@ -250,9 +245,7 @@ static void test_mark_losses(void **state)
 	struct tu_ring t;
 	tu_ring_init(&t, "marks");
 	static const char *args[] = { "--stall-timeout", "200", "--mark-losses", NULL };
-	tu_writer_extra = args;
-	assert_true(tu_writer_start(&t, "64", "256") > 0);
-	tu_writer_extra = NULL;
+	assert_true(tu_writer_start_with(&t, "64", "256", args) > 0);
 	shmring *r;
 	assert_int_equal(shmring_open(t.name, NULL, &r), 0);
 	kill(t.writer, SIGSTOP);

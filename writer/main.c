@@ -3,10 +3,12 @@
  *
  *   shmring-writer --ring NAME --out PATH [--capacity N] [--slot-size B]
  *                  [--stall-timeout MS] [--batch-bytes B] [--exit-when-idle S]
+ *                  [--metrics-file PATH [--metrics-interval S]] ...
  */
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,23 +84,53 @@ static void usage(FILE *f)
 		"      --keep K             rotated files kept, PATH.1 .. PATH.K (default 5)\n"
 		"      --detach             run in the background (own session); return once serving\n"
 		"      --pid-file PATH      write the serving writer's pid there\n"
+		"      --metrics-file PATH  keep the ring's counters in PATH in the Prometheus text\n"
+		"                           format (for node_exporter's textfile collector), rewritten\n"
+		"                           atomically (PATH.tmp, then rename) every interval\n"
+		"      --metrics-interval S seconds between rewrites (default 10; fractions and\n"
+		"                           units s, m, h allowed)\n"
 		"      --mark-losses        before the first line after records were lost, write\n"
 		"                           {\"shmring_lost\":{\"dropped_full\":N,\"dropped_oversize\":N,\"abandoned\":N},\"ts\":T}\n"
-		"  -h, --help               this text\n\n"
-		"SIGTERM/SIGINT: write everything already in the ring, then exit 0.\n"
-		"SIGHUP: reopen PATH (after logrotate renamed it).\n"
+		"  -h, --help               this text\n"
+		"  -V, --version            the version\n\n"
+		"Numbers are decimal digits; durations S are seconds, or a number with s, m, h or d.\n"
+		"SIGTERM/SIGINT: write everything already in the ring, then exit 0; while PATH\n"
+		"cannot be written (full disk, I/O error, file size limit), exit 1 within a second,\n"
+		"leaving what was not written in the ring for the next writer.\n"
+		"SIGHUP: reopen PATH (after logrotate renamed it). PATH removed or replaced is also\n"
+		"noticed before each batch, and opened anew.\n"
+		"A failing write or open is retried every second; `shmring stat` shows the error.\n"
 		"Exit status: 0 ok, 1 error, 2 usage, 3 another live writer serves the ring, 4 ring damaged.\n");
 }
 
-static int parse_u64(const char *s, uint64_t *out)
+/* One line naming what is wrong, never the whole usage: it would bury the line. */
+static int __attribute__((format(printf, 1, 2))) usage_error(const char *fmt, ...)
 {
-	char *end;
-	errno = 0;
-	unsigned long long v = strtoull(s, &end, 0);
-	if (errno || !*s || *end || s[0] == '-')
-		return -1;
-	*out = v;
-	return 0;
+	va_list ap;
+	va_start(ap, fmt);
+	fprintf(stderr, "shmring-writer: ");
+	vfprintf(stderr, fmt, ap);
+	fprintf(stderr, " (try shmring-writer --help)\n");
+	va_end(ap);
+	return WEXIT_USAGE;
+}
+
+static int opt_uint(const char *opt, const char *arg, uint64_t min, uint64_t max, uint64_t *out)
+{
+	char why[512];
+	if (shm_opt_uint(arg, min, max, out, why, sizeof(why)) == 0)
+		return 0;
+	usage_error("%s: %s", opt, why);
+	return -1;
+}
+
+static int opt_seconds(const char *opt, const char *arg, double min, double max, double *out)
+{
+	char why[512];
+	if (shm_opt_seconds(arg, min, max, out, why, sizeof(why)) == 0)
+		return 0;
+	usage_error("%s: %s", opt, why);
+	return -1;
 }
 
 int main(int argc, char **argv)
@@ -111,32 +143,51 @@ int main(int argc, char **argv)
 		{ "mark-losses", no_argument, 0, 'L' },   { "fsync", required_argument, 0, 'F' },
 		{ "max-bytes", required_argument, 0, 'M' }, { "keep", required_argument, 0, 'K' },
 		{ "detach", no_argument, 0, 'D' },        { "pid-file", required_argument, 0, 'P' },
+		{ "version", no_argument, 0, 'V' },       { "metrics-file", required_argument, 0, 'm' },
+		{ "metrics-interval", required_argument, 0, 'i' },
 		{ 0, 0, 0, 0 },
 	};
-	struct writer_opts o = { .stall_ns = 1000000000ull, .batch_bytes = 1 << 20, .keep = 5, .ready_fd = -1 };
+	struct writer_opts o = { .stall_ns = 1000000000ull, .batch_bytes = 1 << 20, .keep = 5, .ready_fd = -1,
+				 .metrics_interval_ns = 10000000000ull };
 	int want_detach = 0;
 	int c;
 	uint64_t v;
-	while ((c = getopt_long(argc, argv, "r:o:c:s:h", lo, NULL)) != -1) {
+	double sec;
+	opterr = 0; /* its messages are ours, in one line */
+	while ((c = getopt_long(argc, argv, ":r:o:c:s:hV", lo, NULL)) != -1) {
 		switch (c) {
 		case 'r': o.ring = optarg; break;
 		case 'o': o.out = optarg; break;
 		case 'c':
-		case 's':
-		case 'T':
-		case 'B':
-		case 'I':
-			if (parse_u64(optarg, &v) || v > UINT32_MAX * 1000ull) {
-				fprintf(stderr, "shmring-writer: bad number for --%s: %s\n",
-					c == 'c' ? "capacity" : c == 's' ? "slot-size" : c == 'T' ? "stall-timeout" :
-					c == 'B' ? "batch-bytes" : "exit-when-idle", optarg);
+			if (opt_uint("--capacity", optarg, 0, UINT32_MAX, &v))
 				return WEXIT_USAGE;
-			}
-			if (c == 'c') o.ring_opts.capacity = (uint32_t)v;
-			if (c == 's') o.ring_opts.slot_size = (uint32_t)v;
-			if (c == 'T') o.stall_ns = v * 1000000ull;
-			if (c == 'B') o.batch_bytes = v < 65536 ? 65536 : v;
-			if (c == 'I') o.idle_exit_ns = v * 1000000000ull;
+			if (v < SHM_CAP_MIN || v > SHM_CAP_MAX || (v & (v - 1)))
+				return usage_error("--capacity %s: capacity must be a power of two (4 ... 1048576)",
+						   optarg);
+			o.ring_opts.capacity = (uint32_t)v;
+			break;
+		case 's':
+			if (opt_uint("--slot-size", optarg, 0, UINT32_MAX, &v))
+				return WEXIT_USAGE;
+			if (v < SHM_SLOT_MIN || v > SHM_SLOT_MAX || v % 64)
+				return usage_error("--slot-size %s: slot size must be a multiple of 64 (64 ... 65536)",
+						   optarg);
+			o.ring_opts.slot_size = (uint32_t)v;
+			break;
+		case 'T':
+			if (opt_uint("--stall-timeout", optarg, 1, 3600000, &v))
+				return WEXIT_USAGE;
+			o.stall_ns = v * 1000000ull;
+			break;
+		case 'B':
+			if (opt_uint("--batch-bytes", optarg, 1, 1ull << 30, &v))
+				return WEXIT_USAGE;
+			o.batch_bytes = v < 65536 ? 65536 : v;
+			break;
+		case 'I':
+			if (opt_seconds("--exit-when-idle", optarg, 0, 365 * 86400.0, &sec))
+				return WEXIT_USAGE;
+			o.idle_exit_ns = (uint64_t)(sec * 1e9);
 			break;
 		case 'L': o.mark_losses = 1; break;
 		case 'D': want_detach = 1; break;
@@ -145,28 +196,50 @@ int main(int argc, char **argv)
 			if (!strcmp(optarg, "never")) o.fsync = FSYNC_NEVER;
 			else if (!strcmp(optarg, "flush")) o.fsync = FSYNC_FLUSH;
 			else if (!strcmp(optarg, "always")) o.fsync = FSYNC_ALWAYS;
-			else {
-				fprintf(stderr, "shmring-writer: --fsync takes never, flush or always\n");
-				return WEXIT_USAGE;
-			}
+			else
+				return usage_error("--fsync: takes never, flush or always, not '%s'", optarg);
 			break;
 		case 'M':
-		case 'K':
-			if (parse_u64(optarg, &v) || (c == 'K' && (v < 1 || v > 1000))) {
-				fprintf(stderr, "shmring-writer: bad number for --%s: %s\n",
-					c == 'M' ? "max-bytes" : "keep", optarg);
+			if (opt_uint("--max-bytes", optarg, 1, UINT64_MAX, &v))
 				return WEXIT_USAGE;
-			}
-			if (c == 'M') o.max_bytes = v;
-			else o.keep = (unsigned)v;
+			o.max_bytes = v;
+			break;
+		case 'K':
+			if (opt_uint("--keep", optarg, 1, 1000, &v))
+				return WEXIT_USAGE;
+			o.keep = (unsigned)v;
+			break;
+		case 'm': o.metrics_file = optarg; break;
+		case 'i':
+			if (opt_seconds("--metrics-interval", optarg, 0.01, 86400, &sec))
+				return WEXIT_USAGE;
+			o.metrics_interval_ns = (uint64_t)(sec * 1e9);
 			break;
 		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return WEXIT_USAGE;
+		case 'V':
+			printf("shmring-writer %d.%d.%d\n", SHMRING_VERSION_MAJOR, SHMRING_VERSION_MINOR,
+			       SHMRING_VERSION_PATCH);
+			return 0;
+		case ':':
+			return usage_error("%s needs a value", argv[optind - 1]);
+		default:
+			if (optopt)
+				return usage_error("unknown option '-%c'", optopt);
+			return usage_error("unknown option '%s'", argv[optind - 1]);
 		}
 	}
-	if (!o.ring || !o.out || optind != argc) {
-		usage(stderr);
-		return WEXIT_USAGE;
+	if (optind != argc)
+		return usage_error("unexpected argument '%s'", argv[optind]);
+	if (!o.ring || !o.out)
+		return usage_error("%s is required", !o.ring ? "--ring NAME" : "--out PATH");
+	if (o.ring_opts.capacity || o.ring_opts.slot_size) {
+		uint32_t cap = o.ring_opts.capacity ? o.ring_opts.capacity : SHMRING_DEFAULT_CAPACITY;
+		uint32_t slot = o.ring_opts.slot_size ? o.ring_opts.slot_size : SHMRING_DEFAULT_SLOT_SIZE;
+		struct shm_geom g;
+		if (shm_geom_make(cap, slot, &g))
+			return usage_error("capacity %u x slot size %u = %llu bytes: the data area must be "
+					   "whole pages (a multiple of %u)", cap, slot,
+					   (unsigned long long)cap * slot, SHM_PAGE);
 	}
 	struct sigaction sa = { .sa_handler = on_stop };
 	sigemptyset(&sa.sa_mask);
@@ -177,8 +250,7 @@ int main(int argc, char **argv)
 	sigaction(SIGHUP, &hup, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	if (o.max_bytes && strcmp(o.out, "-") == 0) {
-		fprintf(stderr, "shmring-writer: --max-bytes needs a file, not stdout\n");
-		return WEXIT_USAGE;
+		return usage_error("--max-bytes needs a file, not stdout");
 	}
 	if (o.batch_bytes > (2u << 20))
 		/* Measured (docs/bench/README.md): 4 and 16 MiB batches made the writer 2.3x

@@ -1,16 +1,12 @@
 /*
- * writer.c - shmring-writer's drain loop.
+ * writer.c - shmring-writer's process: the output file (rotation, reopen, failures),
+ * batching, the commit intent, signals and idle waits. The slot reader it drives — the
+ * consumer half of the protocol (W1…W4, revocation, quarantine) — is libshm/drain.c.
  *
- * The writer owns the head. It reads slot words in position order (W1, acquire, pairs
- * with the producers' publish P1), converts each published record to one JSON line
- * into a private batch buffer, and when the buffer is large, the ring is momentarily
- * empty, or a flush sentinel asks for it, it write(2)s the batch, frees the consumed
- * slots (W3, release, pairs with the claimers' C2), publishes head and confirmed (W4,
- * release, pairs with F1 in shmring_flush) and only then posts the sentinels.
- *
- * Nothing read from shared memory is trusted: every word, size and length is checked
- * against the geometry this process validated at open, and what cannot be read is
- * skipped and counted, never followed.
+ * Each published record becomes one JSON line in a private batch buffer; when the buffer
+ * is large, the ring is momentarily empty, or a flush sentinel asks for it, the batch is
+ * written under a commit intent, its slots freed and progress published
+ * (shm_drain_commit: W3, W4), and only then are the sentinels posted.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -25,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "drain.h"
 #include "shmring/json.h"
 #include "writer.h"
 
@@ -54,25 +51,25 @@ struct wr {
 	const struct writer_opts *o;
 	struct shm_map m;
 	struct shm_hdr *h;
-	uint64_t mask;
+	struct shm_drain d;     /* the slot reader: head, freed, stall clock (libshm/drain.c) */
 	int out_fd;
 	char *buf;
 	size_t used, cap;
-	uint64_t head;          /* next position to read (private until committed) */
-	uint64_t freed;         /* == hdr->head: slots below are free again */
-	uint64_t tail_seen;     /* the tail as last loaded (it only grows) */
-	uint64_t b_written, b_invalid, b_abandoned, b_corrupt, b_flushes;
-	uint64_t t_written, t_invalid, t_abandoned, t_corrupt, t_flushes; /* totals committed */
-	uint64_t marked[3];         /* losses told: dropped_full, dropped_oversize, abandoned */
+	uint64_t b_written, b_invalid; /* lines of the batch (the drain counts the rest) */
+	struct shm_totals t;        /* committed: written ... flushes_done, losses marked */
 	uint64_t loss_seen;         /* hdr->loss_seq when last looked at */
 	unsigned commits, crash_after, crash_point; /* tests: SHMRING_WRITER_CRASH=N:P */
 	int out_regular;            /* a regular file: its size tells what a batch reached */
 	uint64_t out_dev, out_ino, file_size;
+	unsigned werr_op;           /* the output error as last stored in hdr->werr */
+	int werr_err;
+	uint64_t werr_logged;       /* when it was last logged (CLOCK_MONOTONIC ns) */
 	struct { uint64_t pos; char name[SHM_NAME_MAX + 64]; } sent[MAX_SENTINELS];
 	unsigned nsent;
-	uint64_t stall_pos, stall_since;
 	uint64_t last_drops, last_report_ns, idle_since;
 	uint64_t last_record_ns;    /* when step() last consumed something */
+	uint64_t metrics_due;       /* --metrics-file: next rewrite (CLOCK_MONOTONIC ns) */
+	int metrics_err;            /* the errno of the last failed rewrite, logged once */
 	char sem_prefix[SHM_NAME_MAX + 32];
 	size_t sem_prefix_len;
 };
@@ -108,14 +105,20 @@ static int open_out(struct wr *w)
 	if (w->out_fd < 0)
 		return -errno;
 	struct stat st;
-	if (fstat(w->out_fd, &st) < 0)
-		return -errno;
+	if (fstat(w->out_fd, &st) < 0) {
+		rc = -errno;
+		close(w->out_fd);
+		w->out_fd = -1;
+		return rc;
+	}
 	w->out_regular = S_ISREG(st.st_mode);
 	w->out_dev = st.st_dev;
 	w->out_ino = st.st_ino;
 	w->file_size = (uint64_t)st.st_size;
 	return 0;
 }
+
+static void crash_point(struct wr *w, int point);
 
 /* PATH -> PATH.1 -> ... -> PATH.keep (the oldest is replaced), then a fresh PATH. Only
  * between batches, with nothing in flight, so a line is never split across files. */
@@ -131,7 +134,11 @@ static int rotate(struct wr *w)
 	snprintf(to, sizeof(to), "%s.1", w->o->out);
 	if (rename(w->o->out, to) < 0)
 		return -errno;
+	/* Killed here, PATH is gone and nothing is in flight (the intent of the last batch
+	 * was cleared): the next writer creates PATH and goes on. */
+	crash_point(w, 5);
 	close(w->out_fd);
+	w->out_fd = -1;
 	return open_out(w);
 }
 
@@ -140,13 +147,144 @@ static void publish_path(struct wr *w, const char *path)
 	char abs[SHM_PATH_MAX];
 	if (strcmp(path, "-") == 0 || !realpath(path, abs))
 		snprintf(abs, sizeof(abs), "%s", path);
-	struct shm_hdr *h = w->h;
-	/* Seqlock: odd while writing; readers retry on a change. */
-	uint32_t s = atomic_load_explicit(&h->path_seq, memory_order_relaxed);
-	atomic_store_explicit(&h->path_seq, s + 1, memory_order_relaxed);
-	atomic_thread_fence(memory_order_release);
-	memcpy(h->out_path, abs, strlen(abs) + 1);
-	atomic_store_explicit(&h->path_seq, s + 2, memory_order_release);
+	shm_path_store(w->h, abs);
+}
+
+/*
+ * The output error record in shared memory (hdr->werr), which only the writer stores:
+ * shmring stat shows it, a flush that times out while it is set returns -EIO. Seqlock
+ * writer: the odd count first (a count left odd by a writer killed here is made odd
+ * again, then even); E1, the release fence after it, orders it before the field stores
+ * (pairs with the readers' E4 fence in libshm/werr.c: a reader that copied a new field
+ * sees the count changed); E2, the release store of the even count, publishes the
+ * fields (pairs with the readers' E3 acquire load).
+ */
+static void werr_store(struct wr *w, unsigned op, int err)
+{
+	struct shm_werr *e = &w->h->werr;
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME, &now);
+	uint64_t since = op ? (uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec : 0;
+	uint32_t odd = atomic_load_explicit(&e->seq, memory_order_relaxed) | 1;
+	atomic_store_explicit(&e->seq, odd, memory_order_relaxed);
+	atomic_thread_fence(memory_order_release); /* E1 */
+	atomic_store_explicit(&e->op, op, memory_order_relaxed);
+	atomic_store_explicit(&e->err, err, memory_order_relaxed);
+	atomic_store_explicit(&e->since, since, memory_order_relaxed);
+	atomic_store_explicit(&e->seq, odd + 1, memory_order_release); /* E2 */
+	w->werr_op = op;
+	w->werr_err = err;
+}
+
+/* op failed with rc (-errno): recorded once per change of op or errno, and logged then
+ * and once a minute while it goes on. */
+static void werr_set(struct wr *w, unsigned op, int rc, const char *then)
+{
+	uint64_t now = shm_now_ns();
+	if (w->werr_op == op && w->werr_err == -rc) {
+		if (now - w->werr_logged < 60000000000ull)
+			return;
+		/* Relaxed: we are the only process that stores it. */
+		uint64_t since = atomic_load_explicit(&w->h->werr.since, memory_order_relaxed);
+		long long secs = (long long)time(NULL) - (long long)(since / 1000000000ull);
+		wlog("ERROR", "%s %s: %s, for %lld s now; %s", shm_werr_op_name(op), w->o->out,
+		     strerror(-rc), secs, then);
+		w->werr_logged = now;
+		return;
+	}
+	werr_store(w, op, -rc);
+	w->werr_logged = now;
+	wlog("ERROR", "%s %s: %s; %s", shm_werr_op_name(op), w->o->out, strerror(-rc), then);
+}
+
+/* op worked: clear the record if it was op's failure. */
+static void werr_clear(struct wr *w, unsigned op)
+{
+	if (w->werr_op != op)
+		return;
+	werr_store(w, SHMRING_WOP_NONE, 0);
+	wlog("INFO", "%s %s works again", shm_werr_op_name(op), w->o->out);
+}
+
+/*
+ * After a failed output operation: 1 to try it again after a pause of 1 s, 0 to give up
+ * because a stop was asked (SIGTERM, SIGINT). The pause is slept in 50 ms slices so a
+ * stop is seen at once; the operation is then tried once more before giving up.
+ */
+static int keep_trying(void)
+{
+	if (writer_stop)
+		return 0;
+	for (int i = 0; i < 20 && !writer_stop; i++) {
+		struct timespec d = { 0, 50000000L };
+		nanosleep(&d, NULL);
+	}
+	return 1;
+}
+
+/* 1: PATH still names the file we append to (or we cannot tell: not a regular file, or
+ * stat fails otherwise than ENOENT or ENOTDIR); 0: it was removed or replaced. */
+static int out_is_ours(const struct wr *w)
+{
+	struct stat st;
+	if (!w->out_regular)
+		return 1;
+	if (lstat(w->o->out, &st) < 0)
+		return errno != ENOENT && errno != ENOTDIR;
+	return (uint64_t)st.st_dev == w->out_dev && (uint64_t)st.st_ino == w->out_ino;
+}
+
+static int reopen_out(struct wr *w)
+{
+	if (w->out_fd > STDOUT_FILENO)
+		close(w->out_fd);
+	w->out_fd = -1;
+	return open_out(w);
+}
+
+/*
+ * Before a batch: the output is open and PATH still names it. A file removed or replaced
+ * under us (rm, a rename without SIGHUP) is noticed here, before a byte of the batch goes
+ * to it, and PATH is opened anew (created): no record goes to a file nobody can read.
+ * One lstat(2) per batch (2-3 µs measured on this machine). A failing open is retried
+ * every second; returns <0 only when a stop was asked meanwhile.
+ */
+static int ensure_out(struct wr *w, int force)
+{
+	if (strcmp(w->o->out, "-") == 0)
+		return 0;
+	int gone = force;
+	for (;;) {
+		if (w->out_fd >= 0 && !force) {
+			if (out_is_ours(w))
+				return 0;
+			wlog("WARN", "%s was removed or replaced under the writer: opening it anew", w->o->out);
+			gone = 1;
+		}
+		force = 0;
+		int rc = reopen_out(w);
+		if (rc == 0) {
+			werr_clear(w, SHMRING_WOP_OPEN);
+			if (gone)
+				wlog("INFO", "reopened %s", w->o->out);
+			return 0;
+		}
+		werr_set(w, SHMRING_WOP_OPEN, rc, "retrying every second, the records wait in the ring");
+		if (!keep_trying())
+			return rc;
+	}
+}
+
+/* fdatasync for --fsync. A regular file only: a pipe or a tty has nothing to sync. The
+ * failure is recorded and the lines stay confirmed: they are in the page cache, and an
+ * fsync failing again after an error proves nothing (Linux reports a writeback error
+ * once). */
+static void sync_out(struct wr *w)
+{
+	if (fdatasync(w->out_fd) == 0)
+		werr_clear(w, SHMRING_WOP_FSYNC);
+	else if (w->out_regular)
+		werr_set(w, SHMRING_WOP_FSYNC, -errno, "the lines written may not be on disk");
 }
 
 static int write_all(int fd, const char *p, size_t n)
@@ -166,58 +304,63 @@ static int write_all(int fd, const char *p, size_t n)
 
 static int ensure_space(struct wr *w, size_t need);
 
-/* Free [from, to): W3 for each word not already freed. Idempotent, so that a writer
- * recovering a batch its predecessor wrote can run it again: a word already at the next
- * lap was freed (and may even be claimed again) and is left alone. */
-static void free_range(struct wr *w, uint64_t from, uint64_t to)
-{
-	const struct shm_geom *g = &w->m.g;
-	for (uint64_t p = from; p != to; p++) {
-		_Atomic uint64_t *wp = &w->m.words[p & w->mask];
-		uint64_t wd = atomic_load_explicit(wp, memory_order_relaxed);
-		unsigned lap = (unsigned)shm_lap(g, p);
-		if (w_lap(wd) == ((lap + 1) & W_LAP_MASK))
-			continue;
-		/* A run still quarantined keeps its start word: claimers turn it into a hole. */
-		if ((w_state(wd) == W_QUAR || w_state(wd) == W_HOLE) && w_lap(wd) == lap)
-			continue;
-		/* W3: only the writer frees, and nobody claims p + capacity before this store. */
-		atomic_store_explicit(wp, w_make(lap + 1, 0, 0, 0, W_FREE), memory_order_release);
-	}
-}
-
-/* Publish totals, head and confirmed (W4), wake waiters for room. */
-static void publish_progress(struct wr *w, uint64_t head)
-{
-	struct shm_hdr *h = w->h;
-	/* Only the writer stores these: plain totals, so a recovery can store them again. */
-	atomic_store_explicit(&h->written, w->t_written, memory_order_relaxed);
-	atomic_store_explicit(&h->invalid, w->t_invalid, memory_order_relaxed);
-	atomic_store_explicit(&h->abandoned, w->t_abandoned, memory_order_relaxed);
-	atomic_store_explicit(&h->corrupt, w->t_corrupt, memory_order_relaxed);
-	atomic_store_explicit(&h->flushes_done, w->t_flushes, memory_order_relaxed);
-	for (int i = 0; i < 3; i++)
-		atomic_store_explicit(&h->marked[i], w->marked[i], memory_order_relaxed);
-	atomic_store_explicit(&h->head, head, memory_order_release);
-	atomic_store_explicit(&h->confirmed, head, memory_order_release);
-	/* V2: the fence orders W3 before the load of space_waiters (pairs with V1). */
-	atomic_thread_fence(memory_order_seq_cst);
-	if (atomic_load_explicit(&h->space_waiters, memory_order_seq_cst)) {
-		atomic_fetch_add_explicit(&h->space_seq, 1, memory_order_seq_cst);
-		shm_futex_wake_all(&h->space_seq);
-	}
-}
-
 /* Tests kill the writer at a chosen point of its Nth commit with a batch: 1 after the
  * intent, 2 after half the batch was written, 3 after the write, 4 halfway through
- * freeing. Set only through the environment of a test. */
+ * freeing, 5 in a rotation between the renames and the reopen. Only in the testing
+ * build (shmring-writer-testing), through SHMRING_WRITER_CRASH=N:P. */
 static void crash_point(struct wr *w, int point)
 {
+#ifdef SHMRING_TESTING
 	if (unlikely(w->crash_point == (unsigned)point) && w->commits >= w->crash_after) {
 		if (point == 2)
 			(void)write_all(w->out_fd, w->buf, w->used / 2);
+		if (point == 4) {
+			shm_progress_begin(w->h);
+			shm_drain_free(&w->d, w->d.freed, w->d.freed + (w->d.head - w->d.freed) / 2);
+		}
 		kill(getpid(), SIGKILL);
 	}
+#else
+	(void)w, (void)point;
+#endif
+}
+
+/* The intent of the batch about to be written to the file now open (DESIGN §4.1). */
+static void intent_begin(struct wr *w)
+{
+	struct shm_intent *in = &w->h->intent;
+	in->dev = w->out_dev;
+	in->ino = w->out_ino;
+	in->file_start = w->file_size;
+	in->len = w->used;
+	in->head_before = w->d.freed;
+	in->head_after = w->d.head;
+	in->written = w->t.written;
+	in->invalid = w->t.invalid;
+	in->abandoned = w->t.abandoned;
+	in->corrupt = w->t.corrupt;
+	in->flushes_done = w->t.flushes_done;
+	memcpy(in->marked, w->t.marked, sizeof(w->t.marked));
+	/* I1: the intent is complete before it says a batch is in flight. */
+	atomic_store_explicit(&in->state, 1, memory_order_release);
+}
+
+/*
+ * Asked to stop while the output fails: cut off what this batch wrote, so that the file
+ * ends with a whole line, and leave the intent as it is. The batch's records are still in
+ * the ring (head did not move); the next writer's recover() finds the batch absent from
+ * the file (or cuts it off itself if this ftruncate failed) and writes it again: exactly
+ * once, as after a SIGKILL.
+ */
+static int give_up(struct wr *w, size_t done, int rc)
+{
+	if (done && w->out_regular && ftruncate(w->out_fd, (off_t)w->h->intent.file_start) < 0) {
+		/* recover() cuts it */
+	}
+	wlog("ERROR", "stopping while %s fails: %s; the records of positions %llu..%llu stay in "
+	     "the ring for the next writer", w->o->out, strerror(-rc), (unsigned long long)w->d.freed,
+	     (unsigned long long)w->d.head);
+	return rc;
 }
 
 /*
@@ -228,44 +371,36 @@ static void crash_point(struct wr *w, int point)
 static int commit(struct wr *w)
 {
 	struct shm_intent *in = &w->h->intent;
+	int rc;
+	if (w->used && (rc = ensure_out(w, 0)))
+		return rc;
 	if (w->o->max_bytes && w->out_regular && w->used && w->file_size &&
 	    w->file_size + w->used > w->o->max_bytes) {
-		int rc = rotate(w);
-		if (rc) {
-			wlog("ERROR", "cannot rotate %s: %s; going on in the same file", w->o->out, strerror(-rc));
-			if (w->out_fd < 0 && (rc = open_out(w)))
-				return rc;
-		}
+		rc = rotate(w);
+		if (rc && w->out_fd >= 0)
+			werr_set(w, SHMRING_WOP_ROTATE, rc, "going on in the same file");
+		else if (rc && (rc = ensure_out(w, 0)))
+			return rc; /* renamed, but PATH cannot be created: retried above */
+		else
+			werr_clear(w, SHMRING_WOP_ROTATE);
 	}
-	w->t_written += w->b_written;
-	w->t_invalid += w->b_invalid;
-	w->t_abandoned += w->b_abandoned;
-	w->t_corrupt += w->b_corrupt;
-	w->t_flushes += w->b_flushes;
-	w->b_written = w->b_invalid = w->b_abandoned = w->b_corrupt = w->b_flushes = 0;
-	in->dev = w->out_dev;
-	in->ino = w->out_ino;
-	in->file_start = w->file_size;
-	in->len = w->used;
-	in->head_before = w->freed;
-	in->head_after = w->head;
-	in->written = w->t_written;
-	in->invalid = w->t_invalid;
-	in->abandoned = w->t_abandoned;
-	in->corrupt = w->t_corrupt;
-	in->flushes_done = w->t_flushes;
-	memcpy(in->marked, w->marked, sizeof(w->marked));
-	/* I1: the intent is complete before it says a batch is in flight. */
-	atomic_store_explicit(&in->state, 1, memory_order_release);
+	w->t.written += w->b_written;
+	w->t.invalid += w->b_invalid;
+	w->t.abandoned += w->d.b_abandoned;
+	w->t.corrupt += w->d.b_corrupt;
+	w->t.flushes_done += w->d.b_flushes;
+	w->b_written = w->b_invalid = w->d.b_abandoned = w->d.b_corrupt = w->d.b_flushes = 0;
+	intent_begin(w);
 	if (w->used)
 		w->commits++;
-	if (w->used && w->crash_point) {
+	if (w->used) {
 		crash_point(w, 1);
 		crash_point(w, 2);
 	}
 	if (w->used) {
-		/* A full disk or an I/O error loses nothing: keep the batch and retry from
-		 * the first byte not yet written (never from the start: no line twice). */
+		/* A full disk or an I/O error loses nothing: keep the batch and retry every
+		 * second from the first byte not yet written (never from the start: no line
+		 * twice), until it works or a stop is asked. */
 		size_t done = 0;
 		while (done < w->used) {
 			ssize_t k = write(w->out_fd, w->buf + done, w->used - done);
@@ -275,29 +410,43 @@ static int commit(struct wr *w)
 			}
 			if (errno == EINTR)
 				continue;
-			int rc = -errno;
-			wlog("ERROR", "write to %s failed: %s; retrying in 1 s", w->o->out, strerror(-rc));
-			sleep(1);
-			if (writer_stop > 1)
-				return rc;
+			rc = -errno;
+			werr_set(w, SHMRING_WOP_WRITE, rc, "retrying every second, the records wait in the ring");
+			if (!keep_trying())
+				return give_up(w, done, rc);
+			if (out_is_ours(w))
+				continue;
+			/* PATH was removed (to free space: the blocks of a file we hold open are
+			 * freed only when we close it) or renamed away: cut off what the batch
+			 * wrote to the old file and clear the intent (the batch is in no file
+			 * now: a writer killed from here on leaves nothing in flight, and the next
+			 * one reads the batch again from the ring); then write the whole batch to
+			 * PATH anew under a new intent. Relaxed: a successor reads the intent only
+			 * after we died, through the writer lock the kernel drops. */
+			if (done && ftruncate(w->out_fd, (off_t)in->file_start) < 0)
+				wlog("WARN", "cannot cut the partial batch off the old %s: %s", w->o->out,
+				     strerror(errno));
+			atomic_store_explicit(&in->state, 0, memory_order_relaxed);
+			wlog("WARN", "%s was removed or replaced while failing: writing the batch to it anew",
+			     w->o->out);
+			if ((rc = ensure_out(w, 1)))
+				return give_up(w, 0, rc);
+			intent_begin(w);
+			done = 0;
 		}
+		werr_clear(w, SHMRING_WOP_WRITE);
 		w->file_size += w->used;
 		/* --fsync: after every batch, or before confirming a flush (durable once the
 		 * flusher hears back); never by default (write(2) only). */
 		if (w->o->fsync == FSYNC_ALWAYS || (w->o->fsync == FSYNC_FLUSH && w->nsent))
-			fdatasync(w->out_fd);
+			sync_out(w);
 		crash_point(w, 3);
-		if (w->crash_point == 4 && w->commits >= w->crash_after) {
-			free_range(w, w->freed, w->freed + (w->head - w->freed) / 2);
-			crash_point(w, 4);
-		}
+		crash_point(w, 4); /* halfway through freeing */
 		w->used = 0;
 	}
 	if (!w->used && w->o->fsync == FSYNC_FLUSH && w->nsent)
-		fdatasync(w->out_fd);
-	free_range(w, w->freed, w->head);
-	w->freed = w->head;
-	publish_progress(w, w->head);
+		sync_out(w);
+	shm_drain_commit(&w->d, w->d.freed, w->d.head, &w->t);
 	atomic_store_explicit(&in->state, 0, memory_order_release);
 	for (unsigned i = 0; i < w->nsent; i++) {
 		sem_t *s = sem_open(w->sent[i].name, 0);
@@ -319,13 +468,13 @@ static int recover(struct wr *w)
 {
 	struct shm_hdr *h = w->h;
 	struct shm_intent *in = &h->intent;
-	w->t_written = atomic_load_explicit(&h->written, memory_order_relaxed);
-	w->t_invalid = atomic_load_explicit(&h->invalid, memory_order_relaxed);
-	w->t_abandoned = atomic_load_explicit(&h->abandoned, memory_order_relaxed);
-	w->t_corrupt = atomic_load_explicit(&h->corrupt, memory_order_relaxed);
-	w->t_flushes = atomic_load_explicit(&h->flushes_done, memory_order_relaxed);
+	w->t.written = atomic_load_explicit(&h->written, memory_order_relaxed);
+	w->t.invalid = atomic_load_explicit(&h->invalid, memory_order_relaxed);
+	w->t.abandoned = atomic_load_explicit(&h->abandoned, memory_order_relaxed);
+	w->t.corrupt = atomic_load_explicit(&h->corrupt, memory_order_relaxed);
+	w->t.flushes_done = atomic_load_explicit(&h->flushes_done, memory_order_relaxed);
 	for (int i = 0; i < 3; i++)
-		w->marked[i] = atomic_load_explicit(&h->marked[i], memory_order_relaxed);
+		w->t.marked[i] = atomic_load_explicit(&h->marked[i], memory_order_relaxed);
 	uint64_t head = atomic_load_explicit(&h->head, memory_order_acquire);
 	if (atomic_load_explicit(&in->state, memory_order_acquire) != 1 || head == in->head_after) {
 		atomic_store_explicit(&in->state, 0, memory_order_relaxed);
@@ -339,22 +488,25 @@ static int recover(struct wr *w)
 	}
 	int same = w->out_regular && in->dev == w->out_dev && in->ino == w->out_ino;
 	if (same && w->file_size >= in->file_start + in->len) {
-		free_range(w, in->head_before, in->head_after);
-		w->t_written = in->written;
-		w->t_invalid = in->invalid;
-		w->t_abandoned = in->abandoned;
-		w->t_corrupt = in->corrupt;
-		w->t_flushes = in->flushes_done;
-		memcpy(w->marked, in->marked, sizeof(w->marked));
-		publish_progress(w, in->head_after);
+		w->t.written = in->written;
+		w->t.invalid = in->invalid;
+		w->t.abandoned = in->abandoned;
+		w->t.corrupt = in->corrupt;
+		w->t.flushes_done = in->flushes_done;
+		memcpy(w->t.marked, in->marked, sizeof(w->t.marked));
+		shm_drain_commit(&w->d, in->head_before, in->head_after, &w->t);
 		wlog("INFO", "ring %s: the killed writer's last batch (%llu bytes) is complete",
 		     w->o->ring, (unsigned long long)in->len);
 	} else if (same && w->file_size >= in->file_start) {
 		/* No partial line stays: the batch is written again, whole. */
 		if (ftruncate(w->out_fd, (off_t)in->file_start) < 0)
 			return -errno;
-		wlog("INFO", "ring %s: removed %llu bytes of a partial batch; writing it again",
-		     w->o->ring, (unsigned long long)(w->file_size - in->file_start));
+		if (w->file_size == in->file_start)
+			wlog("INFO", "ring %s: the last writer's last batch (%llu bytes) is not in the "
+			     "file; writing it", w->o->ring, (unsigned long long)in->len);
+		else
+			wlog("INFO", "ring %s: removed %llu bytes of a partial batch; writing it again",
+			     w->o->ring, (unsigned long long)(w->file_size - in->file_start));
 		w->file_size = in->file_start;
 	} else {
 		wlog("WARN", "ring %s: the output is not the file the killed writer used; its "
@@ -396,14 +548,14 @@ static int sentinel_name_ok(const struct wr *w, const char *s, size_t n)
 static int mark_losses(struct wr *w)
 {
 	uint64_t seq = atomic_load_explicit(&w->h->loss_seq, memory_order_relaxed);
-	uint64_t ab = w->t_abandoned + w->b_abandoned;
-	if (seq == w->loss_seen && ab == w->marked[2])
+	uint64_t ab = w->t.abandoned + w->d.b_abandoned;
+	if (seq == w->loss_seen && ab == w->t.marked[2])
 		return 0;
 	w->loss_seen = seq;
 	struct shm_psum s;
 	shm_producer_sum(&w->m, &s, 0, -1);
 	uint64_t now[3] = { s.dropped_full, s.dropped_oversize, ab };
-	if (now[0] <= w->marked[0] && now[1] <= w->marked[1] && now[2] <= w->marked[2])
+	if (now[0] <= w->t.marked[0] && now[1] <= w->t.marked[1] && now[2] <= w->t.marked[2])
 		return 0;
 	int rc = ensure_space(w, 256);
 	if (rc)
@@ -417,10 +569,10 @@ static int mark_losses(struct wr *w)
 	int n = snprintf(w->buf + w->used, w->cap - w->used,
 			 "{\"shmring_lost\":{\"dropped_full\":%llu,\"dropped_oversize\":%llu,"
 			 "\"abandoned\":%llu},\"ts\":\"%s.%06ldZ\"}\n",
-			 (unsigned long long)(now[0] - w->marked[0]), (unsigned long long)(now[1] - w->marked[1]),
-			 (unsigned long long)(now[2] - w->marked[2]), when, ts.tv_nsec / 1000);
+			 (unsigned long long)(now[0] - w->t.marked[0]), (unsigned long long)(now[1] - w->t.marked[1]),
+			 (unsigned long long)(now[2] - w->t.marked[2]), when, ts.tv_nsec / 1000);
 	w->used += (size_t)n;
-	memcpy(w->marked, now, sizeof(now));
+	memcpy(w->t.marked, now, sizeof(now));
 	return 0;
 }
 
@@ -435,216 +587,98 @@ static int convert(struct wr *w, uint64_t pos, const uint8_t *p, uint32_t len)
 	int rc = ensure_space(w, need);
 	if (rc)
 		return rc;
-	const char *why = NULL;
-	ssize_t k = shmring_msgpack_to_json(p, len, w->buf + w->used, w->cap - w->used, &why);
-	if (k < 0) {
-		k = shmring_json_error_record(why ? why : "invalid msgpack", pos, p, len,
-					      w->buf + w->used, w->cap - w->used);
-		if (k < 0)
-			return (int)k;
-		w->b_invalid++;
-	}
+	int invalid;
+	ssize_t k = shm_record_line(p, len, pos, w->buf + w->used, w->cap - w->used, &invalid);
+	if (k < 0)
+		return (int)k;
 	w->used += (size_t)k;
-	w->buf[w->used++] = '\n';
+	w->b_invalid += (uint64_t)invalid;
 	w->b_written++;
 	return 0;
 }
 
-static int owner_alive(struct wr *w, unsigned owner)
+/* The drain's consumer: a record becomes a line of the batch; a sentinel of our own ring
+ * is remembered and posted after the commit that covers it. */
+static int on_record(void *ctx, uint64_t pos, const uint8_t *p, uint32_t len)
 {
-	if (owner == W_OWNER_ANON)
-		return 1; /* cannot tell: treat as alive (quarantine), never as dead */
-	unsigned idx = owner >> 10;
-	if (idx >= SHM_MAX_PRODUCERS - 1)
+	return convert(ctx, pos, p, len);
+}
+
+static int on_sentinel(void *ctx, uint64_t pos, const uint8_t *p, uint32_t len)
+{
+	struct wr *w = ctx;
+	if (!sentinel_name_ok(w, (const char *)p, len))
 		return 0;
-	uint32_t gen = atomic_load_explicit(&w->h->producers[idx].gen, memory_order_acquire);
-	if ((gen & 1023) != (owner & 1023))
-		return 0; /* the entry was taken again since: the claimer is gone */
-	return shm_lock_held(w->m.fd, SHM_LOCK_PRODUCER(idx)) == 1;
+	if (w->nsent == MAX_SENTINELS) {
+		int rc = commit(w);
+		if (rc)
+			return rc;
+	}
+	memcpy(w->sent[w->nsent].name, p, len);
+	w->sent[w->nsent].name[len] = 0;
+	w->sent[w->nsent++].pos = pos;
+	return 0;
 }
 
-static int quarantine_alloc(struct wr *w, uint64_t pos, unsigned n, unsigned owner)
+static void on_revoked(void *ctx, uint64_t pos, unsigned kind, int stopped)
 {
-	for (unsigned q = 0; q < SHM_QMAX; q++) {
-		struct shm_quarantine *e = &w->h->quarantine[q];
-		if (atomic_load_explicit(&e->owner, memory_order_relaxed))
-			continue;
-		atomic_store_explicit(&e->start, pos, memory_order_relaxed);
-		atomic_store_explicit(&e->n, n, memory_order_relaxed);
-		atomic_store_explicit(&e->released, 0, memory_order_relaxed);
-		/* Q0: the entry is complete before the word names it (pairs with the claimers'
-		 * acquire of the word, then of n). */
-		atomic_store_explicit(&e->owner, owner ? owner : W_OWNER_ANON, memory_order_release);
-		return (int)q;
-	}
-	return -1;
-}
-
-/* A claim at pos has not been published for stall_ns: revoke it. */
-static int revoke_claim(struct wr *w, uint64_t pos, uint64_t wd)
-{
-	unsigned lap = w_lap(wd), n = w_n(wd), kind = w_kind(wd), owner = w_owner(wd);
-	uint64_t nw;
-	int q = -1;
-	if (owner_alive(w, owner)) {
-		/* Alive but stopped: it may still write into these slots, so they stay out of
-		 * use (quarantined) until it resumes or dies; others' records go on. */
-		if ((q = quarantine_alloc(w, pos, n, owner)) < 0)
-			return 0; /* table full: keep waiting */
-		nw = w_make(lap, owner, (unsigned)q, kind, W_QUAR);
-	} else {
-		nw = w_make(lap, owner, n, kind, W_DEAD);
-	}
-	/* W2: fails if the producer published at the last instant; then we consume it. */
-	if (!atomic_compare_exchange_strong_explicit(&w->m.words[pos & w->mask], &wd, nw,
-			memory_order_acq_rel, memory_order_acquire)) {
-		if (q >= 0)
-			atomic_store_explicit(&w->h->quarantine[q].owner, 0, memory_order_relaxed);
-		return 1;
-	}
+	struct wr *w = ctx;
 	wlog("WARN", "ring %s: %s at position %llu revoked after %.1f s (%s producer)", w->o->ring,
 	     kind ? "flush sentinel" : "record", (unsigned long long)pos, w->o->stall_ns / 1e9,
-	     q >= 0 ? "stopped" : "dead");
-	return 1;
+	     stopped ? "stopped" : "dead");
 }
 
-/* One step at the head: 1 progressed, 0 nothing to do now, <0 fatal. */
-static int step(struct wr *w)
+static const struct shm_drain_ops drain_ops = { on_record, on_sentinel, on_revoked };
+
+/*
+ * --metrics-file: the ring's counters in the Prometheus text format, for node_exporter's
+ * textfile collector, which must never read a half-written file: write PATH.tmp, then
+ * rename it over PATH. Between commits, so the figures are one instant's. A failure is
+ * logged once (and its end), never fatal: the audit trail matters more than its gauges.
+ */
+static void write_metrics(struct wr *w, int alive)
 {
-	const struct shm_geom *g = &w->m.g;
-	uint64_t pos = w->head;
-	unsigned lap = (unsigned)shm_lap(g, pos);
-	/* W1: pairs with P1; the record's bytes are visible once we see READY. */
-	uint64_t wd = atomic_load_explicit(&w->m.words[pos & w->mask], memory_order_acquire);
-	/* The tail is the producers' hottest line, and every load of it here makes their
-	 * next C4 miss. A READY record of this lap that the tail seen before already covers
-	 * needs no fresh tail (the tail only grows, and W1 alone orders the record's bytes):
-	 * load it only when that does not settle the case, so about once per batch of
-	 * records the producers added since, not once per record. */
-	uint64_t tail = w->tail_seen;
-	if (!(w_state(wd) == W_READY && w_lap(wd) == lap && w_n(wd) <= tail - pos &&
-	      tail - pos <= g->capacity))
-		w->tail_seen = tail = atomic_load_explicit(&w->h->tail, memory_order_acquire);
-	uint64_t room = tail - pos;
-	if (wd == w_make(lap, 0, 0, 0, W_FREE)) {
-		if (room == 0 || room > g->capacity)
-			return 0; /* nothing claimed here yet */
-		/* The tail is past us, and C4 (release) follows the claim's C3: re-read. A word
-		 * still FREE means the head stands inside a record, which only a skip over an
-		 * unreadable word can do: skip on, counting, rather than wait for ever. */
-		wd = atomic_load_explicit(&w->m.words[pos & w->mask], memory_order_acquire);
-		if (wd == w_make(lap, 0, 0, 0, W_FREE))
-			goto corrupt;
+	const struct writer_opts *o = w->o;
+	struct shmring_stats st;
+	char *text = NULL, tmp[PATH_MAX];
+	size_t len = 0;
+	int fd = -1, rc;
+	/* Its only error is the liveness query, and our own OFD lock is invisible to our
+	 * GETLK anyway: say what we know. */
+	(void)shm_stats_read(&w->m, &st, -1);
+	st.writer_alive = alive;
+	struct shm_metrics_ring r = { o->ring, &st };
+	if ((rc = shm_metrics_text(&r, 1, &text, &len)))
+		goto fail;
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp", o->metrics_file) >= (int)sizeof(tmp)) {
+		rc = -ENAMETOOLONG;
+		goto fail;
 	}
-	if (room == 0 && w_lap(wd) == lap && w_state(wd) == W_CLAIMED && w_n(wd) >= 1 &&
-	    w_n(wd) <= g->max_slots) {
-		/* A claimer stopped or died between C3 and C4 with nobody behind it to help:
-		 * move the tail for it like any producer would, so that its stall is seen and,
-		 * after the timeout, revoked. */
-		uint64_t t = pos;
-		atomic_compare_exchange_strong_explicit(&w->h->tail, &t, pos + w_n(wd),
-			memory_order_release, memory_order_relaxed);
-		w->tail_seen = tail = atomic_load_explicit(&w->h->tail, memory_order_acquire);
-		room = tail - pos;
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		rc = -errno;
+		goto fail;
 	}
-	if (room == 0 || room > g->capacity)
-		return 0; /* tail not past us (or torn view): treat as empty */
-	if (w_lap(wd) != lap) {
-		/* W1': the word may have changed between W1 and the tail load: a claimer turns
-		 * last lap's quarantined run here into a hole of this lap and then moves the
-		 * tail (release). Our acquire of the tail pairs with it, so a second load sees
-		 * this lap's word. Only a word still from another lap is corrupt (found by the
-		 * spin model, docs/model/README.md). */
-		wd = atomic_load_explicit(&w->m.words[pos & w->mask], memory_order_acquire);
-		if (w_lap(wd) != lap)
-			goto corrupt;
+	if ((rc = write_all(fd, text, len)) < 0)
+		goto fail;
+	rc = close(fd) < 0 ? -errno : 0;
+	fd = -1;
+	if (rc < 0 || rename(tmp, o->metrics_file) < 0) {
+		rc = rc < 0 ? rc : -errno;
+		goto fail;
 	}
-	unsigned st = w_state(wd), n = w_n(wd);
-	switch (st) {
-	case W_CLAIMED: {
-		uint64_t now = shm_now_ns();
-		if (w->stall_pos != pos || !w->stall_since) {
-			w->stall_pos = pos;
-			w->stall_since = now;
-			return 0;
-		}
-		if (now - w->stall_since < w->o->stall_ns)
-			return 0;
-		w->stall_since = 0;
-		return revoke_claim(w, pos, wd);
-	}
-	case W_READY: {
-		if (n == 0 || n > g->max_slots || n > room)
-			goto corrupt;
-		const uint8_t *rp = w->m.data + (size_t)(pos & w->mask) * g->slot_size;
-		struct shm_rec rec;
-		memcpy(&rec, rp, sizeof(rec));
-		uint64_t room_bytes = (uint64_t)n * g->slot_size - SHM_REC_HDR;
-		if (rec.len > room_bytes || rec.len == 0) {
-			if (w_kind(wd))
-				goto corrupt;
-			/* Published but unreadable: still a record, written as an error line. */
-			int rc = convert(w, pos, rp + SHM_REC_HDR, 0);
-			if (rc)
-				return rc;
-		} else if (w_kind(wd) == 0) {
-			int rc = convert(w, pos, rp + SHM_REC_HDR, rec.len);
-			if (rc)
-				return rc;
-		} else {
-			if (sentinel_name_ok(w, (const char *)rp + SHM_REC_HDR, rec.len)) {
-				if (w->nsent == MAX_SENTINELS) {
-					int rc = commit(w);
-					if (rc)
-						return rc;
-				}
-				memcpy(w->sent[w->nsent].name, rp + SHM_REC_HDR, rec.len);
-				w->sent[w->nsent].name[rec.len] = 0;
-				w->sent[w->nsent++].pos = pos;
-			}
-			w->b_flushes++;
-		}
-		w->head = pos + n;
-		return 1;
-	}
-	case W_PAD:
-	case W_DEAD:
-		if (n == 0 || n > g->max_slots || n > room)
-			goto corrupt;
-		if (st == W_DEAD && w_kind(wd) == 0)
-			w->b_abandoned++;
-		w->head = pos + n;
-		return 1;
-	case W_QUAR:
-	case W_HOLE: {
-		unsigned q = n;
-		if (q >= SHM_QMAX)
-			goto corrupt;
-		struct shm_quarantine *e = &w->h->quarantine[q];
-		unsigned qn = atomic_load_explicit(&e->n, memory_order_relaxed);
-		if (qn == 0 || qn > g->max_slots || qn > room)
-			goto corrupt;
-		if (st == W_QUAR && w_kind(wd) == 0)
-			w->b_abandoned++;
-		unsigned owner = atomic_load_explicit(&e->owner, memory_order_relaxed);
-		/* Q1 partner: the owner resumed and is done with the bytes, or it died. */
-		if (atomic_load_explicit(&e->released, memory_order_acquire) || !owner_alive(w, owner)) {
-			uint64_t pad = w_make(lap, 0, qn, 0, W_PAD);
-			if (atomic_compare_exchange_strong_explicit(&w->m.words[pos & w->mask], &wd, pad,
-					memory_order_acq_rel, memory_order_relaxed))
-				atomic_store_explicit(&e->owner, 0, memory_order_release);
-		}
-		w->head = pos + qn;
-		return 1;
-	}
-	default:
-		goto corrupt;
-	}
-corrupt:
-	/* A word we cannot read: skip one slot, count it; the free pass repairs the word. */
-	w->b_corrupt++;
-	w->head = pos + 1;
-	return 1;
+	free(text);
+	if (w->metrics_err)
+		wlog("INFO", "metrics file %s written again", o->metrics_file);
+	w->metrics_err = 0;
+	return;
+fail:
+	if (fd >= 0)
+		close(fd);
+	free(text);
+	if (w->metrics_err != -rc)
+		wlog("WARN", "cannot write metrics file %s: %s", o->metrics_file, strerror(-rc));
+	w->metrics_err = -rc;
 }
 
 static void report_drops(struct wr *w, uint64_t now)
@@ -682,26 +716,25 @@ static void report_drops(struct wr *w, uint64_t now)
 static void idle_wait(struct wr *w, uint64_t max_ns)
 {
 	struct shm_hdr *h = w->h;
-	uint64_t pos = w->head;
+	uint64_t pos = w->d.head;
 	for (int i = 0; i < 256; i++) {
-		uint64_t wd = atomic_load_explicit(&w->m.words[pos & w->mask], memory_order_acquire);
+		uint64_t wd = atomic_load_explicit(&w->m.words[pos & w->d.mask], memory_order_acquire);
 		if (w_state(wd) != W_FREE && w_state(wd) != W_CLAIMED)
 			return;
 		__builtin_ia32_pause();
 	}
-	if (shm_now_ns() - w->last_record_ns < IDLE_POLL_WINDOW_NS) {
+	uint64_t now = shm_now_ns();
+	if (now - w->last_record_ns < IDLE_POLL_WINDOW_NS) {
+		atomic_store_explicit(&h->writer_beat_ns, now, memory_order_relaxed);
 		struct timespec d = { 0, (long)IDLE_POLL_NS };
 		nanosleep(&d, NULL);
 		return;
 	}
 	/* S1 then S2 (both seq_cst): with P1/P2 at least one side sees the other. */
 	atomic_store_explicit(&h->writer_sleeping, 1, memory_order_seq_cst);
-	uint64_t wd = atomic_load_explicit(&w->m.words[pos & w->mask], memory_order_seq_cst);
+	uint64_t wd = atomic_load_explicit(&w->m.words[pos & w->d.mask], memory_order_seq_cst);
 	if (w_state(wd) == W_FREE || w_state(wd) == W_CLAIMED) {
-		struct timespec ts;
-		uint64_t dl = shm_now_ns() + max_ns;
-		ts.tv_sec = (time_t)(dl / 1000000000ull);
-		ts.tv_nsec = (long)(dl % 1000000000ull);
+		struct timespec ts = shm_ns_to_ts(shm_now_ns() + max_ns);
 		sem_clockwait(&h->wake, CLOCK_MONOTONIC, &ts);
 	}
 	atomic_store_explicit(&h->writer_sleeping, 0, memory_order_seq_cst);
@@ -720,7 +753,14 @@ int writer_run(const struct writer_opts *o)
 		return rc == -EINVAL ? WEXIT_USAGE : WEXIT_ERROR;
 	}
 	w.h = w.m.hdr;
-	w.mask = w.m.g.capacity - 1;
+	/* An existing ring keeps its geometry: say so when another one was asked for. */
+	const struct shmring_options *ro = &o->ring_opts;
+	if ((ro->capacity && ro->capacity != w.m.g.capacity) ||
+	    (ro->slot_size && ro->slot_size != w.m.g.slot_size))
+		wlog("WARN", "ring %s exists with capacity %u, slot size %u; asked for capacity %u, "
+		     "slot size %u: serving it as it is", o->ring, w.m.g.capacity, w.m.g.slot_size,
+		     ro->capacity ? ro->capacity : w.m.g.capacity,
+		     ro->slot_size ? ro->slot_size : w.m.g.slot_size);
 	rc = shm_lock_try(w.m.fd, SHM_LOCK_WRITER);
 	if (rc) {
 		wlog("ERROR", "ring %s: another live writer serves it (pid %d)", o->ring,
@@ -730,30 +770,38 @@ int writer_run(const struct writer_opts *o)
 	}
 	if ((rc = open_out(&w))) {
 		wlog("ERROR", "cannot open %s for appending: %s", o->out, strerror(-rc));
+		/* Left for shmring stat to show: "open PATH: <why>" (with no writer alive). */
+		publish_path(&w, o->out);
+		werr_store(&w, SHMRING_WOP_OPEN, -rc);
 		shm_map_close(&w.m);
 		return WEXIT_ERROR;
 	}
 	const char *rn = o->ring[0] == '/' ? o->ring + 1 : o->ring;
-	w.sem_prefix_len = (size_t)snprintf(w.sem_prefix, sizeof(w.sem_prefix), "/%s%s.f.", SHM_PREFIX, rn);
+	w.sem_prefix_len = (size_t)shm_sem_prefix(w.sem_prefix, sizeof(w.sem_prefix), rn);
 	w.cap = o->batch_bytes;
 	w.buf = malloc(w.cap);
 	if (!w.buf) {
 		shm_map_close(&w.m);
 		return WEXIT_ERROR;
 	}
+#ifdef SHMRING_TESTING
 	const char *crash = getenv("SHMRING_WRITER_CRASH");
 	if (crash && sscanf(crash, "%u:%u", &w.crash_after, &w.crash_point) != 2)
 		w.crash_point = 0;
+#endif
 	int gone = shm_gc(o->ring, 0, 10, NULL, NULL);
 	if (gone > 0)
 		wlog("INFO", "ring %s: removed %d flush semaphores left by dead processes", o->ring, gone);
+	shm_drain_init(&w.d, &w.m, o->stall_ns, &drain_ops, &w);
 	if ((rc = recover(&w))) {
 		wlog("ERROR", "ring %s: cannot recover the last batch: %s", o->ring, strerror(-rc));
 		shm_map_close(&w.m);
 		return WEXIT_ERROR;
 	}
-	w.head = w.freed = atomic_load_explicit(&w.h->head, memory_order_acquire);
+	w.d.head = w.d.freed = atomic_load_explicit(&w.h->head, memory_order_acquire);
+	shm_progress_end(w.h, shm_progress_begin(w.h)); /* settle a count a killed commit left odd */
 	publish_path(&w, o->out);
+	werr_store(&w, SHMRING_WOP_NONE, 0); /* what a predecessor left is not ours */
 	atomic_store_explicit(&w.h->writer_pid, (int32_t)getpid(), memory_order_relaxed);
 	atomic_fetch_add_explicit(&w.h->writer_epoch, 1, memory_order_release);
 	wlog("INFO", "serving ring %s (capacity %u, slot %u) into %s", o->ring, w.m.g.capacity,
@@ -799,7 +847,7 @@ int writer_run(const struct writer_opts *o)
 	for (;;) {
 		int progressed = 0;
 		for (int i = 0; i < 65536; i++) {
-			rc = step(&w);
+			rc = shm_drain_step(&w.d);
 			if (rc <= 0)
 				break;
 			progressed = 1;
@@ -809,26 +857,32 @@ int writer_run(const struct writer_opts *o)
 		}
 		if (rc < 0)
 			break;
-		if (w.used || w.head != w.freed || w.nsent)
+		if (w.used || w.d.head != w.d.freed || w.nsent)
 			if ((rc = commit(&w)))
 				break;
 		if (writer_hup) {
 			/* logrotate renamed the file: everything so far is in the old one (just
-			 * committed); reopen the path. */
+			 * committed); reopen the path now, so the old one is closed. A failure is
+			 * retried before the next batch. */
 			writer_hup = 0;
-			if (w.out_fd > STDOUT_FILENO) {
-				close(w.out_fd);
-				if ((rc = open_out(&w))) {
-					wlog("ERROR", "cannot reopen %s: %s", o->out, strerror(-rc));
-					break;
+			if (strcmp(o->out, "-") != 0) {
+				if ((rc = reopen_out(&w)) == 0) {
+					werr_clear(&w, SHMRING_WOP_OPEN);
+					wlog("INFO", "reopened %s", o->out);
+				} else {
+					werr_set(&w, SHMRING_WOP_OPEN, rc, "retrying before the next batch");
 				}
-				wlog("INFO", "reopened %s", o->out);
+				rc = 0;
 			}
 		}
 		uint64_t now = shm_now_ns();
 		report_drops(&w, now);
-		uint64_t wd = atomic_load_explicit(&w.m.words[w.head & w.mask], memory_order_acquire);
-		int empty = wd == w_make((unsigned)shm_lap(&w.m.g, w.head), 0, 0, 0, W_FREE);
+		if (o->metrics_file && now >= w.metrics_due) {
+			write_metrics(&w, 1);
+			w.metrics_due = now + o->metrics_interval_ns;
+		}
+		uint64_t wd = atomic_load_explicit(&w.m.words[w.d.head & w.d.mask], memory_order_acquire);
+		int empty = wd == w_make((unsigned)shm_lap(&w.m.g, w.d.head), 0, 0, 0, W_FREE);
 		if (writer_stop) {
 			/* Drain what is in the ring; a claim still open waits its stall timeout. */
 			if (!stop_since)
@@ -862,51 +916,13 @@ int writer_run(const struct writer_opts *o)
 	}
 	if (rc >= 0)
 		rc = commit(&w);
-	wlog("INFO", "ring %s: stopping (head %llu)", o->ring, (unsigned long long)w.head);
+	if (o->metrics_file)
+		write_metrics(&w, 0); /* the last figures, and that this writer is gone */
+	atomic_store_explicit(&w.h->writer_beat_ns, 0, memory_order_relaxed);
+	wlog("INFO", "ring %s: stopping (head %llu)", o->ring, (unsigned long long)w.d.head);
 	free(w.buf);
 	if (w.out_fd > STDOUT_FILENO)
 		close(w.out_fd);
 	shm_map_close(&w.m);
 	return rc < 0 ? WEXIT_ERROR : WEXIT_OK;
 }
-
-/*
- * Fuzzing and tests: drain a ring image already mapped in *m (possibly garbage) into
- * out_fd for at most max_steps steps, as the writer would, with a zero stall timeout.
- * Returns the number of steps taken, or a negative errno.
- */
-int writer_drain_image(struct shm_map *m, int out_fd, unsigned max_steps)
-{
-	static const struct writer_opts o = { .ring = "fuzz", .out = "fuzz", .batch_bytes = 1 << 16 };
-	struct wr w;
-	memset(&w, 0, sizeof(w));
-	w.o = &o;
-	w.m = *m;
-	w.h = m->hdr;
-	w.mask = m->g.capacity - 1;
-	w.out_fd = out_fd;
-	w.cap = o.batch_bytes;
-	w.buf = malloc(w.cap);
-	if (!w.buf)
-		return -ENOMEM;
-	w.sem_prefix_len = (size_t)snprintf(w.sem_prefix, sizeof(w.sem_prefix), "/%sfuzz.f.", SHM_PREFIX);
-	w.head = w.freed = atomic_load_explicit(&w.h->head, memory_order_relaxed);
-	unsigned steps = 0;
-	int rc = 0;
-	for (; steps < max_steps; steps++) {
-		rc = step(&w);
-		if (rc < 0)
-			break;
-		if (rc == 0) {
-			w.stall_since = 1; /* a stalled claim is revoked at the next step */
-			rc = step(&w);
-			if (rc <= 0)
-				break;
-		}
-	}
-	if (rc >= 0)
-		rc = commit(&w);
-	free(w.buf);
-	return rc < 0 ? rc : (int)steps;
-}
-

@@ -22,6 +22,8 @@ struct writer_opts {
 	uint64_t max_bytes;         /* rotate before a batch would take the file past this; 0 = never */
 	unsigned keep;              /* rotated files kept: PATH.1 .. PATH.keep */
 	int ready_fd;               /* --detach: a byte is written here once serving; -1 = none */
+	const char *metrics_file;   /* --metrics-file: rewritten every metrics_interval_ns; NULL = none */
+	uint64_t metrics_interval_ns;
 	const char *pid_file;            /* write a shmring_lost line before the next record after losses */      /* exit after this long with no producer and nothing to do; 0 = never */
 };
 
@@ -32,6 +34,5 @@ extern volatile sig_atomic_t writer_stop;
 extern volatile sig_atomic_t writer_hup;
 
 int writer_run(const struct writer_opts *o);
-int writer_drain_image(struct shm_map *m, int out_fd, unsigned max_steps);
 
 #endif

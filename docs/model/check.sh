@@ -35,7 +35,7 @@ live_run="-a -f -N live -m1000000 -w26"
 # name  mode  spin flags (CAP ring slots, NMAX record slots, NREC/NREC1 records of
 # producer 0/1, KILLS crashes, STALLS stall timeouts of live owners, QMAX entries)
 configs='
-ring2-n1        safety   -DCAP=2 -DNMAX=1 -DNREC=2 -DNREC1=2
+ring2-n1        safety   -DCAP=2 -DNMAX=1 -DNREC=2 -DNREC1=2 -DKILL_ANYWHERE
 ring2-n1-stall2 safety   -DCAP=2 -DNMAX=1 -DNREC=2 -DNREC1=2 -DKILLS=2 -DSTALLS=2 -DQMAX=1
 ring4-n1        safety   -DCAP=4 -DNMAX=1 -DNREC=2 -DNREC1=2
 ring4-n12       safety   -DCAP=4 -DNMAX=2 -DNREC=2 -DNREC1=1

@@ -15,6 +15,10 @@
  *   KILLS   producer crashes in a run        STALLS  stall timeouts of a live owner
  *   MAXTRY  claim() iterations before a drop QMAX    quarantine entries
  *   W1_OLD         writer.c step() before the W1' re-read (the bug in README.md "Findings")
+ *   KILL_ANYWHERE  producers may also crash in the claim loop, holding nothing (the
+ *                  instants where a death must leave no count, DESIGN §9)
+ *   SENT_OLD       ring.c before layout 3: `sent` bumped when a send starts, before the
+ *                  record has an outcome (finding 2: a death in between never settles)
  *   ALLOW_CORRUPT  let the writer skip a word as corrupt (as the C does) instead of
  *                  failing at once, to see what follows
  *   ALLOW_REPAIR   the same for a producer's repair() rewriting a word
@@ -95,6 +99,13 @@ byte  nuncounted;                /* revoked claims (W2) the writer has not count
 byte  ncorrupt;                  /* words the writer skipped as corrupt */
 byte  nrepair;                   /* words a producer's repair() rewrote */
 
+/* ---- the counters of DESIGN §9 (not ghosts: the C keeps them in shared memory) ------- */
+byte  cwrit, caband;             /* writer: written, abandoned (stored at each commit, W4) */
+byte  cdrop;                     /* producers: dropped_full, one atomic add per drop */
+#ifdef SENT_OLD
+byte  csent;                     /* the old `sent`: bumped as a send starts */
+#endif
+
 #define F_NONE      0            /* never offered (its producer crashed first) */
 #define F_CLAIMED   1            /* claimed, being filled */
 #define F_PUBLISHED 2
@@ -174,8 +185,17 @@ proctype Producer(byte me)
 #endif
 			fi
 		}
+#ifdef SENT_OLD
+		csent++;                          /* offer(): counted before any outcome */
+#endif
 claim:		/* ---- claim(): ring.c ---- */
 		atomic {                                                  /* C1 */
+#ifdef KILL_ANYWHERE
+			if
+			:: CRASH                          /* killed in the claim loop: nothing held */
+			:: true
+			fi;
+#endif
 			w = 0; wk = 0; m = 0; ok = 0;
 			if
 			:: tries >= MAXTRY -> goto drop   /* the C caps its loop too: a drop */
@@ -392,8 +412,8 @@ fill:		/* ---- copy the record into its slots, one cell per step ---- */
 			}
 		fi;
 		goto next;
-drop:
-		fate[id] = F_DROPPED;
+drop:		/* the drop's one atomic add is its outcome; a death before it leaves nothing */
+		atomic { fate[id] = F_DROPPED; cdrop++ }
 next:
 		atomic { j++; n = 0; want = 0; T = 0; k = 0; w = 0; wk = 0; m = 0; ok = 0; id = 0; tries = 0 }
 	:: else -> break
@@ -408,7 +428,7 @@ dead:
 
 proctype Writer()
 {
-	byte wh, fr, t, ts, n, q, o, c, id, p, i, bc;   /* ts: the tail as last loaded */
+	byte wh, fr, t, ts, n, q, o, c, id, p, i, bc, ba;   /* ts: the tail as last loaded */
 	short w, wd;
 	bit ok;
 
@@ -555,7 +575,7 @@ step:
 				n = NQ(w);
 				assert(n >= 1 && n <= NMAX && n <= t - wh);
 				if
-				:: ST(w) == DEAD -> nuncounted--
+				:: ST(w) == DEAD -> nuncounted--; ba++
 				:: else -> skip
 				fi;
 				wh = wh + n
@@ -567,7 +587,7 @@ step:
 				n = qn[q];
 				assert(n >= 1 && n <= NMAX && n <= t - wh);
 				if
-				:: ST(w) == QUAR -> nuncounted--
+				:: ST(w) == QUAR -> nuncounted--; ba++
 				:: else -> skip
 				fi
 			}
@@ -627,9 +647,9 @@ corrupt:		/* a word it cannot read: skip one slot and count it (writer.c step())
 
 idle:		/* step() returned 0: commit what is pending, then wait for news */
 		if
-		:: wh != fr || bc > 0 ->
+		:: wh != fr || bc > 0 || ba > 0 ->
 commit:			/* ---- commit() ---- */
-			atomic { WRESET; npend = npend - bc; bc = 0; p = fr }    /* write(2) */
+			atomic { WRESET; npend = npend - bc; p = fr }    /* write(2) */
 			do                                            /* free_range() */
 			:: p != wh ->
 				atomic {
@@ -658,7 +678,8 @@ commit:			/* ---- commit() ---- */
 				fi
 			:: else -> break
 			od;
-			atomic { fr = wh; head = wh; p = 0 }                   /* W4 */
+			/* W4: totals, head and confirmed, one instant under the progress seqlock */
+			atomic { fr = wh; head = wh; p = 0; cwrit = cwrit + bc; caband = caband + ba; bc = 0; ba = 0 }
 			goto step
 		:: else -> skip
 		fi;
@@ -669,7 +690,7 @@ commit:			/* ---- commit() ---- */
 	od;
 	/* ---- every producer finished or crashed, and nothing is left to do ---- */
 	assert(ncorrupt == 0);
-	assert(bc == 0 && wh == fr && wh == tail);
+	assert(bc == 0 && ba == 0 && wh == fr && wh == tail);
 	assert(npend == 0);
 	i = 1;
 	do
@@ -685,6 +706,23 @@ commit:			/* ---- commit() ---- */
 	od;
 	/* each revoked claim counted abandoned exactly once */
 	assert(nuncounted == 0);
+	/* DESIGN §9: every record with an outcome is counted once, under that outcome, and
+	 * none without one: written, abandoned and dropped are the fates, and the ring holds
+	 * nothing (wh == tail above), so pending is 0 and sent is their sum */
+	i = 1; c = 0; n = 0; o = 0;
+	do
+	:: i < NID ->
+		c = c + (fate[i] == F_WRITTEN);
+		n = n + (fate[i] == F_REVOKED);
+		o = o + (fate[i] == F_DROPPED);
+		i++
+	:: else -> break
+	od;
+	assert(cwrit == c && caband == n && cdrop == o);
+#ifdef SENT_OLD
+	/* the old identity: sent counted at the start of every send that began */
+	assert(csent == cwrit + caband + cdrop);
+#endif
 	/* the ring drains back to its full capacity: every slot consumed is free for its
 	 * next lap, or is the start of a quarantined run, or (slot of the head) a claim or
 	 * hole whose crashed maker never moved the tail: the next claimer moves it */

@@ -111,7 +111,7 @@ typedef struct shmring_audit_sink shmring_audit_sink;
  * returns once it serves, so a flush right after open is confirmed.
  * Errors: -EINVAL bad argument or capacity above 2^20, -ENAMETOOLONG, any errno of
  * creating the folders or opening the file for appending (-EISDIR, -EACCES, -ENOTDIR,
- * -ELOOP for a symlink, ...), the errors of shmring_open (-EPROTO, -EACCES, -EUSERS ...),
+ * -ELOOP for a symlink, ...), the errors of shmring_open (-EPROTO, -EACCES, -ENOSPC ...),
  * -EEXIST a live writer serves the ring into another file, -ENOENT no writer binary
  * found, the errno of exec (-EACCES ...) when it cannot be run, -ECHILD the started writer exited without serving and no other writer serves,
  * -ETIMEDOUT no writer served within 2 s (the started one is killed), -ENOMEM.
@@ -140,7 +140,9 @@ int shmring_audit_send_to(shmring *r, const struct shmring_compacted_page_record
  * ring any more (it exited or was killed) and autostart is on, a new one is started first
  * (up to 2 s more) and the flush is retried once.
  * Errors: -EINVAL, -ENOTCONN no writer serves the ring, -ETIMEDOUT not confirmed in
- * time, the other errors of shmring_flush, and those of starting a writer (see
+ * time, -EIO not confirmed in time while the writer cannot write the file (full disk...:
+ * shmring_writer_error() on shmring_audit_ring() says what; the records wait in the
+ * ring), the other errors of shmring_flush, and those of starting a writer (see
  * shmring_audit_open) when one had to be started.
  */
 int shmring_audit_flush(shmring_audit_sink *s);

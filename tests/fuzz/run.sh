@@ -12,7 +12,7 @@ flags=(-g -O1 -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined
        -fno-sanitize-recover=undefined -Iinclude -Ilibshm -Iwriter -Itests)
 clang "${flags[@]}" tests/fuzz/fuzz_mp2json.c libshm/mp2json.c libshm/fpfmt.c tests/ref_mp2json.c \
 	-ljansson -lmsgpackc -lm -o "$out/fuzz_mp2json"
-clang "${flags[@]}" tests/fuzz/fuzz_slots.c writer/writer.c libshm/*.c \
+clang "${flags[@]}" tests/fuzz/fuzz_slots.c libshm/*.c \
 	-lmsgpackc -lpthread -lrt -o "$out/fuzz_slots"
 for t in mp2json slots; do
 	cp -r "tests/fuzz/corpus/$t" "$out/corpus-$t"

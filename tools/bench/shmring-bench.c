@@ -62,7 +62,7 @@
 struct row {
 	struct run_cfg c;
 	int ok;
-	char err[240];
+	char err[640];          /* room for two paths and strerror */
 	double secs, rate;
 	uint64_t sent, dropped, delivered, lines, writes;
 	double p50, p99, p999, pmax, enc_p50, enc_p99; /* every sampled call */
@@ -1018,8 +1018,9 @@ static void find_writer(char *buf, size_t n)
 			*slash = 0;
 			const char *cand[] = { "/shmring-writer", "/../shmring-writer" };
 			for (int i = 0; i < 2; i++) {
-				snprintf(buf, n, "%s%s", self, cand[i]);
-				if (access(buf, X_OK) == 0)
+				/* A cut-short path could name another program: skip it. */
+				if ((size_t)snprintf(buf, n, "%s%s", self, cand[i]) < n &&
+				    access(buf, X_OK) == 0)
 					return;
 			}
 		}

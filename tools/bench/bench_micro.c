@@ -23,9 +23,10 @@
 static void mrow(struct micro_env *e, const char *name, const char *variant, size_t batch,
 		 double wall_ns, double cpu_ns, const char *note)
 {
-	char w[32], c[32];
+	char w[32], c[32] = ""; /* no CPU figure (negative): an empty column */
 	snprintf(w, sizeof(w), "%.1f", wall_ns);
-	snprintf(c, sizeof(c), cpu_ns >= 0 ? "%.1f" : "", cpu_ns);
+	if (cpu_ns >= 0)
+		snprintf(c, sizeof(c), "%.1f", cpu_ns);
 	fprintf(e->md, "| %s | %s | %s | %s | %s |\n", name, variant, w, cpu_ns >= 0 ? c : "", note);
 	/* Same columns as the end-to-end rows: wall ns in p50_ns, CPU ns in cpu_ns_per_rec. */
 	fprintf(e->csv, "micro,\"%s\",\"%s\",0,,0,%zu,,,,,,%.1f,,,,,,,,,%s,,,,,,,,,,,1,,,ok\n", name, variant, batch,

@@ -1,5 +1,5 @@
 /*
- * cli_peek.c - `shmring peek`: the records waiting in a ring, as the writer will write
+ * peek.c - `shmring peek`: the records waiting in a ring, as the writer will write
  * them, without consuming them.
  *
  * It walks from the head exactly as the writer's step() does, but only reads: no word,
@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "drain.h"
 #include "shmring/json.h"
 
 struct peek {
@@ -28,15 +29,11 @@ struct peek {
 /* Print the line the writer would write for the record at pos (len bytes in p->copy). */
 static int peek_print(struct peek *p, uint64_t pos, uint32_t len)
 {
-	const char *why = NULL;
-	ssize_t k = shmring_msgpack_to_json(p->copy, len, p->json, p->json_cap, &why);
-	if (k < 0)
-		k = shmring_json_error_record(why ? why : "invalid msgpack", pos, p->copy, len,
-					      p->json, p->json_cap);
+	int invalid;
+	ssize_t k = shm_record_line(p->copy, len, pos, p->json, p->json_cap, &invalid);
 	if (k < 0)
 		return (int)k;
-	p->json[k] = '\n';
-	if (fwrite(p->json, 1, (size_t)k + 1, stdout) != (size_t)k + 1)
+	if (fwrite(p->json, 1, (size_t)k, stdout) != (size_t)k)
 		return -EIO;
 	p->printed++;
 	return 0;
@@ -44,71 +41,44 @@ static int peek_print(struct peek *p, uint64_t pos, uint32_t len)
 
 /*
  * One position: returns how many slots to advance (0 = stop the walk) or a negative
- * errno. Mirrors step() in writer/writer.c, state by state.
+ * errno. The same reading as the writer's (libshm/drain.c: shm_run_span, shm_record_at,
+ * shm_record_line), minus its side effects: where the writer would wait (a claim being
+ * filled), the walk stops; where it would skip, so does the walk.
  */
 static long peek_step(struct peek *p, uint64_t pos, uint64_t room)
 {
 	const struct shm_map *m = p->m;
-	const struct shm_geom *g = &m->g;
-	const uint64_t mask = g->capacity - 1;
-	const unsigned lap = (unsigned)shm_lap(g, pos);
+	const uint64_t mask = m->g.capacity - 1;
+	const unsigned lap = (unsigned)shm_lap(&m->g, pos);
 	/* Pairs with P1 (the producer's publish): a READY word's bytes are visible. */
 	uint64_t wd = atomic_load_explicit(&m->words[pos & mask], memory_order_acquire);
 	if (wd == w_make(lap, 0, 0, 0, W_FREE))
 		return 0; /* nothing claimed here yet */
-	if (w_lap(wd) != lap) {
-		if (w_lap(wd) == ((lap + 1) & W_LAP_MASK))
-			return 0; /* the writer consumed and freed it meanwhile (W3) */
-		return 1; /* unreadable: the writer will skip this one slot */
-	}
-	unsigned st = w_state(wd), n = w_n(wd);
-	switch (st) {
-	case W_CLAIMED:
+	if (w_lap(wd) != lap)
+		/* the writer consumed and freed it meanwhile (W3), or unreadable: one slot */
+		return w_lap(wd) == ((lap + 1) & W_LAP_MASK) ? 0 : 1;
+	if (w_state(wd) == W_CLAIMED)
 		return 0; /* still being filled: the writer waits here too */
-	case W_READY: {
-		if (n == 0 || n > g->max_slots || n > room)
-			return 1;
-		const uint8_t *rp = m->data + (size_t)(pos & mask) * g->slot_size;
-		struct shm_rec rec;
-		memcpy(&rec, rp, sizeof(rec));
-		uint64_t room_bytes = (uint64_t)n * g->slot_size - SHM_REC_HDR;
-		uint32_t len = rec.len;
-		if (len > room_bytes || len == 0) {
-			if (w_kind(wd))
-				return 1;
-			len = 0; /* the writer writes an error line for it */
-		}
-		memcpy(p->copy, rp + SHM_REC_HDR, len);
-		/* Seqlock-style re-check: the copy is complete before the word is read again;
-		 * an unchanged word means the writer did not free (W3) the slots meanwhile. */
-		atomic_thread_fence(memory_order_acquire);
-		if (atomic_load_explicit(&m->words[pos & mask], memory_order_relaxed) != wd)
-			return 0;
-		if (w_kind(wd) == 0) {
-			int rc = peek_print(p, pos, len);
-			if (rc)
-				return rc;
-		}
-		return n; /* flush sentinels are skipped, as the writer writes no line for them */
-	}
-	case W_PAD:
-	case W_DEAD:
-		return n == 0 || n > g->max_slots || n > room ? 1 : (long)n;
-	case W_QUAR:
-	case W_HOLE: {
-		if (n >= SHM_QMAX)
-			return 1;
-		/* Relaxed, as in the writer: the entry was complete before the word named it
-		 * (Q0), and a value out of range is refused below. */
-		unsigned qn = atomic_load_explicit(&m->hdr->quarantine[n].n, memory_order_relaxed);
-		return qn == 0 || qn > g->max_slots || qn > room ? 1 : (long)qn;
-	}
-	default:
+	unsigned n = shm_run_span(m, wd);
+	if (n == 0 || n > room)
 		return 1;
-	}
+	if (w_state(wd) != W_READY)
+		return n; /* padding, revoked or quarantined: skipped, no line */
+	const uint8_t *src;
+	uint32_t len = shm_record_at(m, pos, n, &src);
+	if (w_kind(wd))
+		return len ? (long)n : 1; /* flush sentinels: the writer writes no line */
+	memcpy(p->copy, src, len);
+	/* Seqlock-style re-check: the copy is complete before the word is read again; an
+	 * unchanged word means the writer did not free (W3) the slots meanwhile. */
+	atomic_thread_fence(memory_order_acquire);
+	if (atomic_load_explicit(&m->words[pos & mask], memory_order_relaxed) != wd)
+		return 0;
+	int rc = peek_print(p, pos, len); /* len 0: the writer writes an error line for it */
+	return rc ? rc : (long)n;
 }
 
-static int peek_walk(const struct shm_map *m, unsigned long want)
+static int peek_walk(const struct shm_map *m, uint64_t want)
 {
 	const struct shm_geom *g = &m->g;
 	uint64_t max_bytes = (uint64_t)g->max_slots * g->slot_size;
@@ -146,20 +116,30 @@ out:
 	return rc;
 }
 
+void usage_peek(FILE *f)
+{
+	fprintf(f,
+		"usage: shmring peek NAME [-n N]\n"
+		"Print the next N records waiting in ring NAME (default 10) as JSON lines, exactly as\n"
+		"the writer will write them, without consuming them: nothing in the ring is written,\n"
+		"producers and the writer are not disturbed. Stops early at a record still being\n"
+		"filled or when the writer consumes the record being read.\n\n"
+		"  -n, --count N   records to print (default 10)\n"
+		"  -h, --help      this text\n");
+}
+
 int cmd_peek(int argc, char **argv)
 {
 	static const struct option lo[] = {
 		{ "count", required_argument, 0, 'n' }, { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 },
 	};
-	unsigned long want = 10;
+	uint64_t want = 10;
 	int c;
 	while ((c = getopt_long(argc, argv, "n:h", lo, NULL)) != -1) {
 		switch (c) {
 		case 'n':
-			if (cli_parse_ulong(optarg, &want)) {
-				fprintf(stderr, "shmring peek: bad count: %s\n", optarg);
+			if (cli_opt_uint("--count", optarg, 0, UINT32_MAX, &want))
 				return CLI_USAGE;
-			}
 			break;
 		case 'h': usage_peek(stdout); return CLI_OK;
 		default: usage_peek(stderr); return CLI_USAGE;

@@ -1,5 +1,5 @@
 /*
- * cli_send.c - `shmring send`: JSON values from the command line or standard input,
+ * send.c - `shmring send`: JSON values from the command line or standard input,
  * packed as msgpack with msgpack-c and offered to a ring with shmring_send.
  *
  * The ring must exist (shmring_attach: never created here). Bad JSON and dropped records
@@ -134,6 +134,21 @@ static int send_stdin(struct send_ctx *s)
 static void quiet_log(enum shmring_log_level level, const char *msg, void *ctx)
 {
 	(void)level, (void)msg, (void)ctx; /* the summary line says it once */
+}
+
+void usage_send(FILE *f)
+{
+	fprintf(f,
+		"usage: shmring send NAME [JSON ...]\n"
+		"Send each JSON argument, or each non-empty line of standard input when there is\n"
+		"none, as one msgpack record to ring NAME (which must exist: it is never created).\n"
+		"Objects become maps (key order kept), arrays arrays, strings strings, integers\n"
+		"int64, reals doubles, true/false/null themselves. A record is not sent when it is\n"
+		"not valid JSON (or an integer beyond int64), or the ring drops it (full,\n"
+		"oversize). Options are only read before NAME, so values like -1 are sent as is.\n\n"
+		"  -h, --help   this text\n\n"
+		"Exit status: 0 every record sent; 1 some were invalid or dropped (a message says\n"
+		"how many), or an error.\n");
 }
 
 int cmd_send(int argc, char **argv)

@@ -184,7 +184,7 @@ struct prod_result {
 	struct hist lat_ok;              /* the same, only calls whose record was accepted */
 	struct hist lat_enc;             /* pipeline: the build+encode part of it */
 	int failed;
-	char err[160];
+	char err[512];          /* room for a path of out/chan and strerror */
 };
 
 struct cons_result {
@@ -195,7 +195,7 @@ struct cons_result {
 	uint64_t runq_warm_ns, runq_end_ns;
 	uint64_t t_end;
 	int failed;
-	char err[160];
+	char err[512];          /* room for a path of out/chan and strerror */
 };
 
 struct shared {

@@ -135,6 +135,16 @@ static int big_buf(int fd, int opt_force, int opt)
 	return v;
 }
 
+/* A socket path cut short would bind or connect somewhere else: refuse it instead. */
+static int sun_set(struct sockaddr_un *a, const char *path)
+{
+	size_t n = strlen(path);
+	if (n >= sizeof(a->sun_path))
+		return -ENAMETOOLONG;
+	memcpy(a->sun_path, path, n + 1);
+	return 0;
+}
+
 /* ---- consumers ---------------------------------------------------------------------- */
 
 #define FAIL(res, ...)                                                              \
@@ -182,7 +192,8 @@ void consumer_main(const struct run_cfg *c, int fds[2], struct shared *sh, int r
 		break;
 	case PEER_DGRAM: {
 		struct sockaddr_un a = { .sun_family = AF_UNIX };
-		snprintf(a.sun_path, sizeof(a.sun_path), "%s", c->chan);
+		if (sun_set(&a, c->chan))
+			FAIL(res, "socket path too long (%zu bytes): %s", strlen(c->chan), c->chan);
 		fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 		if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0)
 			FAIL(res, "bind %s: %s", c->chan, strerror(errno));
@@ -565,7 +576,8 @@ void producer_main(const struct run_cfg *c, int fds[2], struct shared *sh, int w
 		break;
 	case PEER_DGRAM: {
 		struct sockaddr_un a = { .sun_family = AF_UNIX };
-		snprintf(a.sun_path, sizeof(a.sun_path), "%s", c->chan);
+		if (sun_set(&a, c->chan))
+			FAIL(res, "socket path too long (%zu bytes): %s", strlen(c->chan), c->chan);
 		x.fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 		if (x.fd < 0 || connect(x.fd, (struct sockaddr *)&a, sizeof(a)) < 0)
 			FAIL(res, "connect %s: %s", c->chan, strerror(errno));
