@@ -13,6 +13,7 @@
  * a wrong answer; a buffer of shmring_json_bound() bytes can never run out (see there).
  */
 #include "shmring/json.h"
+#include "fpfmt.h"
 
 #include <errno.h>
 #include <math.h>
@@ -408,50 +409,6 @@ static char *close_key(char *start, char *o, char *oend)
 	return o;
 }
 
-/* The text of a finite value: the first %.{p}g that reads back as the same value, in the C
- * locale's form whatever the process locale, with ".0" when it would read as an integer.
- * Floats are rare in records, so plain snprintf/strtod is fine. buf has room for 40. */
-static size_t fmt_float(char *buf, double v, bool f32)
-{
-	char t[48];
-	int n = 0, saved = errno;
-	size_t k = 0;
-	bool frac = false;
-
-	if (isnan(v) || isinf(v)) {
-		memcpy(buf, "null", 4);
-		return 4;
-	}
-	for (int p = 1; p <= (f32 ? 9 : 17); p++) {
-		n = snprintf(t, sizeof(t), "%.*g", p, v);
-		if (f32 ? strtof(t, NULL) == (float)v : strtod(t, NULL) == v)
-			break;
-	}
-	errno = saved;
-	if (n < 0 || (size_t)n >= sizeof(t))
-		n = 0;
-	/* snprintf and strtod agree on the locale's radix; JSON wants '.'. */
-	for (int i = 0; i < n && k < 38; i++) {
-		char c = t[i];
-
-		if ((c >= '0' && c <= '9') || c == '-' || c == '+' || c == 'e') {
-			buf[k++] = c;
-			frac |= c == 'e';
-		} else if (!frac) {
-			buf[k++] = '.';
-			frac = true;
-			while (i + 1 < n && !(t[i + 1] >= '0' && t[i + 1] <= '9') &&
-			       t[i + 1] != 'e')
-				i++;
-		}
-	}
-	if (!frac) {
-		memcpy(buf + k, ".0", 2);
-		k += 2;
-	}
-	return k;
-}
-
 /* msgpack timestamp (ext -1) as a quoted RFC 3339 UTC string into buf (room for 40), or 0 when
  * it is not one we render: wrong size, nanoseconds >= 1e9, or a year outside 0000..9999. */
 static size_t fmt_timestamp(char *buf, const uint8_t *d, size_t n)
@@ -718,7 +675,7 @@ dispatch:
 		NEED_IN(5);
 		u = be32(p + 1);
 		memcpy(&f, &u, 4);
-		tl = fmt_float(tmp, f, true);
+		tl = fpfmt_f32(tmp, f);
 		p += 5;
 		goto emit_tmp;
 	}
@@ -728,7 +685,7 @@ dispatch:
 		NEED_IN(9);
 		v = be64(p + 1);
 		memcpy(&d, &v, 8);
-		tl = fmt_float(tmp, d, false);
+		tl = fpfmt_f64(tmp, d);
 		p += 9;
 		goto emit_tmp;
 	}

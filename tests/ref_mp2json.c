@@ -291,32 +291,102 @@ static void put_b64(struct sbuf *b, const uint8_t *s, size_t n)
 	}
 }
 
-static void put_float(struct sbuf *b, double v, bool f32)
+/* Does the decimal digits * 10^exp read back as v? */
+static bool reads_back(uint64_t digits, int exp, double v, bool f32)
 {
 	char t[64];
+
+	snprintf(t, sizeof(t), "%" PRIu64 "e%d", digits, exp);
+	return f32 ? strtof(t, NULL) == (float)v : strtod(t, NULL) == v;
+}
+
+/* serde_json's float text, the slow way: the fewest significant digits that read back
+ * (from %.{p-1}e, correctly rounded, or its neighbour in the last place when v's rounding
+ * interval is narrower below, at a power of two), then the layout of the Rust ryu crate:
+ * with n digits d and value d * 10^k, kk = n + k:
+ *   0 <= k, kk <= 16      digits, k zeros, ".0"
+ *   0 < kk <= 16          point inside
+ *   -5 < kk <= 0          "0.", -kk zeros, digits
+ *   otherwise             d[.ddd]e<kk-1>
+ * and for an f32 13 in place of 16, -6 in place of -5. */
+static void put_float(struct sbuf *b, double v, bool f32)
+{
+	char t[64], ds[32];
 	locale_t c, old;
+	uint64_t d = 0;
+	int e = 0, n, k, kk;
+	const int maxkk = f32 ? 13 : 16, minkk = f32 ? -6 : -5;
 
 	if (!isfinite(v)) {
 		sb_puts(b, "null");
 		return;
 	}
-	/* the spec's procedure, in the C locale whatever the process uses */
+	if (v == 0) {
+		sb_puts(b, signbit(v) ? "-0.0" : "0.0");
+		return;
+	}
+	if (signbit(v)) {
+		sb_puts(b, "-");
+		v = -v;
+	}
+	/* in the C locale whatever the process uses */
 	c = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0);
 	if (!c) {
 		b->oom = true;
 		return;
 	}
 	old = uselocale(c);
-	for (int p = 1; p <= (f32 ? 9 : 17); p++) {
-		snprintf(t, sizeof(t), "%.*g", p, v);
-		if (f32 ? strtof(t, NULL) == (float)v : strtod(t, NULL) == v)
+	for (int p = 1; p <= 17; p++) {
+		char *dot;
+
+		snprintf(t, sizeof(t), "%.*e", p - 1, v);
+		dot = strchr(t, '.');
+		if (dot)
+			memmove(dot, dot + 1, strlen(dot));
+		d = strtoull(t, NULL, 10);
+		e = atoi(strchr(t, 'e') + 1) - (p - 1);
+		if (reads_back(d, e, v, f32))
 			break;
+		if (reads_back(d + 1, e, v, f32)) {
+			d++;
+			break;
+		}
+		if (reads_back(d - 1, e, v, f32)) {
+			d--;
+			break;
+		}
 	}
 	uselocale(old);
 	freelocale(c);
-	sb_puts(b, t);
-	if (!strpbrk(t, ".eni"))
+	while (d % 10 == 0) {
+		d /= 10;
+		e++;
+	}
+	n = snprintf(ds, sizeof(ds), "%" PRIu64, d);
+	k = e;
+	kk = n + k;
+	if (k >= 0 && kk <= maxkk) {
+		sb_puts(b, ds);
+		for (int i = 0; i < k; i++)
+			sb_puts(b, "0");
 		sb_puts(b, ".0");
+	} else if (kk > 0 && kk <= maxkk) {
+		sb_put(b, ds, (size_t)kk);
+		sb_puts(b, ".");
+		sb_puts(b, ds + kk);
+	} else if (kk > minkk && kk <= 0) {
+		sb_puts(b, "0.");
+		for (int i = 0; i < -kk; i++)
+			sb_puts(b, "0");
+		sb_puts(b, ds);
+	} else {
+		sb_put(b, ds, 1);
+		if (n > 1) {
+			sb_puts(b, ".");
+			sb_puts(b, ds + 1);
+		}
+		sb_printf(b, "e%d", kk - 1);
+	}
 }
 
 static void put_ext(struct sbuf *b, const msgpack_object *o)

@@ -224,14 +224,25 @@ static void test_floats(void **state)
 	f64_case(-0.0, "-0.0");
 	f64_case(1.5, "1.5");
 	f64_case(123.0, "123.0");
-	f64_case(100.0, "1e+02");	/* %g's choice, as the spec's procedure says */
-	f64_case(1e20, "1e+20");
-	f64_case(1e300, "1e+300");
+	f64_case(100.0, "100.0");	/* serde_json (ryu) layout: fixed up to 16 integer digits */
+	f64_case(1e15, "1000000000000000.0");
+	f64_case(1e16, "1e16");
+	f64_case(12.34, "12.34");
+	f64_case(0.00001, "0.00001");
+	f64_case(0.0001234, "0.0001234");
+	f64_case(1e-7, "1e-7");
+	f64_case(1.5e-7, "1.5e-7");
+	f64_case(1.2345678901234568e17, "1.2345678901234568e17");
+	f64_case(9007199254740993.0, "9007199254740992.0");
+	f64_case(0x1p-1022 / 2, "1.1125369292536007e-308");	/* subnormal */
+	f64_case(0x1p60, "1.152921504606847e18");		/* power of two: narrower gap below */
+	f64_case(1e20, "1e20");
+	f64_case(1e300, "1e300");
 	f64_case(5e-324, "5e-324");
 	f64_case(1.0 / 3, "0.3333333333333333");
 	f64_case(0.1 + 0.2, "0.30000000000000004");
-	f64_case(DBL_MAX, "1.7976931348623157e+308");
-	f64_case(-DBL_MAX, "-1.7976931348623157e+308");
+	f64_case(DBL_MAX, "1.7976931348623157e308");
+	f64_case(-DBL_MAX, "-1.7976931348623157e308");
 	f64_case(DBL_MIN, "2.2250738585072014e-308");
 	f64_case(123456789.0, "123456789.0");
 	f64_case(NAN, "null");
@@ -243,7 +254,13 @@ static void test_floats(void **state)
 	f32_case(-0.0f, "-0.0");
 	f32_case(0.2f, "0.2");
 	f32_case(16777216.0f, "16777216.0");
-	f32_case(FLT_MAX, "3.4028235e+38");
+	f32_case(FLT_MAX, "3.4028235e38");
+	f32_case(100.0f, "100.0");	/* f32 layout: 13 and -6 in place of 16 and -5 */
+	f32_case(1e12f, "1000000000000.0");
+	f32_case(1e13f, "1e13");
+	f32_case(1e-6f, "0.000001");
+	f32_case(1e-7f, "1e-7");
+	f32_case(0x1p-130f, "7.34684e-40");	/* subnormal */
 	f32_case(FLT_MIN, "1.1754944e-38");
 	f32_case(1.4e-45f, "1e-45");
 	f32_case(3.14159265f, "3.1415927");
@@ -252,8 +269,9 @@ static void test_floats(void **state)
 	f32_case(-INFINITY, "null");
 }
 
-/* snprintf/strtod follow LC_NUMERIC; the JSON must not. Debian ships no such locale by
- * default: `localedef -i de_DE -f UTF-8 DIR/de_DE.UTF-8` and LOCPATH=DIR make one. */
+/* The float text must not follow LC_NUMERIC (fpfmt.c never reads the locale). Debian
+ * ships no such locale by default: `localedef -i de_DE -f UTF-8 DIR/de_DE.UTF-8` and
+ * LOCPATH=DIR make one. */
 static void test_float_locale(void **state)
 {
 	static const char *const names[] = { "de_DE.UTF-8", "de_DE.utf8", "fr_FR.UTF-8", "ru_RU.UTF-8" };
@@ -269,8 +287,8 @@ static void test_float_locale(void **state)
 	f64_case(0.1, "0.1");
 	f64_case(1.0, "1.0");
 	f64_case(-2.5, "-2.5");
-	f64_case(1.5e-7, "1.5e-07");
-	f64_case(1e20, "1e+20");
+	f64_case(1.5e-7, "1.5e-7");
+	f64_case(1e20, "1e20");
 	f32_case(0.1f, "0.1");
 }
 

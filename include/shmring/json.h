@@ -7,8 +7,13 @@
  *
  * Output rules, in short (tests/test_json.c shows each one on examples):
  *   nil/bool/int       null, true/false, plain decimal (full uint64 and int64 range)
- *   float32/float64    shortest %.{p}g text that reads back to the same value, ".0" added
- *                      when it would look like an integer; NaN and +-Inf become null
+ *   float64            as serde_json 1.0 writes an f64: the shortest digits that read back
+ *                      as the same value (ryu's), laid out as 100.0, 12.34, 0.00001, 1e16,
+ *                      1.2345678901234568e17, 5e-324, -0.0 (fixed notation while the
+ *                      integer part has at most 16 digits and down to 0.0000d; no "+"
+ *                      and no leading zeros in an exponent); NaN and +-Inf become null
+ *   float32            as serde_json writes an f32: shortest f32 digits, the same layout
+ *                      with 13 integer digits and 0.00000d as the bounds of fixed notation
  *   str                JSON string, escaped like serde_json; invalid UTF-8 becomes U+FFFD
  *                      (one per maximal invalid subpart)
  *   bin                JSON string of standard base64 with padding
@@ -22,8 +27,7 @@
  *   - containers may nest 64 deep (the top level is depth 1);
  *   - a non-string key inside a non-string key is fine (its text is escaped twice), one more
  *     level is refused: every level doubles the backslashes and no linear bound would hold;
- *   - float text is what %g gives, so 1000.0 is written 1e+03 and 1e20 is 1e+20; it does not
- *     depend on the process locale;
+ *   - float text does not depend on the process locale;
  *   - the fractional seconds of a timestamp lose their trailing zeros (.5Z, .123456Z).
  */
 #ifndef SHMRING_JSON_H

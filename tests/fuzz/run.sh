@@ -10,7 +10,7 @@ out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 flags=(-g -O1 -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined
        -fno-sanitize-recover=undefined -Iinclude -Ilibshm -Iwriter -Itests)
-clang "${flags[@]}" tests/fuzz/fuzz_mp2json.c libshm/mp2json.c tests/ref_mp2json.c \
+clang "${flags[@]}" tests/fuzz/fuzz_mp2json.c libshm/mp2json.c libshm/fpfmt.c tests/ref_mp2json.c \
 	-ljansson -lmsgpackc -lm -o "$out/fuzz_mp2json"
 clang "${flags[@]}" tests/fuzz/fuzz_slots.c libshm/*.c \
 	-lmsgpackc -lpthread -lrt -o "$out/fuzz_slots"

@@ -3,6 +3,8 @@
  * usage: mp2json_bench [records [reference-records]]
  * The record is a typical ~300-byte compaction record (ids, a nested map, integers, an array
  * with one violation map, a bool). Build with -O2; the target is <= 150 ns per record.
+ * A second, float-heavy record (16 doubles: 8 short decimals such as 0.25 or 1e-7, 8 with
+ * 15-17 significant digits such as 1.0 / 3) gives the cost per double.
  */
 #include <errno.h>
 #include <stdint.h>
@@ -65,6 +67,27 @@ static void build_record(msgpack_sbuffer *sb)
 	pk_cstr(&pk, "/work/main/libshm/ring.c");
 }
 
+/* Mixed magnitudes, so that every layout (fixed, 0.000ddd, exponent) is exercised. */
+static const double float_values[16] = {
+	0.25,     1234.5,    1e-7,        6.02214076e23, 97.5,     100.0,    -0.001,    3e10,
+	1.0 / 3,  2.0 / 7,   0.1 + 0.2,   1.7976931348623157e308, 2.2250738585072014e-308,
+	123456.789012345678, -9.87654321987654e-5, 299792458.123456789,
+};
+
+static void build_float_record(msgpack_sbuffer *sb)
+{
+	msgpack_packer pk;
+	char key[8];
+
+	msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+	msgpack_pack_map(&pk, 16);
+	for (int i = 0; i < 16; i++) {
+		snprintf(key, sizeof(key), "f%d", i);
+		pk_cstr(&pk, key);
+		msgpack_pack_double(&pk, float_values[i]);
+	}
+}
+
 static double now_ns(void)
 {
 	struct timespec ts;
@@ -94,34 +117,47 @@ static double bench(conv_fn f, const void *in, size_t len, char *out, size_t cap
 	return best;
 }
 
-int main(int argc, char **argv)
+/* Convert with both converters, check they agree, time both; 0 or 1 (disagreement). */
+static int run(const char *what, msgpack_sbuffer *sb, long n, long nref, int per)
 {
-	long n = argc > 1 ? atol(argv[1]) : 2000000, nref = argc > 2 ? atol(argv[2]) : 100000;
-	msgpack_sbuffer sb;
-	size_t cap;
-	char *out, *ref;
+	size_t cap = shmring_json_bound(sb->size);
+	char *out = malloc(cap), *ref = malloc(cap);
 	ssize_t len, rlen;
 	double fast, slow;
 
-	msgpack_sbuffer_init(&sb);
-	build_record(&sb);
-	cap = shmring_json_bound(sb.size);
-	out = malloc(cap);
-	ref = malloc(cap);
-	len = shmring_msgpack_to_json(sb.data, sb.size, out, cap, NULL);
-	rlen = ref_msgpack_to_json(sb.data, sb.size, ref, cap, NULL);
+	len = shmring_msgpack_to_json(sb->data, sb->size, out, cap, NULL);
+	rlen = ref_msgpack_to_json(sb->data, sb->size, ref, cap, NULL);
 	if (len < 0 || len != rlen || memcmp(out, ref, (size_t)len)) {
-		fprintf(stderr, "converters disagree: %zd vs %zd\n", len, rlen);
+		fprintf(stderr, "%s: converters disagree: %zd vs %zd\n%.*s\n%.*s\n", what, len, rlen,
+			(int)(len > 0 ? len : 0), out, (int)(rlen > 0 ? rlen : 0), ref);
 		return 1;
 	}
-	printf("record: %zu bytes msgpack -> %zd bytes JSON\n%.*s\n", sb.size, len, (int)len, out);
-	fast = bench(shmring_msgpack_to_json, sb.data, sb.size, out, cap, n);
-	slow = bench(ref_msgpack_to_json, sb.data, sb.size, ref, cap, nref);
-	printf("fast      %8.1f ns/record  %6.2f GB/s in\n", fast, (double)sb.size / fast);
-	printf("reference %8.1f ns/record  %6.2f GB/s in\n", slow, (double)sb.size / slow);
+	printf("%s record: %zu bytes msgpack -> %zd bytes JSON\n%.*s\n", what, sb->size, len,
+	       (int)len, out);
+	fast = bench(shmring_msgpack_to_json, sb->data, sb->size, out, cap, n);
+	slow = bench(ref_msgpack_to_json, sb->data, sb->size, ref, cap, nref);
+	printf("fast      %8.1f ns/record  %6.2f GB/s in", fast, (double)sb->size / fast);
+	if (per)
+		printf("  %6.1f ns per double", fast / per);
+	printf("\nreference %8.1f ns/record  %6.2f GB/s in\n", slow, (double)sb->size / slow);
 	printf("ratio     %8.1fx\n", slow / fast);
 	free(out);
 	free(ref);
-	msgpack_sbuffer_destroy(&sb);
 	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	long n = argc > 1 ? atol(argv[1]) : 2000000, nref = argc > 2 ? atol(argv[2]) : 100000;
+	msgpack_sbuffer sb, fsb;
+	int rc;
+
+	msgpack_sbuffer_init(&sb);
+	msgpack_sbuffer_init(&fsb);
+	build_record(&sb);
+	build_float_record(&fsb);
+	rc = run("typical", &sb, n, nref, 0) || run("float-heavy", &fsb, n / 4, nref / 10, 16);
+	msgpack_sbuffer_destroy(&sb);
+	msgpack_sbuffer_destroy(&fsb);
+	return rc;
 }

@@ -1,0 +1,337 @@
+/* fpfmt.c: the shortest round-trip digits of a double or float, and serde_json's layout.
+ *
+ * The digit search follows Ulf Adams, "Ryu: fast float-to-string conversion" (PLDI 2018):
+ * with the value written m2 * 2^e2 (m2 scaled by 4 so that the halfway points to its
+ * neighbours are integers too), compute at one decimal scale 10^e10 the floors of the
+ * value (vr) and of the ends of its rounding interval (vm, vp) with one 64x128-bit multiply
+ * each by a precomputed power of five, then drop decimal digits while vm and vp still
+ * differ above the dropped ones. The interval's ends belong to it exactly when m2 is even
+ * (round-half-even reading), so it matters whether the dropped digits of vm (and of vr)
+ * were all zero: the slow path tracks that; the common path, where neither can be, does
+ * not. A float goes through the same search: its mantissa is narrower and its exponents
+ * lie inside the double's, and the tables are exact enough for any mantissa below 2^55.
+ *
+ * The layout is the Rust ryu crate's format64/format32 (what serde_json 1.0 writes).
+ * Nothing here allocates or reads the locale. */
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "fpfmt.h"
+#include "fpfmt_tables.h"
+
+/* floor(log10(2^e)) for 0 <= e <= 1650, floor(log10(5^e)) for 0 <= e <= 2620, and the bit
+ * length of 5^e for 0 <= e <= 3528: the multipliers are the usual fixed-point logs. */
+static inline uint32_t log10_pow2(int32_t e)
+{
+	return ((uint32_t)e * 78913) >> 18;
+}
+
+static inline uint32_t log10_pow5(int32_t e)
+{
+	return ((uint32_t)e * 732923) >> 20;
+}
+
+static inline int32_t pow5bits(int32_t e)
+{
+	return (int32_t)(((uint32_t)e * 1217359) >> 19) + 1;
+}
+
+static inline uint32_t pow5_factor(uint64_t v)
+{
+	uint32_t n = 0;
+
+	while (v % 5 == 0) {
+		v /= 5;
+		n++;
+	}
+	return n;
+}
+
+static inline bool multiple_of_pow5(uint64_t v, uint32_t p)
+{
+	return pow5_factor(v) >= p;
+}
+
+static inline bool multiple_of_pow2(uint64_t v, uint32_t p)
+{
+	return (v & ((1ull << p) - 1)) == 0;
+}
+
+/* floor(m * mul / 2^j) for m < 2^58 and j >= 64; mul is {low, high}. */
+static inline uint64_t mul_shift(uint64_t m, const uint64_t mul[2], int32_t j)
+{
+	unsigned __int128 lo = (unsigned __int128)m * mul[0];
+	unsigned __int128 hi = (unsigned __int128)m * mul[1];
+
+	return (uint64_t)(((lo >> 64) + hi) >> (j - 64));
+}
+
+struct decimal {
+	uint64_t digits;
+	int32_t exp; /* value = digits * 10^exp */
+};
+
+/* The shortest decimal in the rounding interval of m2 * 2^e2 (m2 the full significand with
+ * its hidden bit, e2 the exponent of its last bit); mm_shift says whether the gap below is
+ * as wide as the gap above (it is not at a power of two, except for the smallest normals). */
+static struct decimal shortest(uint64_t m2, int32_t e2, bool mm_shift)
+{
+	const bool even = (m2 & 1) == 0;
+	const uint64_t mv = 4 * m2;
+	uint64_t vr, vp, vm, out;
+	int32_t e10, removed = 0;
+	uint8_t last = 0;
+	bool vm_tz = false, vr_tz = false;
+
+	e2 -= 2;
+	if (e2 >= 0) {
+		/* One digit more than needed when e2 > 3, so that the last dropped digit is known. */
+		const uint32_t q = log10_pow2(e2) - (e2 > 3);
+		const int32_t j = -e2 + (int32_t)q + FPFMT_POW5_BITS + pow5bits((int32_t)q) - 1;
+
+		e10 = (int32_t)q;
+		vr = mul_shift(mv, fpfmt_pow5_inv[q], j);
+		vp = mul_shift(mv + 2, fpfmt_pow5_inv[q], j);
+		vm = mul_shift(mv - 1 - mm_shift, fpfmt_pow5_inv[q], j);
+		/* 5^22 > 2^55 > mv: past q = 21 nothing here is a multiple of 5^q. */
+		if (q <= 21) {
+			if (mv % 5 == 0)
+				vr_tz = multiple_of_pow5(mv, q);
+			else if (even)
+				vm_tz = multiple_of_pow5(mv - 1 - mm_shift, q);
+			else
+				vp -= multiple_of_pow5(mv + 2, q);
+		}
+	} else {
+		const uint32_t q = log10_pow5(-e2) - (-e2 > 1);
+		const int32_t i = -e2 - (int32_t)q;
+		const int32_t j = (int32_t)q - (pow5bits(i) - FPFMT_POW5_BITS);
+
+		e10 = (int32_t)q + e2;
+		vr = mul_shift(mv, fpfmt_pow5[i], j);
+		vp = mul_shift(mv + 2, fpfmt_pow5[i], j);
+		vm = mul_shift(mv - 1 - mm_shift, fpfmt_pow5[i], j);
+		if (q <= 1) {
+			/* mv has two trailing zero bits, so vr's dropped digits are all zero. */
+			vr_tz = true;
+			if (even)
+				vm_tz = mm_shift;
+			else
+				vp--;
+		} else if (q < 63) {
+			vr_tz = multiple_of_pow2(mv, q);
+		}
+	}
+
+	if (vm_tz || vr_tz) {
+		/* Rare: an end of the interval or the value itself may be exact at 10^e10. */
+		while (vp / 10 > vm / 10) {
+			vm_tz &= vm % 10 == 0;
+			vr_tz &= last == 0;
+			last = (uint8_t)(vr % 10);
+			vr /= 10;
+			vp /= 10;
+			vm /= 10;
+			removed++;
+		}
+		if (vm_tz) {
+			while (vm % 10 == 0) {
+				vr_tz &= last == 0;
+				last = (uint8_t)(vr % 10);
+				vr /= 10;
+				vp /= 10;
+				vm /= 10;
+				removed++;
+			}
+		}
+		/* Exactly halfway between two candidates: round to even. */
+		if (vr_tz && last == 5 && vr % 2 == 0)
+			last = 4;
+		out = vr + ((vr == vm && (!even || !vm_tz)) || last >= 5);
+	} else {
+		bool up = false;
+
+		/* Four, then two digits at a time while all can go: up says whether the highest
+		 * of them, the last one dropped, was 5 or more. */
+		while (vp / 10000 > vm / 10000) {
+			up = vr % 10000 >= 5000;
+			vr /= 10000;
+			vp /= 10000;
+			vm /= 10000;
+			removed += 4;
+		}
+		if (vp / 100 > vm / 100) {
+			up = vr % 100 >= 50;
+			vr /= 100;
+			vp /= 100;
+			vm /= 100;
+			removed += 2;
+		}
+		while (vp / 10 > vm / 10) {
+			up = vr % 10 >= 5;
+			vr /= 10;
+			vp /= 10;
+			vm /= 10;
+			removed++;
+		}
+		out = vr + (vr == vm || up);
+	}
+	return (struct decimal){ out, e10 + removed };
+}
+
+static const char pairs[200] = "00010203040506070809101112131415161718192021222324252627282930"
+			       "31323334353637383940414243444546474849505152535455565758596061"
+			       "62636465666768697071727374757677787980818283848586878889909192"
+			       "93949596979899";
+
+static inline int decimal_length(uint64_t v)
+{
+	int n = 1;
+
+	while (v >= 10000) {
+		v /= 10000;
+		n += 4;
+	}
+	return n + (v >= 10) + (v >= 100) + (v >= 1000);
+}
+
+/* The n digits of v at p[0..n). */
+static inline void put_digits(char *p, uint64_t v, int n)
+{
+	while (n >= 2) {
+		memcpy(p + n - 2, pairs + 2 * (v % 100), 2);
+		v /= 100;
+		n -= 2;
+	}
+	if (n)
+		p[0] = (char)('0' + v);
+}
+
+/* ryu's layout: max_kk is 16 for a double, 13 for a float; min_kk -5 and -6. */
+static size_t layout(char *buf, bool neg, struct decimal d, int max_kk, int min_kk)
+{
+	char *p = buf;
+	const int n = decimal_length(d.digits);
+	const int k = d.exp, kk = n + k; /* 10^(kk-1) <= value < 10^kk */
+
+	if (neg)
+		*p++ = '-';
+	if (k >= 0 && kk <= max_kk) {
+		/* 1234e7 -> 12340000000.0 */
+		put_digits(p, d.digits, n);
+		memset(p + n, '0', (size_t)k);
+		p += kk;
+		memcpy(p, ".0", 2);
+		return (size_t)(p + 2 - buf);
+	}
+	if (kk > 0 && kk <= max_kk) {
+		/* 1234e-2 -> 12.34: write all digits one place right, then pull the head left. */
+		put_digits(p + 1, d.digits, n);
+		memmove(p, p + 1, (size_t)kk);
+		p[kk] = '.';
+		return (size_t)(p + n + 1 - buf);
+	}
+	if (kk > min_kk && kk <= 0) {
+		/* 1234e-6 -> 0.001234 */
+		p[0] = '0';
+		p[1] = '.';
+		memset(p + 2, '0', (size_t)-kk);
+		p += 2 - kk;
+		put_digits(p, d.digits, n);
+		return (size_t)(p + n - buf);
+	}
+	if (n == 1) {
+		/* 1e30 */
+		*p++ = (char)('0' + d.digits);
+	} else {
+		/* 1234e30 -> 1.234e33 */
+		put_digits(p + 1, d.digits, n);
+		p[0] = p[1];
+		p[1] = '.';
+		p += n + 1;
+	}
+	*p++ = 'e';
+	int e = kk - 1;
+
+	if (e < 0) {
+		*p++ = '-';
+		e = -e;
+	}
+	if (e >= 100) {
+		*p++ = (char)('0' + e / 100);
+		memcpy(p, pairs + 2 * (e % 100), 2);
+		p += 2;
+	} else if (e >= 10) {
+		memcpy(p, pairs + 2 * e, 2);
+		p += 2;
+	} else {
+		*p++ = (char)('0' + e);
+	}
+	return (size_t)(p - buf);
+}
+
+size_t fpfmt_f64(char *buf, double v)
+{
+	uint64_t bits, m;
+	uint32_t be;
+	bool neg;
+	struct decimal d;
+
+	memcpy(&bits, &v, 8);
+	neg = bits >> 63;
+	m = bits & ((1ull << 52) - 1);
+	be = (uint32_t)(bits >> 52) & 0x7ff;
+	if (be == 0x7ff) {
+		memcpy(buf, "null", 4);
+		return 4;
+	}
+	if (be == 0 && m == 0) {
+		memcpy(buf, "-0.0", 4);
+		return neg ? 4 : (memcpy(buf, "0.0", 3), 3);
+	}
+	if (be == 0) {
+		d = shortest(m, 1 - 1075, true);
+	} else {
+		const int32_t e2 = (int32_t)be - 1075;
+
+		m |= 1ull << 52;
+		/* An integer below 2^53: its digits are exact; only trailing zeros go. */
+		if (e2 <= 0 && e2 >= -52 && (m & ((1ull << -e2) - 1)) == 0) {
+			d.digits = m >> -e2;
+			d.exp = 0;
+			while (d.digits % 10 == 0) {
+				d.digits /= 10;
+				d.exp++;
+			}
+		} else {
+			d = shortest(m, e2, (bits & ((1ull << 52) - 1)) != 0 || be <= 1);
+		}
+	}
+	return layout(buf, neg, d, 16, -5);
+}
+
+size_t fpfmt_f32(char *buf, float v)
+{
+	uint32_t bits, m, be;
+	bool neg;
+	struct decimal d;
+
+	memcpy(&bits, &v, 4);
+	neg = bits >> 31;
+	m = bits & ((1u << 23) - 1);
+	be = (bits >> 23) & 0xff;
+	if (be == 0xff) {
+		memcpy(buf, "null", 4);
+		return 4;
+	}
+	if (be == 0 && m == 0) {
+		memcpy(buf, "-0.0", 4);
+		return neg ? 4 : (memcpy(buf, "0.0", 3), 3);
+	}
+	if (be == 0)
+		d = shortest(m, 1 - 150, true);
+	else
+		d = shortest(m | 1u << 23, (int32_t)be - 150, m != 0 || be <= 1);
+	return layout(buf, neg, d, 13, -6);
+}
