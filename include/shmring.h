@@ -24,7 +24,7 @@ extern "C" {
 #endif
 
 #define SHMRING_VERSION_MAJOR 0
-#define SHMRING_VERSION_MINOR 1
+#define SHMRING_VERSION_MINOR 2
 #define SHMRING_VERSION_PATCH 0
 
 typedef struct shmring shmring;

@@ -38,7 +38,7 @@ import logging
 import os
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
-__version__ = "0.1.0"  # = SHMRING_VERSION_* of include/shmring.h (tests/test_python.py checks)
+__version__ = "0.2.0"  # = SHMRING_VERSION_* of include/shmring.h (tests/test_python.py checks)
 
 __all__ = ["Ring", "AuditSink", "Stats", "unlink", "load_library", "STATS_FIELDS",
            "PAGE_TYPES", "ORIGIN_KINDS", "__version__"]
