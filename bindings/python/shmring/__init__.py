@@ -36,7 +36,7 @@ import ctypes.util
 import errno as _errno
 import logging
 import os
-from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Tuple, TypeVar, Union
 
 __version__ = "0.2.0"  # = SHMRING_VERSION_* of include/shmring.h (tests/test_python.py checks)
 
@@ -235,8 +235,49 @@ def unlink(name: Union[str, bytes]) -> None:
     _check(load_library().shmring_unlink(_name_bytes(name)), "unlink", str(name))
 
 
-class Ring:
-    """A producer handle on one ring; usable from many threads, also as a context manager."""
+_H = TypeVar("_H", bound="_Handle")
+
+
+class _Handle:
+    """A C handle this object owns: released once, by close(), leaving the with-block, or
+    the garbage collector. Subclasses name the C call that releases it."""
+
+    _h: Optional[ctypes.c_void_p] = None
+    _lib: Any
+
+    def _free(self, h: ctypes.c_void_p) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the handle (idempotent)."""
+        h, self._h = self._h, None
+        if h is not None:
+            self._free(h)
+
+    @property
+    def closed(self) -> bool:
+        return self._h is None
+
+    def __enter__(self: _H) -> _H:
+        return self
+
+    def __exit__(self, *exc: Any) -> bool:
+        self.close()
+        return False
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001
+            pass
+
+
+class Ring(_Handle):
+    """A producer handle on one ring; usable from many threads, also as a context manager.
+    close() detaches; the ring stays."""
+
+    def _free(self, h: ctypes.c_void_p) -> None:
+        self._lib.shmring_close(h)
 
     def __init__(self, name: Union[str, bytes], capacity: int = 0, slot_size: int = 0, mode: int = 0,
                  _attach: bool = False) -> None:
@@ -300,29 +341,6 @@ class Ring:
         n = _check(self._lib.shmring_writer_error(self._handle(), buf, len(buf)),
                    "writer_error", str(self.name))
         return buf.value.decode(errors="replace") if n else None
-
-    def close(self) -> None:
-        """Detach (the ring stays). Idempotent."""
-        h, self._h = self._h, None
-        if h is not None:
-            self._lib.shmring_close(h)
-
-    @property
-    def closed(self) -> bool:
-        return self._h is None
-
-    def __enter__(self) -> "Ring":
-        return self
-
-    def __exit__(self, *exc: Any) -> bool:
-        self.close()
-        return False
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:  # noqa: BLE001
-            pass
 
     def __repr__(self) -> str:
         return "<shmring.Ring %r%s>" % (self.name, " closed" if self._h is None else "")
@@ -399,10 +417,14 @@ def _to_record(rec: Mapping[str, Any]) -> Tuple[_Record, List[Any]]:
     return r, keep
 
 
-class AuditSink:
+class AuditSink(_Handle):
     """The compaction audit sink (include/shmring/audit.h): records, given as dicts shaped
     like their JSON line, appended to one JSONL file by a shmring-writer that the sink
-    starts when none serves the file. send never blocks; a context manager."""
+    starts when none serves the file. send never blocks; a context manager. close()
+    detaches; the writer serves others and exits by itself when idle."""
+
+    def _free(self, h: ctypes.c_void_p) -> None:
+        self._lib.shmring_audit_close(h)
 
     def __init__(self, path: Union[str, "os.PathLike[str]"], capacity: int = 0) -> None:
         self._h: Optional[ctypes.c_void_p] = None
@@ -450,29 +472,6 @@ class AuditSink:
     def stats(self) -> Dict[str, Union[int, bool]]:
         """The counters of the sink's ring, as Ring.stats."""
         return _stats_dict(self._lib, self._lib.shmring_audit_ring(self._handle()), self.ring_name)
-
-    def close(self) -> None:
-        """Detach; the writer serves others and exits by itself when idle. Idempotent."""
-        h, self._h = self._h, None
-        if h is not None:
-            self._lib.shmring_audit_close(h)
-
-    @property
-    def closed(self) -> bool:
-        return self._h is None
-
-    def __enter__(self) -> "AuditSink":
-        return self
-
-    def __exit__(self, *exc: Any) -> bool:
-        self.close()
-        return False
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:  # noqa: BLE001
-            pass
 
     def __repr__(self) -> str:
         return "<shmring.AuditSink %r%s>" % (self.path, " closed" if self._h is None else "")
