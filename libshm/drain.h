@@ -40,12 +40,6 @@ struct shm_drain {
 	void *ctx;
 };
 
-/* The writer's totals, as stored in the header at each commit (W4) and in the intent. */
-struct shm_totals {
-	uint64_t written, invalid, abandoned, corrupt, flushes_done;
-	uint64_t marked[3]; /* losses told by shmring_lost lines: full, oversize, abandoned */
-};
-
 void shm_drain_init(struct shm_drain *d, struct shm_map *m, uint64_t stall_ns,
 		    const struct shm_drain_ops *ops, void *ctx);
 /* One step at the head: 1 progressed, 0 nothing to do now, <0 an ops error. */

@@ -94,6 +94,12 @@ static inline uint64_t w_make(unsigned lap, unsigned owner, unsigned n, unsigned
 	       ((uint64_t)(n & 0xffff) << 4) | ((uint64_t)(kind & 1) << 3) | (state & 7);
 }
 
+/* The writer's totals, as stored in the header at each commit (W4) and in the intent. */
+struct shm_totals {
+	uint64_t written, invalid, abandoned, corrupt, flushes_done;
+	uint64_t marked[3]; /* losses told by shmring_lost lines: full, oversize, abandoned */
+};
+
 /* One registered producer process; its liveness is an OFD lock on SHM_LOCK_PRODUCER(i). */
 struct shm_producer {
 	_Atomic uint32_t gen;             /* bumped at each registration (10 bits used in owner) */
@@ -172,8 +178,7 @@ struct shm_hdr {
 		uint64_t dev, ino;                /* the output file */
 		uint64_t file_start, len;         /* the batch is [file_start, file_start + len) */
 		uint64_t head_before, head_after;
-		uint64_t written, invalid, abandoned, corrupt, flushes_done; /* totals after it */
-		uint64_t marked[3];
+		struct shm_totals totals;         /* the writer's totals after it */
 	} intent;
 
 	alignas(SHM_CACHELINE) sem_t wake; /* process-shared; posted when writer_sleeping */

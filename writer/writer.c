@@ -335,12 +335,7 @@ static void intent_begin(struct wr *w)
 	in->len = w->used;
 	in->head_before = w->d.freed;
 	in->head_after = w->d.head;
-	in->written = w->t.written;
-	in->invalid = w->t.invalid;
-	in->abandoned = w->t.abandoned;
-	in->corrupt = w->t.corrupt;
-	in->flushes_done = w->t.flushes_done;
-	memcpy(in->marked, w->t.marked, sizeof(w->t.marked));
+	in->totals = w->t;
 	/* I1: the intent is complete before it says a batch is in flight. */
 	atomic_store_explicit(&in->state, 1, memory_order_release);
 }
@@ -488,12 +483,7 @@ static int recover(struct wr *w)
 	}
 	int same = w->out_regular && in->dev == w->out_dev && in->ino == w->out_ino;
 	if (same && w->file_size >= in->file_start + in->len) {
-		w->t.written = in->written;
-		w->t.invalid = in->invalid;
-		w->t.abandoned = in->abandoned;
-		w->t.corrupt = in->corrupt;
-		w->t.flushes_done = in->flushes_done;
-		memcpy(w->t.marked, in->marked, sizeof(w->t.marked));
+		w->t = in->totals;
 		shm_drain_commit(&w->d, in->head_before, in->head_after, &w->t);
 		wlog("INFO", "ring %s: the killed writer's last batch (%llu bytes) is complete",
 		     w->o->ring, (unsigned long long)in->len);
