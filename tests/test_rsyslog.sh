@@ -197,7 +197,7 @@ wait_received() { # wait_received N SECONDS: until the receiver wrote N lines
 }
 nchunks=$(ls "$tmp"/chunk.* | wc -l)
 third=$((nchunks / 3))
-# 1. A third with no receiver: the lines wait in the sender's queue (omfwd retries).
+# 1. A third with no receiver: the lines wait in the sender's queue (omrelp retries).
 send_chunks 0 $((third - 1))
 queued=$((third * chunk))
 sleep 0.5
@@ -240,12 +240,12 @@ done
 wait "$chunks_pid" || fail "sending the last third failed"
 sent=$(date +%s.%N)
 
-# Wait (at most 40 s) until the receiver has written a line for every record (counted
-# by distinct shmring_seq: some lines arrive twice).
+# Wait (at most 60 s: omrelp's retry pause grows up to 30 s) until the receiver has
+# written a line for every record (counted by distinct shmring_seq: some arrive twice).
 distinct() {
 	(cat "$tmp/received.jsonl" 2>/dev/null || true) | grep -o '^{"shmring_seq":[0-9]*' | sort -u | wc -l
 }
-for _ in $(seq 400); do
+for _ in $(seq 600); do
 	[ "$(distinct)" -ge "$records" ] && break
 	sleep 0.1
 done
@@ -317,9 +317,16 @@ def runs(qs): # 5,6,7,9 -> "5..7, 9"
     return ", ".join(f"{a}..{b}" if a != b else f"{a}" for a, b in out)
 if dups:
     print(f"test_rsyslog: arrived more than once (shmring_seq): {runs(dups)}")
+# Order: the lines (without their copies) that came after a line with a higher key.
+top, late = -1, 0
+for line in kept:
+    q = json.loads(line)["shmring_seq"]
+    late += q < top
+    top = max(top, q)
 print(f"test_rsyslog: {n} records in {len(files)} writer files, each received at least once and"
       f" byte-identical (escapes, UTF-8{', raw DEL' if raw_del else ''}); {len(dups)} records"
-      f" arrived twice or more ({extra} extra lines), removed by shmring_seq; receiver"
+      f" arrived twice or more ({extra} extra lines), removed by shmring_seq; {late} out of"
+      f" order; receiver"
       f" killed at {', '.join(kills)} lines received", end="")
 EOF
 awk -v a="$start" -v b="$sent" -v c="$done_t" -v q="$queued" 'BEGIN { printf \
