@@ -1,18 +1,23 @@
 #!/usr/bin/env bash
 # test_rsyslog.sh - ship the writer's JSONL with the configuration of docs/RSYSLOG.md:
 # one rsyslogd (imfile) follows the writer's file through its own rotation and forwards
-# each line over TCP to a second rsyslogd on 127.0.0.1, which writes the lines out again.
-# Checks that every record arrived exactly once and byte for byte as the writer wrote it,
-# with the writer rotating its file several times, the receiver started only after a
-# third of the records (which wait in the sender's queue, across a restart of the
-# sender), and a second restart of the sender while both run.
+# each line over RELP to a second rsyslogd on 127.0.0.1, which writes the lines out again.
+# Checks that every record arrived at least once and byte for byte as the writer wrote it
+# (with --seq), with the writer rotating its file several times, the receiver started
+# only after a third of the records (which wait in the sender's queue, across a restart
+# of the sender), a second restart of the sender while both run, and the receiver killed
+# (SIGKILL) and started three times while the last third flows. RELP is at-least-once:
+# the lines that arrived twice are counted and printed, and removed by their shmring_seq
+# key as a reader would, which must leave exactly the writer's lines.
 #
-#   test_rsyslog.sh WRITER CLI SRCDIR        exit 77 (skipped) without rsyslogd
+#   test_rsyslog.sh WRITER CLI SRCDIR        exit 77 (skipped) without rsyslogd or RELP
 #
 # Environment: RSYSLOG_TEST_RECORDS (default 2000), RSYSLOG_TEST_CHUNK (records sent
 # between two flushes, default 50), RSYSLOG_TEST_PAUSE (seconds after each flush,
 # default 0.1: see docs/RSYSLOG.md, "Limits", for why files must not come and go faster
-# than imfile can open them), RSYSLOG_TEST_KEEP=1 keeps the temporary directory.
+# than imfile can open them), RSYSLOG_TEST_KILL_EVERY (seconds between the receiver's
+# kills once it takes lines, default 0.3), RSYSLOG_TEST_PAUSE_LAST (the pause while
+# the last third flows, default 0.4), RSYSLOG_TEST_KEEP=1 keeps the temporary directory.
 set -euo pipefail
 
 writer=$1 cli=$2 src=$3
@@ -23,6 +28,14 @@ pause=${RSYSLOG_TEST_PAUSE:-0.1}
 rsyslogd=$(PATH="$PATH:/usr/sbin:/sbin" command -v rsyslogd || true)
 if [ -z "$rsyslogd" ]; then
 	echo "SKIP: rsyslogd is not installed (apt-get install rsyslog)"
+	exit 77
+fi
+relp=0
+for d in /usr/lib/*/rsyslog /usr/lib64/rsyslog /usr/lib/rsyslog; do
+	[ -e "$d/imrelp.so" ] && [ -e "$d/omrelp.so" ] && relp=1
+done
+if [ "$relp" = 0 ]; then
+	echo "SKIP: rsyslog's RELP modules are not installed (apt-get install rsyslog-relp)"
 	exit 77
 fi
 py=$(command -v python3 || true)
@@ -142,7 +155,7 @@ start_receiver() {
 # The sender first, then the writer (rotating every 20000 bytes, all files kept); the
 # receiver comes later, so that the first records wait in the sender's queue.
 start_sender
-"$writer" --ring "$ring" --out "$tmp/out.jsonl" --max-bytes 20000 --keep 20 >"$tmp/writer.log" 2>&1 &
+"$writer" --ring "$ring" --out "$tmp/out.jsonl" --seq --max-bytes 20000 --keep 20 >"$tmp/writer.log" 2>&1 &
 writer_pid=$!
 for _ in $(seq 100); do
 	[ -e "$tmp/out.jsonl" ] && break
@@ -184,7 +197,7 @@ wait_received() { # wait_received N SECONDS: until the receiver wrote N lines
 }
 nchunks=$(ls "$tmp"/chunk.* | wc -l)
 third=$((nchunks / 3))
-# 1. A third with no receiver: the lines wait in the sender's queue (omfwd retries).
+# 1. A third with no receiver: the lines wait in the sender's queue (omrelp retries).
 send_chunks 0 $((third - 1))
 queued=$((third * chunk))
 sleep 0.5
@@ -199,30 +212,65 @@ wait_received "$queued" 30 || fail "the queued lines did not arrive: $(received)
 # 4. A third with both running.
 send_chunks "$third" $((2 * third - 1))
 wait_received $((2 * third * chunk)) 30 || fail "lines did not arrive: $(received) of $((2 * third * chunk))"
-# 5. Stop and start the sender again (imfile goes on from its state files), then the rest.
+# 5. Stop and start the sender again (imfile goes on from its state files), then the rest,
+# 6. killing the receiver (SIGKILL) and starting it again three times while it flows.
 stop "$send_pid"
 send_pid=""
 start_sender
-send_chunks $((2 * third)) $((nchunks - 1))
+# Slower, so that the three kills fall while lines still flow.
+(pause=${RSYSLOG_TEST_PAUSE_LAST:-0.4} && send_chunks $((2 * third)) $((nchunks - 1))) &
+chunks_pid=$!
+kills="" last=$(received)
+for k in 1 2 3; do
+	# Once this receiver takes lines (omrelp reconnects within about a second), kill it.
+	for _ in $(seq 100); do
+		[ "$(received)" -gt "$last" ] && break
+		sleep 0.1
+	done
+	sleep "${RSYSLOG_TEST_KILL_EVERY:-0.3}"
+	last=$(received)
+	[ "$last" -lt "$records" ] || fail "kill $k came after the last line arrived: not mid-stream"
+	kills="$kills $last"
+	kill -KILL "$recv_pid"
+	wait "$recv_pid" 2>/dev/null || true
+	recv_pid=""
+	sleep 0.2
+	start_receiver
+done
+wait "$chunks_pid" || fail "sending the last third failed"
 sent=$(date +%s.%N)
 
-# Wait (at most 60 s) until the receiver has written as many lines as were sent.
-wait_received "$records" 60 || true
+# Wait (at most 60 s: omrelp's retry pause grows up to 30 s) until the receiver has
+# written a line for every record (counted by distinct shmring_seq: some arrive twice).
+distinct() {
+	(cat "$tmp/received.jsonl" 2>/dev/null || true) | grep -o '^{"shmring_seq":[0-9]*' | sort -u | wc -l
+}
+for _ in $(seq 600); do
+	[ "$(distinct)" -ge "$records" ] && break
+	sleep 0.1
+done
 sleep 0.5 # a duplicate arriving late would show too
 done_t=$(date +%s.%N)
 
 # Every record 0..N-1 once, each received line byte-identical to the writer's line.
-"$py" - "$tmp" "$records" <<-'EOF' || fail "the received lines do not match the written ones"
+"$py" - "$tmp" "$records" "$kills" <<-'EOF' || fail "the received lines do not match the written ones"
 import glob, json, os, sys
-tmp, n = sys.argv[1], int(sys.argv[2])
-files = sorted(glob.glob(os.path.join(tmp, "out.jsonl*")))
-written = {}
+tmp, n, kills = sys.argv[1], int(sys.argv[2]), sys.argv[3].split()
+# Oldest first: out.jsonl.K .. out.jsonl.1, then out.jsonl.
+files = sorted(glob.glob(os.path.join(tmp, "out.jsonl*")),
+               key=lambda f: -int(f.rsplit(".", 1)[1]) if f[-1].isdigit() else 0)
+written, byseq = {}, {}
 for path in files:
     for line in open(path, "rb").read().split(b"\n")[:-1]:
-        i = json.loads(line)["i"]
-        if i in written:
-            sys.exit(f"the writer wrote record {i} twice")
-        written[i] = line
+        rec = json.loads(line)
+        i, q = rec["i"], rec["shmring_seq"]
+        if not line.startswith(b'{"shmring_seq":%d,' % q):
+            sys.exit(f"--seq: the key is not first: {line[:80]!r}")
+        if i in written or q in byseq:
+            sys.exit(f"the writer wrote record {i} (shmring_seq {q}) twice")
+        written[i] = byseq[q] = line
+if list(byseq) != sorted(byseq):
+    sys.exit("shmring_seq does not increase in the writer's order")
 if sorted(written) != list(range(n)):
     sys.exit(f"the writer wrote {len(written)} records of {n}")
 # The bytes that a careless hop would rewrite are there to be carried.
@@ -236,26 +284,50 @@ except FileNotFoundError:
     data = b""
 if data and not data.endswith(b"\n"):
     sys.exit("the received file ends without a newline")
-seen, bad = {}, []
+# What a reader does: keep the first line of each shmring_seq, drop the later copies.
+seen, bad, kept, extra = {}, [], [], 0
 for no, line in enumerate(data.split(b"\n")[:-1], 1):
     try:
-        i = json.loads(line)["i"]
+        q = json.loads(line)["shmring_seq"]
     except Exception as e:
         bad.append(f"line {no} is not a record ({e}): {line[:80]!r}")
         continue
-    seen[i] = seen.get(i, 0) + 1
-    if written.get(i) != line:
-        bad.append(f"record {i} changed on the way: {written.get(i)!r} -> {line!r}")
-missing = [i for i in range(n) if i not in seen]
-dups = sorted(i for i, c in seen.items() if c > 1)
+    seen[q] = seen.get(q, 0) + 1
+    if byseq.get(q) != line:
+        bad.append(f"shmring_seq {q} changed on the way: {byseq.get(q)!r} -> {line!r}")
+    if seen[q] == 1:
+        kept.append(line)
+    else:
+        extra += 1
+missing = [json.loads(byseq[q])["i"] for q in byseq if q not in seen]
+dups = sorted(q for q, c in seen.items() if c > 1)
 if missing:
     bad.append(f"{len(missing)} records missing, first {missing[:10]}")
-if dups:
-    bad.append(f"{len(dups)} records arrived more than once, first {dups[:10]}")
+if sorted(kept) != sorted(byseq.values()):
+    bad.append("the received lines without their duplicates are not the writer's lines")
 if bad:
     sys.exit("\n".join(bad[:20]))
-print(f"test_rsyslog: {n} records in {len(files)} writer files, each received once and"
-      f" byte-identical (escapes, UTF-8{', raw DEL' if raw_del else ''})", end="")
+def runs(qs): # 5,6,7,9 -> "5..7, 9"
+    out = []
+    for q in qs:
+        if out and q == out[-1][1] + 1:
+            out[-1][1] = q
+        else:
+            out.append([q, q])
+    return ", ".join(f"{a}..{b}" if a != b else f"{a}" for a, b in out)
+if dups:
+    print(f"test_rsyslog: arrived more than once (shmring_seq): {runs(dups)}")
+# Order: the lines (without their copies) that came after a line with a higher key.
+top, late = -1, 0
+for line in kept:
+    q = json.loads(line)["shmring_seq"]
+    late += q < top
+    top = max(top, q)
+print(f"test_rsyslog: {n} records in {len(files)} writer files, each received at least once and"
+      f" byte-identical (escapes, UTF-8{', raw DEL' if raw_del else ''}); {len(dups)} records"
+      f" arrived twice or more ({extra} extra lines), removed by shmring_seq; {late} out of"
+      f" order; receiver"
+      f" killed at {', '.join(kills)} lines received", end="")
 EOF
 awk -v a="$start" -v b="$sent" -v c="$done_t" -v q="$queued" 'BEGIN { printf \
 	"; %d queued while the receiver was down, across a sender restart; sender restarted" \

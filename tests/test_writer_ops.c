@@ -1,6 +1,7 @@
 /* test_writer_ops: rotation by size (never splitting a line), a rename noticed and SIGHUP
  * reopen, --out - to a pipe, --fsync modes, --detach with a pid file, its errors, drops
- * counted before a writer started not reported as new, systemd readiness notification. */
+ * counted before a writer started not reported as new, systemd readiness notification,
+ * --seq keys on objects, other values and invalid records. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -77,6 +78,67 @@ static void test_rotation(void **state)
 	assert_true(files >= 9);
 	assert_int_equal(total, N); /* each record once, across the files */
 	free(seen);
+	shmring_close(r);
+	assert_int_equal(tu_writer_stop(&t), 0);
+	tu_ring_cleanup(&t);
+}
+
+/* --seq: an object gets "shmring_seq":POS first, any other value is wrapped, an invalid
+ * record's error object is keyed too; positions count from the ring's first record. */
+static void test_seq(void **state)
+{
+	(void)state;
+	struct tu_ring t;
+	tu_ring_init(&t, "seq");
+	static const char *args[] = { "--seq", NULL };
+	assert_true(tu_writer_start_with(&t, NULL, NULL, args) > 0);
+	shmring *r;
+	assert_int_equal(shmring_open(t.name, NULL, &r), 0);
+	msgpack_sbuffer sb;
+	msgpack_packer pk;
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	msgpack_pack_map(&pk, 1);
+	msgpack_pack_str_with_body(&pk, "a", 1);
+	msgpack_pack_int(&pk, 1);
+	assert_int_equal(shmring_send(r, sb.data, sb.size), 0);
+	msgpack_sbuffer_clear(&sb);
+	msgpack_pack_map(&pk, 0);
+	assert_int_equal(shmring_send(r, sb.data, sb.size), 0);
+	msgpack_sbuffer_clear(&sb);
+	msgpack_pack_array(&pk, 2);
+	msgpack_pack_int(&pk, 1);
+	msgpack_pack_str_with_body(&pk, "x", 1);
+	assert_int_equal(shmring_send(r, sb.data, sb.size), 0);
+	msgpack_sbuffer_clear(&sb);
+	msgpack_pack_str_with_body(&pk, "s", 1);
+	assert_int_equal(shmring_send(r, sb.data, sb.size), 0);
+	msgpack_sbuffer_clear(&sb);
+	msgpack_pack_nil(&pk);
+	assert_int_equal(shmring_send(r, sb.data, sb.size), 0);
+	static const uint8_t invalid[] = { 0xc1 };
+	assert_int_equal(shmring_send(r, invalid, sizeof(invalid)), 0);
+	msgpack_sbuffer_destroy(&sb);
+	assert_int_equal(tu_flush(r), 0);
+	char buf[4096];
+	int fd = open(t.out, O_RDONLY);
+	assert_true(fd >= 0);
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	assert_true(n > 0);
+	buf[n] = 0;
+	static const char want[] = "{\"shmring_seq\":0,\"a\":1}\n"
+				   "{\"shmring_seq\":1}\n"
+				   "{\"shmring_seq\":2,\"record\":[1,\"x\"]}\n"
+				   "{\"shmring_seq\":3,\"record\":\"s\"}\n"
+				   "{\"shmring_seq\":4,\"record\":null}\n"
+				   "{\"shmring_seq\":5,\"shmring_error\":";
+	assert_memory_equal(buf, want, sizeof(want) - 1);
+	long bad = 0;
+	json_t *all = tu_read_jsonl(t.out, &bad); /* every line is whole JSON */
+	assert_non_null(all);
+	assert_int_equal(json_array_size(all), 6);
+	json_decref(all);
 	shmring_close(r);
 	assert_int_equal(tu_writer_stop(&t), 0);
 	tu_ring_cleanup(&t);
@@ -445,6 +507,7 @@ int main(void)
 		cmocka_unit_test(test_sd_notify),
 		cmocka_unit_test(test_partial_write_retry),
 		cmocka_unit_test(test_idle_poll_then_block),
+		cmocka_unit_test(test_seq),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

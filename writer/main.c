@@ -97,6 +97,10 @@ static void usage(FILE *f)
 		"                           a member); producers give their flush semaphores this group\n"
 		"      --mark-losses        before the first line after records were lost, write\n"
 		"                           {\"shmring_lost\":{\"dropped_full\":N,\"dropped_oversize\":N,\"abandoned\":N},\"ts\":T}\n"
+		"      --seq                begin every record's line with \"shmring_seq\":N, its ring\n"
+		"                           position (unique, increasing): a key to drop duplicates by;\n"
+		"                           a record that is not an object is written as\n"
+		"                           {\"shmring_seq\":N,\"record\":VALUE}\n"
 		"  -h, --help               this text\n"
 		"  -V, --version            the version\n\n"
 		"Numbers are decimal digits; durations S are seconds, or a number with s, m, h or d.\n"
@@ -177,6 +181,7 @@ int main(int argc, char **argv)
 		{ "version", no_argument, 0, 'V' },       { "metrics-file", required_argument, 0, 'm' },
 		{ "metrics-interval", required_argument, 0, 'i' },
 		{ "mode", required_argument, 0, 'p' },    { "group", required_argument, 0, 'g' },
+		{ "seq", no_argument, 0, 'S' },
 		{ 0, 0, 0, 0 },
 	};
 	struct writer_opts o = { .stall_ns = 1000000000ull, .batch_bytes = 1 << 20, .keep = 5, .ready_fd = -1,
@@ -222,6 +227,7 @@ int main(int argc, char **argv)
 			o.idle_exit_ns = (uint64_t)(sec * 1e9);
 			break;
 		case 'L': o.mark_losses = 1; break;
+		case 'S': o.seq = 1; break;
 		case 'D': want_detach = 1; break;
 		case 'P': o.pid_file = optarg; break;
 		case 'F':

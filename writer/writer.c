@@ -566,6 +566,32 @@ static int mark_losses(struct wr *w)
 	return 0;
 }
 
+/* --seq: the line was converted SEQ_ROOM bytes after dst; move it to dst with the key
+ * "shmring_seq":POS in front. An object gets it as its first member; any other value
+ * (array, string, number, ...) is wrapped as {"shmring_seq":POS,"record":VALUE}. POS is
+ * the record's ring position: unique and increasing within the ring (not consecutive:
+ * flush sentinels take positions too), so a reader removes the copies of an
+ * at-least-once hop by this key. Returns the new length, newline included. */
+#define SEQ_ROOM 64 /* {"shmring_seq":<20 digits>,"record": and the closing } */
+static size_t add_seq(char *dst, const char *line, size_t k, uint64_t pos)
+{
+	char pre[SEQ_ROOM];
+	int obj = line[0] == '{';
+	int n = snprintf(pre, sizeof(pre), "{\"shmring_seq\":%llu%s", (unsigned long long)pos,
+			 !obj ? ",\"record\":" : line[1] == '}' ? "" : ",");
+	if (obj) { /* drop the object's own '{' */
+		line++;
+		k--;
+	}
+	memcpy(dst, pre, (size_t)n);
+	memmove(dst + n, line, k); /* the regions may overlap: line is at most SEQ_ROOM on */
+	if (!obj) { /* VALUE\n -> VALUE}\n */
+		dst[n + k - 1] = '}';
+		dst[n + k++] = '\n';
+	}
+	return (size_t)n + k;
+}
+
 static int convert(struct wr *w, uint64_t pos, const uint8_t *p, uint32_t len)
 {
 	if (w->o->mark_losses) {
@@ -573,14 +599,18 @@ static int convert(struct wr *w, uint64_t pos, const uint8_t *p, uint32_t len)
 		if (rc)
 			return rc;
 	}
-	size_t need = shmring_json_bound(len) + 1;
+	size_t need = shmring_json_bound(len) + 1 + (w->o->seq ? SEQ_ROOM : 0);
 	int rc = ensure_space(w, need);
 	if (rc)
 		return rc;
 	int invalid;
-	ssize_t k = shm_record_line(p, len, pos, w->buf + w->used, w->cap - w->used, &invalid);
+	char *line = w->buf + w->used + (w->o->seq ? SEQ_ROOM : 0);
+	ssize_t k = shm_record_line(p, len, pos, line, w->cap - w->used - (w->o->seq ? SEQ_ROOM : 0),
+				    &invalid);
 	if (k < 0)
 		return (int)k;
+	if (w->o->seq)
+		k = add_seq(w->buf + w->used, line, (size_t)k, pos);
 	w->used += (size_t)k;
 	w->b_invalid += (uint64_t)invalid;
 	w->b_written++;

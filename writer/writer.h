@@ -18,6 +18,7 @@ struct writer_opts {
 	uint64_t stall_ns;          /* give up on a claimed slot after this long */
 	size_t batch_bytes;         /* write(2) once this much is buffered */
 	uint64_t idle_exit_ns;      /* exit after this long with no producer and nothing to do; 0 = never */
+	int seq;                    /* --seq: "shmring_seq":POS first in every record's line */
 	int mark_losses;            /* write a shmring_lost line before the next record after losses */
 	enum { FSYNC_NEVER, FSYNC_FLUSH, FSYNC_ALWAYS } fsync;
 	uint64_t max_bytes;         /* rotate before a batch would take the file past this; 0 = never */
