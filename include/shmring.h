@@ -120,6 +120,14 @@ uint64_t shmring_dropped_count(const shmring *r);
 int shmring_stats(const shmring *r, struct shmring_stats *out);
 
 /*
+ * The counters of ring NAME without becoming its producer: the ring is mapped read-only
+ * (O_RDONLY, PROT_READ) for the call, so read permission suffices and neither the ring's
+ * bytes nor its timestamps change (a monitor polling it keeps `shmring gc` working).
+ * Errors: -EINVAL bad name, -ENOENT, -EACCES, -EPROTO not a ring of this layout.
+ */
+int shmring_inspect(const char *name, struct shmring_stats *out);
+
+/*
  * The writer's output error as one line, e.g. "write /var/log/a.jsonl: No space left on
  * device": the operation, the output path and strerror of the errno the writer recorded
  * (struct shmring_stats has them as numbers). Truncated to fit buf, always terminated.

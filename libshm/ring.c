@@ -671,6 +671,19 @@ SHM_EXPORT int shmring_stats(const shmring *r, struct shmring_stats *out)
 	return shm_stats_read(&r->m, out, r->owner == W_OWNER_ANON ? -1 : (int)r->entry);
 }
 
+SHM_EXPORT int shmring_inspect(const char *name, struct shmring_stats *out)
+{
+	if (!name || !out)
+		return -EINVAL;
+	struct shm_map m;
+	int rc = shm_map_open(name, NULL, SHM_INSPECT, &m);
+	if (rc)
+		return rc;
+	rc = shm_stats_read(&m, out, -1);
+	shm_map_close(&m);
+	return rc;
+}
+
 /* ---- flush ---------------------------------------------------------------------- */
 
 static int pool_get(struct shmring *r, struct flush_sem *out)

@@ -84,6 +84,65 @@ static void test_other_user(void **state)
 	tu_ring_cleanup(&t2);
 }
 
+/* shmring_inspect: a 0644 ring is readable by another user, who cannot attach to it as a
+ * producer; inspecting changes neither its bytes nor its timestamps. */
+static void test_inspect_read_only(void **state)
+{
+	(void)state;
+	if (geteuid() != 0)
+		skip();
+	struct tu_ring t;
+	tu_ring_init(&t, "inspect");
+	struct shmring_options o = { .capacity = 64, .slot_size = 128, .mode = 0644 };
+	shmring *r;
+	assert_int_equal(shmring_open(t.name, &o, &r), 0);
+	char rec[1] = { (char)0xc0 };
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(shmring_send(r, rec, 1), 0);
+	char p[600];
+	snprintf(p, sizeof(p), "/dev/shm/shmring.%s", t.name);
+	struct stat before, after;
+	assert_int_equal(stat(p, &before), 0);
+	/* Bytes too: a copy of the object before, compared after. */
+	FILE *f = fopen(p, "rb");
+	assert_non_null(f);
+	size_t size = (size_t)before.st_size;
+	unsigned char *b0 = malloc(size), *b1 = malloc(size);
+	assert_int_equal(fread(b0, 1, size, f), size);
+	fclose(f);
+	tu_sleep_ms(20); /* a timestamp bumped now would differ */
+	pid_t c = fork();
+	if (c == 0) {
+		if (setgroups(0, NULL) || setgid(65534) || setuid(65534))
+			_exit(10);
+		shmring *x;
+		struct shmring_stats st;
+		if (shmring_attach(t.name, &x) != -EACCES)
+			_exit(11);
+		if (shmring_inspect(t.name, &st) != 0)
+			_exit(12);
+		if (st.pending != 3 || st.sent != 3 || st.capacity != 64 || st.writer_alive)
+			_exit(13);
+		_exit(shmring_inspect("no-such-ring-x", &st) == -ENOENT ? 0 : 14);
+	}
+	int ws;
+	waitpid(c, &ws, 0);
+	assert_true(WIFEXITED(ws));
+	assert_int_equal(WEXITSTATUS(ws), 0);
+	assert_int_equal(stat(p, &after), 0);
+	assert_true(before.st_mtim.tv_sec == after.st_mtim.tv_sec && before.st_mtim.tv_nsec == after.st_mtim.tv_nsec);
+	assert_true(before.st_ctim.tv_sec == after.st_ctim.tv_sec && before.st_ctim.tv_nsec == after.st_ctim.tv_nsec);
+	f = fopen(p, "rb");
+	assert_non_null(f);
+	assert_int_equal(fread(b1, 1, size, f), size);
+	fclose(f);
+	assert_memory_equal(b0, b1, size);
+	free(b0);
+	free(b1);
+	shmring_close(r);
+	tu_ring_cleanup(&t);
+}
+
 /*
  * A 0666 ring, its writer another user (nobody), the producer root with umask 022: the
  * flush semaphore gets the ring's mode, so the writer can post it and a flush returns as
@@ -390,6 +449,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_default_modes),
 		cmocka_unit_test(test_other_user),
+		cmocka_unit_test(test_inspect_read_only),
 		cmocka_unit_test(test_no_follow),
 		cmocka_unit_test(test_flush_other_user_writer),
 		cmocka_unit_test(test_group_writer),

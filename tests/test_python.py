@@ -202,6 +202,20 @@ def test_stats_dict():
         check(ring.dropped_count() == 1, "dropped_count %d" % ring.dropped_count())
         st = ring.stats()
         check(st["dropped_full"] == 1 and st["dropped_oversize"] == 1, "drops %r" % st)
+        # inspect: the same figures by name, read-only: no producer entry, no timestamp moved.
+        path = "/dev/shm/shmring." + name
+        before = os.stat(path)
+        time.sleep(0.02)
+        ins = shmring.inspect(name)
+        after = os.stat(path)
+        check(ins == ring.stats(), "inspect %r != stats %r" % (ins, ring.stats()))
+        check((before.st_mtime_ns, before.st_ctime_ns) == (after.st_mtime_ns, after.st_ctime_ns),
+              "inspect changed the ring's timestamps")
+    try:
+        shmring.inspect(ring_name("none"))
+        check(False, "inspect of a missing ring did not raise")
+    except FileNotFoundError:
+        pass
     shmring.unlink(name)
 
 

@@ -40,7 +40,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple, TypeVar, Union
 
 __version__ = "0.2.0"  # = SHMRING_VERSION_* of include/shmring.h (tests/test_python.py checks)
 
-__all__ = ["Ring", "AuditSink", "Stats", "unlink", "load_library", "STATS_FIELDS",
+__all__ = ["Ring", "AuditSink", "Stats", "inspect", "unlink", "load_library", "STATS_FIELDS",
            "PAGE_TYPES", "ORIGIN_KINDS", "__version__"]
 
 Value = Union[bytes, bytearray, memoryview, Any]
@@ -179,6 +179,7 @@ def load_library() -> ctypes.CDLL:
         "shmring_flush": ([vp], ctypes.c_int),
         "shmring_dropped_count": ([vp], ctypes.c_uint64),
         "shmring_stats": ([vp, ctypes.POINTER(Stats)], ctypes.c_int),
+        "shmring_inspect": ([ctypes.c_char_p, ctypes.POINTER(Stats)], ctypes.c_int),
         "shmring_writer_error": ([vp, ctypes.c_char_p, ctypes.c_size_t], ctypes.c_int),
         "shmring_close": ([vp], None),
         "shmring_unlink": ([ctypes.c_char_p], ctypes.c_int),
@@ -223,11 +224,24 @@ def _pack(value: Value) -> bytes:
     return msgpack.packb(value, use_bin_type=True)
 
 
+def _stats_of(st: Stats) -> Dict[str, Union[int, bool]]:
+    return {n: (bool(getattr(st, n)) if n == "writer_alive" else int(getattr(st, n)))
+            for n in STATS_FIELDS}
+
+
 def _stats_dict(lib: ctypes.CDLL, h: Any, name: str) -> Dict[str, Union[int, bool]]:
     st = Stats()
     _check(lib.shmring_stats(h, ctypes.byref(st)), "stats", name)
-    return {n: (bool(getattr(st, n)) if n == "writer_alive" else int(getattr(st, n)))
-            for n in STATS_FIELDS}
+    return _stats_of(st)
+
+
+def inspect(name: Union[str, bytes]) -> Dict[str, Union[int, bool]]:
+    """The counters of ring NAME, read without becoming its producer: the ring is mapped
+    read-only for the call (read permission suffices; neither its bytes nor its timestamps
+    change), as `shmring stat` does. FileNotFoundError, PermissionError, OSError."""
+    st = Stats()
+    _check(load_library().shmring_inspect(_name_bytes(name), ctypes.byref(st)), "inspect", str(name))
+    return _stats_of(st)
 
 
 def unlink(name: Union[str, bytes]) -> None:

@@ -45,7 +45,14 @@ pub struct shmring_stats {
     pub writer_pid: i32,
     pub writer_alive: bool,
     pub producers: u32,
+    pub writer_errno: i32,
+    pub writer_error_op: u32,
+    pub writer_error_since_ns: u64,
 }
+
+// The C library writes sizeof(struct shmring_stats) bytes (libshm/internal.h asserts 152):
+// a mirror of another size would be written past.
+const _: () = assert!(std::mem::size_of::<shmring_stats>() == 152);
 
 #[repr(C)]
 pub struct shmring_violation {
@@ -85,6 +92,7 @@ extern "C" {
     pub fn shmring_flush(r: *mut shmring) -> c_int;
     pub fn shmring_dropped_count(r: *const shmring) -> u64;
     pub fn shmring_stats(r: *const shmring, out: *mut shmring_stats) -> c_int;
+    pub fn shmring_inspect(name: *const c_char, out: *mut shmring_stats) -> c_int;
     pub fn shmring_name(r: *const shmring) -> *const c_char;
     pub fn shmring_close(r: *mut shmring);
     pub fn shmring_unlink(name: *const c_char) -> c_int;

@@ -191,6 +191,12 @@ pub struct Stats {
     pub writer_alive: bool,
     /// Producer processes attached now.
     pub producers: u32,
+    /// The errno of the writer's failing output operation; 0 while its output works.
+    pub writer_errno: i32,
+    /// Which operation failed (`enum shmring_writer_op`: 1 open, 2 write, 3 fsync, 4 rotate).
+    pub writer_error_op: u32,
+    /// When it began failing so, CLOCK_REALTIME nanoseconds (0: no error).
+    pub writer_error_since_ns: u64,
 }
 
 /// A handle on one ring. `Send + Sync`: any number of threads may send through one
@@ -308,27 +314,7 @@ impl Ring {
         if rc < 0 {
             return Err(Error::from_rc("shmring_stats", rc));
         }
-        Ok(Stats {
-            capacity: s.capacity,
-            slot_size: s.slot_size,
-            max_record: s.max_record,
-            head: s.head,
-            tail: s.tail,
-            pending: s.pending,
-            sent: s.sent,
-            written: s.written,
-            invalid: s.invalid,
-            dropped_full: s.dropped_full,
-            dropped_oversize: s.dropped_oversize,
-            abandoned: s.abandoned,
-            aborted: s.aborted,
-            flushes: s.flushes,
-            flushes_done: s.flushes_done,
-            corrupt: s.corrupt,
-            writer_pid: s.writer_pid,
-            writer_alive: s.writer_alive,
-            producers: s.producers,
-        })
+        Ok(Stats::from(&s))
     }
 
     /// Records dropped because the ring was full, ring-wide (all processes).
@@ -351,6 +337,49 @@ impl Drop for Ring {
             unsafe { ffi::shmring_close(self.ptr.as_ptr()) }
         }
     }
+}
+
+impl From<&ffi::shmring_stats> for Stats {
+    fn from(s: &ffi::shmring_stats) -> Stats {
+        Stats {
+            capacity: s.capacity,
+            slot_size: s.slot_size,
+            max_record: s.max_record,
+            head: s.head,
+            tail: s.tail,
+            pending: s.pending,
+            sent: s.sent,
+            written: s.written,
+            invalid: s.invalid,
+            dropped_full: s.dropped_full,
+            dropped_oversize: s.dropped_oversize,
+            abandoned: s.abandoned,
+            aborted: s.aborted,
+            flushes: s.flushes,
+            flushes_done: s.flushes_done,
+            corrupt: s.corrupt,
+            writer_pid: s.writer_pid,
+            writer_alive: s.writer_alive,
+            producers: s.producers,
+            writer_errno: s.writer_errno,
+            writer_error_op: s.writer_error_op,
+            writer_error_since_ns: s.writer_error_since_ns,
+        }
+    }
+}
+
+/// The figures of ring `name`, read without becoming its producer: the ring is mapped
+/// read-only for the call, so read permission suffices and neither its bytes nor its
+/// timestamps change (`shmring_inspect`). `ENOENT`, `EACCES`, `EPROTO`.
+pub fn inspect(name: &str) -> Result<Stats> {
+    let c = cstring("shmring_inspect", name)?;
+    let mut s = ffi::shmring_stats::default();
+    // SAFETY: valid C string and out pointer.
+    let rc = unsafe { ffi::shmring_inspect(c.as_ptr(), &mut s) };
+    if rc < 0 {
+        return Err(Error::from_rc("shmring_inspect", rc));
+    }
+    Ok(Stats::from(&s))
 }
 
 /// Remove the ring `name` (processes attached keep their mapping). `ENOENT` when missing.
