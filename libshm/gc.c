@@ -7,6 +7,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +44,11 @@ static int sem_owner_alive(const struct shm_map *m, unsigned entry, unsigned gen
 {
 	if (entry >= SHM_MAX_PRODUCERS)
 		return 0;
+	/* The overflow entry has no lock and its semaphores carry the pid (ring.c pool_get):
+	 * a live pid keeps them. A reused pid only keeps a leftover longer, never removes a
+	 * live one. */
+	if (entry == SHM_MAX_PRODUCERS - 1)
+		return gen > 0 && (kill((pid_t)gen, 0) == 0 || errno == EPERM);
 	if (atomic_load_explicit(&m->hdr->producers[entry].gen, memory_order_acquire) != gen)
 		return 0;
 	return shm_lock_held(m->fd, SHM_LOCK_PRODUCER(entry)) == 1;

@@ -696,6 +696,10 @@ static int pool_get(struct shmring *r, struct flush_sem *out)
 	}
 	unsigned seq = r->sem_seq++;
 	uint32_t gen = atomic_load_explicit(&r->m.hdr->producers[r->entry].gen, memory_order_relaxed);
+	/* The processes of the unlocked overflow entry share its generation: the pid stands
+	 * in for it, or two of them would take each other's names (shm_gc reads it back). */
+	if (r->owner == W_OWNER_ANON)
+		gen = (uint32_t)getpid();
 	pthread_mutex_unlock(&r->mu);
 	/* The name says whose it is: ring, producer entry and generation, so leftovers of
 	 * dead processes can be told from live ones. */

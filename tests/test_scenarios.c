@@ -126,10 +126,14 @@ static void test_overflow_entry(void **state)
 				int rc;
 				while ((rc = shmring_send(r, sb.data, sb.size)) == -EAGAIN)
 					sched_yield();
-				if (rc)
+				if (rc) {
+					fprintf(stderr, "overflow producer %d: send %ld: %s\n", p, i, strerror(-rc));
 					_exit(2);
+				}
 			}
 			int rc = tu_flush(r);
+			if (rc)
+				fprintf(stderr, "overflow producer %d: flush: %s\n", p, strerror(-rc));
 			shmring_close(r);
 			_exit(rc ? 3 : 0);
 		}
