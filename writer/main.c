@@ -168,127 +168,142 @@ static int opt_seconds(const char *opt, const char *arg, double min, double max,
 	return -1;
 }
 
-int main(int argc, char **argv)
+static const struct option long_opts[] = {
+	{ "ring", required_argument, 0, 'r' },      { "out", required_argument, 0, 'o' },
+	{ "capacity", required_argument, 0, 'c' },  { "slot-size", required_argument, 0, 's' },
+	{ "stall-timeout", required_argument, 0, 'T' }, { "batch-bytes", required_argument, 0, 'B' },
+	{ "exit-when-idle", required_argument, 0, 'I' }, { "help", no_argument, 0, 'h' },
+	{ "mark-losses", no_argument, 0, 'L' },   { "fsync", required_argument, 0, 'F' },
+	{ "max-bytes", required_argument, 0, 'M' }, { "keep", required_argument, 0, 'K' },
+	{ "detach", no_argument, 0, 'D' },        { "pid-file", required_argument, 0, 'P' },
+	{ "version", no_argument, 0, 'V' },       { "metrics-file", required_argument, 0, 'm' },
+	{ "metrics-interval", required_argument, 0, 'i' },
+	{ "mode", required_argument, 0, 'p' },    { "group", required_argument, 0, 'g' },
+	{ "seq", no_argument, 0, 'S' },
+	{ 0, 0, 0, 0 },
+};
+
+/* The geometry options: each must be valid alone (the pair is checked in check_opts). */
+static int opt_geometry(int c, const char *arg, struct shmring_options *ro)
 {
-	static const struct option lo[] = {
-		{ "ring", required_argument, 0, 'r' },      { "out", required_argument, 0, 'o' },
-		{ "capacity", required_argument, 0, 'c' },  { "slot-size", required_argument, 0, 's' },
-		{ "stall-timeout", required_argument, 0, 'T' }, { "batch-bytes", required_argument, 0, 'B' },
-		{ "exit-when-idle", required_argument, 0, 'I' }, { "help", no_argument, 0, 'h' },
-		{ "mark-losses", no_argument, 0, 'L' },   { "fsync", required_argument, 0, 'F' },
-		{ "max-bytes", required_argument, 0, 'M' }, { "keep", required_argument, 0, 'K' },
-		{ "detach", no_argument, 0, 'D' },        { "pid-file", required_argument, 0, 'P' },
-		{ "version", no_argument, 0, 'V' },       { "metrics-file", required_argument, 0, 'm' },
-		{ "metrics-interval", required_argument, 0, 'i' },
-		{ "mode", required_argument, 0, 'p' },    { "group", required_argument, 0, 'g' },
-		{ "seq", no_argument, 0, 'S' },
-		{ 0, 0, 0, 0 },
-	};
-	struct writer_opts o = { .stall_ns = 1000000000ull, .batch_bytes = 1 << 20, .keep = 5, .ready_fd = -1,
-				 .metrics_interval_ns = 10000000000ull, .group = (gid_t)-1 };
-	int want_detach = 0;
-	int c;
+	uint64_t v;
+	if (opt_uint(c == 'c' ? "--capacity" : "--slot-size", arg, 0, UINT32_MAX, &v))
+		return WEXIT_USAGE;
+	if (c == 'c') {
+		if (v < SHM_CAP_MIN || v > SHM_CAP_MAX || (v & (v - 1)))
+			return usage_error("--capacity %s: capacity must be a power of two (4 ... 1048576)", arg);
+		ro->capacity = (uint32_t)v;
+	} else {
+		if (v < SHM_SLOT_MIN || v > SHM_SLOT_MAX || v % 64)
+			return usage_error("--slot-size %s: slot size must be a multiple of 64 (64 ... 65536)",
+					   arg);
+		ro->slot_size = (uint32_t)v;
+	}
+	return -1;
+}
+
+/* One option into o. Returns -1 to go on, else the exit status (0 after --help). */
+static int parse_opt(int c, char **argv, struct writer_opts *o, int *want_detach)
+{
 	uint64_t v;
 	double sec;
-	opterr = 0; /* its messages are ours, in one line */
-	while ((c = getopt_long(argc, argv, ":r:o:c:s:hV", lo, NULL)) != -1) {
-		switch (c) {
-		case 'r': o.ring = optarg; break;
-		case 'o': o.out = optarg; break;
-		case 'c':
-			if (opt_uint("--capacity", optarg, 0, UINT32_MAX, &v))
-				return WEXIT_USAGE;
-			if (v < SHM_CAP_MIN || v > SHM_CAP_MAX || (v & (v - 1)))
-				return usage_error("--capacity %s: capacity must be a power of two (4 ... 1048576)",
-						   optarg);
-			o.ring_opts.capacity = (uint32_t)v;
-			break;
-		case 's':
-			if (opt_uint("--slot-size", optarg, 0, UINT32_MAX, &v))
-				return WEXIT_USAGE;
-			if (v < SHM_SLOT_MIN || v > SHM_SLOT_MAX || v % 64)
-				return usage_error("--slot-size %s: slot size must be a multiple of 64 (64 ... 65536)",
-						   optarg);
-			o.ring_opts.slot_size = (uint32_t)v;
-			break;
-		case 'T':
-			if (opt_uint("--stall-timeout", optarg, 1, 3600000, &v))
-				return WEXIT_USAGE;
-			o.stall_ns = v * 1000000ull;
-			break;
-		case 'B':
-			if (opt_uint("--batch-bytes", optarg, 1, 1ull << 30, &v))
-				return WEXIT_USAGE;
-			o.batch_bytes = v < 65536 ? 65536 : v;
-			break;
-		case 'I':
-			if (opt_seconds("--exit-when-idle", optarg, 0, 365 * 86400.0, &sec))
-				return WEXIT_USAGE;
-			o.idle_exit_ns = (uint64_t)(sec * 1e9);
-			break;
-		case 'L': o.mark_losses = 1; break;
-		case 'S': o.seq = 1; break;
-		case 'D': want_detach = 1; break;
-		case 'P': o.pid_file = optarg; break;
-		case 'F':
-			if (!strcmp(optarg, "never")) o.fsync = FSYNC_NEVER;
-			else if (!strcmp(optarg, "flush")) o.fsync = FSYNC_FLUSH;
-			else if (!strcmp(optarg, "always")) o.fsync = FSYNC_ALWAYS;
-			else
-				return usage_error("--fsync: takes never, flush or always, not '%s'", optarg);
-			break;
-		case 'M':
-			if (opt_uint("--max-bytes", optarg, 1, UINT64_MAX, &v))
-				return WEXIT_USAGE;
-			o.max_bytes = v;
-			break;
-		case 'K':
-			if (opt_uint("--keep", optarg, 1, 1000, &v))
-				return WEXIT_USAGE;
-			o.keep = (unsigned)v;
-			break;
-		case 'm': o.metrics_file = optarg; break;
-		case 'p': {
-			char why[512];
-			if (shm_opt_mode(optarg, &o.ring_opts.mode, why, sizeof(why)))
-				return usage_error("--mode: %s", why);
-			break;
-		}
-		case 'g':
-			if (opt_group(optarg, &o.group))
-				return WEXIT_USAGE;
-			break;
-		case 'i':
-			if (opt_seconds("--metrics-interval", optarg, 0.01, 86400, &sec))
-				return WEXIT_USAGE;
-			o.metrics_interval_ns = (uint64_t)(sec * 1e9);
-			break;
-		case 'h': usage(stdout); return 0;
-		case 'V':
-			printf("shmring-writer %d.%d.%d\n", SHMRING_VERSION_MAJOR, SHMRING_VERSION_MINOR,
-			       SHMRING_VERSION_PATCH);
-			return 0;
-		case ':':
-			return usage_error("%s needs a value", argv[optind - 1]);
-		default:
-			if (optopt)
-				return usage_error("unknown option '-%c'", optopt);
-			return usage_error("unknown option '%s'", argv[optind - 1]);
-		}
+	char why[512];
+	switch (c) {
+	case 'r': o->ring = optarg; break;
+	case 'o': o->out = optarg; break;
+	case 'c':
+	case 's': return opt_geometry(c, optarg, &o->ring_opts);
+	case 'T':
+		if (opt_uint("--stall-timeout", optarg, 1, 3600000, &v))
+			return WEXIT_USAGE;
+		o->stall_ns = v * 1000000ull;
+		break;
+	case 'B':
+		if (opt_uint("--batch-bytes", optarg, 1, 1ull << 30, &v))
+			return WEXIT_USAGE;
+		o->batch_bytes = v < 65536 ? 65536 : v;
+		break;
+	case 'I':
+		if (opt_seconds("--exit-when-idle", optarg, 0, 365 * 86400.0, &sec))
+			return WEXIT_USAGE;
+		o->idle_exit_ns = (uint64_t)(sec * 1e9);
+		break;
+	case 'L': o->mark_losses = 1; break;
+	case 'S': o->seq = 1; break;
+	case 'D': *want_detach = 1; break;
+	case 'P': o->pid_file = optarg; break;
+	case 'F':
+		if (!strcmp(optarg, "never")) o->fsync = FSYNC_NEVER;
+		else if (!strcmp(optarg, "flush")) o->fsync = FSYNC_FLUSH;
+		else if (!strcmp(optarg, "always")) o->fsync = FSYNC_ALWAYS;
+		else
+			return usage_error("--fsync: takes never, flush or always, not '%s'", optarg);
+		break;
+	case 'M':
+		if (opt_uint("--max-bytes", optarg, 1, UINT64_MAX, &v))
+			return WEXIT_USAGE;
+		o->max_bytes = v;
+		break;
+	case 'K':
+		if (opt_uint("--keep", optarg, 1, 1000, &v))
+			return WEXIT_USAGE;
+		o->keep = (unsigned)v;
+		break;
+	case 'm': o->metrics_file = optarg; break;
+	case 'p':
+		if (shm_opt_mode(optarg, &o->ring_opts.mode, why, sizeof(why)))
+			return usage_error("--mode: %s", why);
+		break;
+	case 'g':
+		if (opt_group(optarg, &o->group))
+			return WEXIT_USAGE;
+		break;
+	case 'i':
+		if (opt_seconds("--metrics-interval", optarg, 0.01, 86400, &sec))
+			return WEXIT_USAGE;
+		o->metrics_interval_ns = (uint64_t)(sec * 1e9);
+		break;
+	case 'h': usage(stdout); return 0;
+	case 'V':
+		printf("shmring-writer %d.%d.%d\n", SHMRING_VERSION_MAJOR, SHMRING_VERSION_MINOR,
+		       SHMRING_VERSION_PATCH);
+		return 0;
+	case ':':
+		return usage_error("%s needs a value", argv[optind - 1]);
+	default:
+		if (optopt)
+			return usage_error("unknown option '-%c'", optopt);
+		return usage_error("unknown option '%s'", argv[optind - 1]);
 	}
-	if (optind != argc)
-		return usage_error("unexpected argument '%s'", argv[optind]);
-	if (!o.ring || !o.out)
-		return usage_error("%s is required", !o.ring ? "--ring NAME" : "--out PATH");
-	if (o.ring_opts.capacity || o.ring_opts.slot_size) {
-		uint32_t cap = o.ring_opts.capacity ? o.ring_opts.capacity : SHMRING_DEFAULT_CAPACITY;
-		uint32_t slot = o.ring_opts.slot_size ? o.ring_opts.slot_size : SHMRING_DEFAULT_SLOT_SIZE;
+	return -1;
+}
+
+/* What the options say together. Returns -1 if they agree, else the exit status. */
+static int check_opts(const struct writer_opts *o)
+{
+	if (!o->ring || !o->out)
+		return usage_error("%s is required", !o->ring ? "--ring NAME" : "--out PATH");
+	if (o->ring_opts.capacity || o->ring_opts.slot_size) {
+		uint32_t cap = o->ring_opts.capacity ? o->ring_opts.capacity : SHMRING_DEFAULT_CAPACITY;
+		uint32_t slot = o->ring_opts.slot_size ? o->ring_opts.slot_size : SHMRING_DEFAULT_SLOT_SIZE;
 		struct shm_geom g;
 		if (shm_geom_make(cap, slot, &g))
 			return usage_error("capacity %u x slot size %u = %llu bytes: the data area must be "
 					   "whole pages (a multiple of %u)", cap, slot,
 					   (unsigned long long)cap * slot, SHM_PAGE);
 	}
+	if (o->max_bytes && strcmp(o->out, "-") == 0)
+		return usage_error("--max-bytes needs a file, not stdout");
+	if (o->batch_bytes > (2u << 20))
+		/* Measured (docs/bench/README.md): 4 and 16 MiB batches made the writer 2.3x
+		 * slower per record than 1 MiB; the batch no longer fits in L2. */
+		fprintf(stderr, "shmring-writer: warning: --batch-bytes above 2 MiB is slower, not "
+				"faster (the batch leaves the CPU cache); 1 MiB is the default\n");
+	return -1;
+}
+
+static void set_signals(void)
+{
 	struct sigaction sa = { .sa_handler = on_stop };
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGTERM, &sa, NULL); /* no SA_RESTART: the idle wait must return */
@@ -297,14 +312,22 @@ int main(int argc, char **argv)
 	sigemptyset(&hup.sa_mask);
 	sigaction(SIGHUP, &hup, NULL);
 	signal(SIGPIPE, SIG_IGN);
-	if (o.max_bytes && strcmp(o.out, "-") == 0) {
-		return usage_error("--max-bytes needs a file, not stdout");
-	}
-	if (o.batch_bytes > (2u << 20))
-		/* Measured (docs/bench/README.md): 4 and 16 MiB batches made the writer 2.3x
-		 * slower per record than 1 MiB; the batch no longer fits in L2. */
-		fprintf(stderr, "shmring-writer: warning: --batch-bytes above 2 MiB is slower, not "
-				"faster (the batch leaves the CPU cache); 1 MiB is the default\n");
+}
+
+int main(int argc, char **argv)
+{
+	struct writer_opts o = { .stall_ns = 1000000000ull, .batch_bytes = 1 << 20, .keep = 5, .ready_fd = -1,
+				 .metrics_interval_ns = 10000000000ull, .group = (gid_t)-1 };
+	int want_detach = 0, c, rc;
+	opterr = 0; /* its messages are ours, in one line */
+	while ((c = getopt_long(argc, argv, ":r:o:c:s:hV", long_opts, NULL)) != -1)
+		if ((rc = parse_opt(c, argv, &o, &want_detach)) >= 0)
+			return rc;
+	if (optind != argc)
+		return usage_error("unexpected argument '%s'", argv[optind]);
+	if ((rc = check_opts(&o)) >= 0)
+		return rc;
+	set_signals();
 	if (want_detach && detach(&o) < 0) {
 		perror("shmring-writer: --detach");
 		return WEXIT_ERROR;
