@@ -72,17 +72,21 @@ struct decimal {
 	int32_t exp; /* value = digits * 10^exp */
 };
 
-/* The shortest decimal in the rounding interval of m2 * 2^e2 (m2 the full significand with
- * its hidden bit, e2 the exponent of its last bit); mm_shift says whether the gap below is
- * as wide as the gap above (it is not at a power of two, except for the smallest normals). */
-static struct decimal shortest(uint64_t m2, int32_t e2, bool mm_shift)
+/* The interval scaled by 10^-e10: vr the value, vp and vm its ends; *_tz whether the
+ * digits the scaling dropped from vm and vr were all zero (exact ends, exact ties). */
+struct scaled {
+	uint64_t vr, vp, vm;
+	int32_t e10;
+	bool vm_tz, vr_tz;
+};
+
+static inline __attribute__((always_inline)) struct scaled
+scale(uint64_t m2, int32_t e2, bool mm_shift, bool even)
 {
-	const bool even = (m2 & 1) == 0;
 	const uint64_t mv = 4 * m2;
-	uint64_t vr, vp, vm, out;
-	int32_t e10, removed = 0;
-	uint8_t last = 0;
-	bool vm_tz = false, vr_tz = false;
+	struct scaled s;
+
+	s.vm_tz = s.vr_tz = false;
 
 	e2 -= 2;
 	if (e2 >= 0) {
@@ -90,44 +94,62 @@ static struct decimal shortest(uint64_t m2, int32_t e2, bool mm_shift)
 		const uint32_t q = log10_pow2(e2) - (e2 > 3);
 		const int32_t j = -e2 + (int32_t)q + FPFMT_POW5_BITS + pow5bits((int32_t)q) - 1;
 
-		e10 = (int32_t)q;
-		vr = mul_shift(mv, fpfmt_pow5_inv[q], j);
-		vp = mul_shift(mv + 2, fpfmt_pow5_inv[q], j);
-		vm = mul_shift(mv - 1 - mm_shift, fpfmt_pow5_inv[q], j);
+		s.e10 = (int32_t)q;
+		s.vr = mul_shift(mv, fpfmt_pow5_inv[q], j);
+		s.vp = mul_shift(mv + 2, fpfmt_pow5_inv[q], j);
+		s.vm = mul_shift(mv - 1 - mm_shift, fpfmt_pow5_inv[q], j);
 		/* 5^22 > 2^55 > mv: past q = 21 nothing here is a multiple of 5^q. */
 		if (q <= 21) {
 			if (mv % 5 == 0)
-				vr_tz = multiple_of_pow5(mv, q);
+				s.vr_tz = multiple_of_pow5(mv, q);
 			else if (even)
-				vm_tz = multiple_of_pow5(mv - 1 - mm_shift, q);
+				s.vm_tz = multiple_of_pow5(mv - 1 - mm_shift, q);
 			else
-				vp -= multiple_of_pow5(mv + 2, q);
+				s.vp -= multiple_of_pow5(mv + 2, q);
 		}
 	} else {
 		const uint32_t q = log10_pow5(-e2) - (-e2 > 1);
 		const int32_t i = -e2 - (int32_t)q;
 		const int32_t j = (int32_t)q - (pow5bits(i) - FPFMT_POW5_BITS);
 
-		e10 = (int32_t)q + e2;
-		vr = mul_shift(mv, fpfmt_pow5[i], j);
-		vp = mul_shift(mv + 2, fpfmt_pow5[i], j);
-		vm = mul_shift(mv - 1 - mm_shift, fpfmt_pow5[i], j);
+		s.e10 = (int32_t)q + e2;
+		s.vr = mul_shift(mv, fpfmt_pow5[i], j);
+		s.vp = mul_shift(mv + 2, fpfmt_pow5[i], j);
+		s.vm = mul_shift(mv - 1 - mm_shift, fpfmt_pow5[i], j);
 		if (q <= 1) {
 			/* mv has two trailing zero bits, so vr's dropped digits are all zero. */
-			vr_tz = true;
+			s.vr_tz = true;
 			if (even)
-				vm_tz = mm_shift;
+				s.vm_tz = mm_shift;
 			else
-				vp--;
+				s.vp--;
 		} else if (q < 63) {
-			vr_tz = multiple_of_pow2(mv, q);
+			s.vr_tz = multiple_of_pow2(mv, q);
 		}
 	}
+	return s;
+}
 
-	if (vm_tz || vr_tz) {
-		/* Rare: an end of the interval or the value itself may be exact at 10^e10. */
-		while (vp / 10 > vm / 10) {
-			vm_tz &= vm % 10 == 0;
+/* Rare: an end of the interval or the value itself may be exact at 10^e10, so every
+ * dropped digit is looked at one by one. */
+static __attribute__((noinline, cold)) struct decimal trim_exact(struct scaled s, bool even)
+{
+	uint64_t vr = s.vr, vp = s.vp, vm = s.vm;
+	bool vm_tz = s.vm_tz, vr_tz = s.vr_tz;
+	int32_t removed = 0;
+	uint8_t last = 0;
+
+	while (vp / 10 > vm / 10) {
+		vm_tz &= vm % 10 == 0;
+		vr_tz &= last == 0;
+		last = (uint8_t)(vr % 10);
+		vr /= 10;
+		vp /= 10;
+		vm /= 10;
+		removed++;
+	}
+	if (vm_tz) {
+		while (vm % 10 == 0) {
 			vr_tz &= last == 0;
 			last = (uint8_t)(vr % 10);
 			vr /= 10;
@@ -135,49 +157,56 @@ static struct decimal shortest(uint64_t m2, int32_t e2, bool mm_shift)
 			vm /= 10;
 			removed++;
 		}
-		if (vm_tz) {
-			while (vm % 10 == 0) {
-				vr_tz &= last == 0;
-				last = (uint8_t)(vr % 10);
-				vr /= 10;
-				vp /= 10;
-				vm /= 10;
-				removed++;
-			}
-		}
-		/* Exactly halfway between two candidates: round to even. */
-		if (vr_tz && last == 5 && vr % 2 == 0)
-			last = 4;
-		out = vr + ((vr == vm && (!even || !vm_tz)) || last >= 5);
-	} else {
-		bool up = false;
-
-		/* Four, then two digits at a time while all can go: up says whether the highest
-		 * of them, the last one dropped, was 5 or more. */
-		while (vp / 10000 > vm / 10000) {
-			up = vr % 10000 >= 5000;
-			vr /= 10000;
-			vp /= 10000;
-			vm /= 10000;
-			removed += 4;
-		}
-		if (vp / 100 > vm / 100) {
-			up = vr % 100 >= 50;
-			vr /= 100;
-			vp /= 100;
-			vm /= 100;
-			removed += 2;
-		}
-		while (vp / 10 > vm / 10) {
-			up = vr % 10 >= 5;
-			vr /= 10;
-			vp /= 10;
-			vm /= 10;
-			removed++;
-		}
-		out = vr + (vr == vm || up);
 	}
-	return (struct decimal){ out, e10 + removed };
+	/* Exactly halfway between two candidates: round to even. */
+	if (vr_tz && last == 5 && vr % 2 == 0)
+		last = 4;
+	return (struct decimal){ vr + ((vr == vm && (!even || !vm_tz)) || last >= 5), s.e10 + removed };
+}
+
+/* The usual case: four, then two digits at a time while all can go; up says whether the
+ * highest of them, the last one dropped, was 5 or more. */
+static inline __attribute__((always_inline)) struct decimal trim_fast(struct scaled s)
+{
+	uint64_t vr = s.vr, vp = s.vp, vm = s.vm;
+	int32_t removed = 0;
+	bool up = false;
+
+	while (vp / 10000 > vm / 10000) {
+		up = vr % 10000 >= 5000;
+		vr /= 10000;
+		vp /= 10000;
+		vm /= 10000;
+		removed += 4;
+	}
+	if (vp / 100 > vm / 100) {
+		up = vr % 100 >= 50;
+		vr /= 100;
+		vp /= 100;
+		vm /= 100;
+		removed += 2;
+	}
+	while (vp / 10 > vm / 10) {
+		up = vr % 10 >= 5;
+		vr /= 10;
+		vp /= 10;
+		vm /= 10;
+		removed++;
+	}
+	return (struct decimal){ vr + (vr == vm || up), s.e10 + removed };
+}
+
+/* The shortest decimal in the rounding interval of m2 * 2^e2 (m2 the full significand with
+ * its hidden bit, e2 the exponent of its last bit); mm_shift says whether the gap below is
+ * as wide as the gap above (it is not at a power of two, except for the smallest normals). */
+static struct decimal shortest(uint64_t m2, int32_t e2, bool mm_shift)
+{
+	const bool even = (m2 & 1) == 0;
+	struct scaled s = scale(m2, e2, mm_shift, even);
+
+	if (s.vm_tz || s.vr_tz)
+		return trim_exact(s, even);
+	return trim_fast(s);
 }
 
 static const char pairs[200] = "00010203040506070809101112131415161718192021222324252627282930"
