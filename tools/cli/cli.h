@@ -6,6 +6,9 @@
 #ifndef SHMRING_CLI_H
 #define SHMRING_CLI_H
 
+/* What every subcommand uses: printing, JSON, the stop flag of its signal handler. */
+#include <jansson.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
 
@@ -36,8 +39,6 @@ int cli_opt_uint(const char *opt, const char *arg, uint64_t min, uint64_t max, u
 int cli_opt_seconds(const char *opt, const char *arg, double min, double max, double *out);
 
 /* JSON output: v printed compactly on one line (and freed). CLI_OK, or CLI_ERR. */
-#include <jansson.h>
-#include <signal.h>
 int cli_print_json(json_t *v);
 /* Set by SIGINT/SIGTERM while a command loops (stat --watch). */
 extern volatile sig_atomic_t cli_stop;

@@ -2,22 +2,11 @@
  * common.c - what the subcommands of `shmring` share: error lines naming the ring and
  * its cause, read-only attachment, the output path, strict option values, JSON output.
  */
-#include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <getopt.h>
-#include <jansson.h>
-#include <math.h>
-#include <semaphore.h>
-#include <signal.h>
 #include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "cli.h"
 

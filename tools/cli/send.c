@@ -6,11 +6,8 @@
  * do not stop the others; the exit status and one summary line tell how many failed.
  */
 #include <errno.h>
-#include <jansson.h>
 #include <msgpack.h>
-#include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "cli.h"
 

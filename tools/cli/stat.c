@@ -2,19 +2,9 @@
  * stat.c - `shmring stat`: every counter of one ring, once or --watch'ed, as text or
  * JSON with a timestamp and per-second rates.
  */
-#include <dirent.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <getopt.h>
-#include <jansson.h>
-#include <math.h>
-#include <semaphore.h>
-#include <signal.h>
-#include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
