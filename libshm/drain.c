@@ -22,6 +22,7 @@ void shm_drain_init(struct shm_drain *d, struct shm_map *m, uint64_t stall_ns,
 	d->stall_ns = stall_ns;
 	d->ops = ops;
 	d->ctx = ctx;
+	/* Pairs with W4 of the previous writer: its frees below head are visible. */
 	d->head = d->freed = atomic_load_explicit(&m->hdr->head, memory_order_acquire);
 }
 
@@ -77,6 +78,7 @@ static int owner_alive(const struct shm_drain *d, unsigned owner)
 	unsigned idx = shm_owner_index(owner);
 	if (idx >= SHM_MAX_PRODUCERS - 1)
 		return 0;
+	/* R2: pairs with R1 in ring.c (the entry's registration). */
 	uint32_t gen = atomic_load_explicit(&d->m->hdr->producers[idx].gen, memory_order_acquire);
 	if (shm_owner_gen(gen) != shm_owner_gen(owner))
 		return 0; /* the entry was taken again since: the claimer is gone */

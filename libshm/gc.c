@@ -49,6 +49,7 @@ static int sem_owner_alive(const struct shm_map *m, unsigned entry, unsigned gen
 	 * live one. */
 	if (entry == SHM_MAX_PRODUCERS - 1)
 		return gen > 0 && (kill((pid_t)gen, 0) == 0 || errno == EPERM);
+	/* R2: pairs with R1 in ring.c (the entry's registration). */
 	if (atomic_load_explicit(&m->hdr->producers[entry].gen, memory_order_acquire) != gen)
 		return 0;
 	return shm_lock_held(m->fd, SHM_LOCK_PRODUCER(entry)) == 1;

@@ -68,6 +68,7 @@ int shm_geom_make(uint32_t capacity, uint32_t slot_size, struct shm_geom *g)
 
 int shm_hdr_check(const struct shm_hdr *h, uint64_t object_size, struct shm_geom *g)
 {
+	/* Pairs with M1: a magic seen means a header complete. */
 	if (atomic_load_explicit(&h->magic, memory_order_acquire) != SHM_MAGIC)
 		return -EPROTO;
 	if (h->version != SHM_LAYOUT_VERSION || h->hdr_size != sizeof(struct shm_hdr) ||

@@ -67,7 +67,8 @@ enum shm_state {
 	W_PAD     = 3, /* padding: skip and free, count nothing (owner W_PAD_REVOKED: a
 			* quarantined record the writer released, counted with its batch) */
 	W_DEAD    = 4, /* revoked, owner dead: skip, count abandoned, free */
-	W_QUAR    = 5, /* revoked, owner alive: skip, count abandoned, keep (issue 4) */
+	W_QUAR    = 5, /* revoked, owner alive: skip, count abandoned, keep (it may still
+			* be copying into the slots: reused only once it releases them) */
 	W_HOLE    = 6, /* a quarantined run carried to a later lap: skip, keep */
 };
 
@@ -114,7 +115,8 @@ struct shm_producer {
 	uint64_t reserved[3];
 } __attribute__((aligned(SHM_CACHELINE)));
 
-/* A run of slots the writer revoked while its owner was alive (issue 4). */
+/* A run of slots the writer revoked while its owner was alive: kept out of use until the
+ * owner resumes and releases it, so a stalled producer's late copy lands in no one's record. */
 struct shm_quarantine {
 	_Atomic uint64_t start;   /* position of the run's first slot when revoked */
 	_Atomic uint32_t n;       /* slots */

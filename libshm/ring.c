@@ -108,7 +108,8 @@ static int register_entry(struct shmring *r)
 		if (rc)
 			return rc;
 		struct shm_producer *p = &h->producers[i];
-		/* R1: a new generation makes claims of a dead predecessor distinguishable. */
+		/* R1: pairs with R2 (drain.c owner_alive, gc.c): the new generation is visible
+		 * before a claim carries it, so a dead predecessor's claims are told apart. */
 		uint32_t gen = atomic_fetch_add_explicit(&p->gen, 1, memory_order_acq_rel) + 1;
 		atomic_store_explicit(&p->pid, (int32_t)getpid(), memory_order_relaxed);
 		r->entry = i;
@@ -233,6 +234,7 @@ static unsigned claimed_span(const struct shmring *r, uint64_t w)
 	unsigned s = w_state(w);
 	if (s == W_QUAR || s == W_HOLE) {
 		unsigned q = w_n(w);
+		/* Pairs with Q0: the entry was filled before the word named it. */
 		return q < SHM_QMAX ? atomic_load_explicit(&r->m.hdr->quarantine[q].n, memory_order_acquire) : 0;
 	}
 	return s == W_FREE ? 0 : w_n(w);
@@ -336,6 +338,8 @@ static inline int hole_over(struct shmring *r, uint64_t T, uint64_t w)
 	struct shm_hdr *h = r->m.hdr;
 	const struct shm_geom *g = &r->m.g;
 	unsigned m = claimed_span(r, w);
+	/* Pairs with W4: the writer's frees up to head are visible. Then the word and the
+	 * tail move as in help_tail (H1, C4). */
 	if (atomic_load_explicit(&h->head, memory_order_acquire) < T - g->capacity + m)
 		return CL_FULL;
 	if (atomic_compare_exchange_strong_explicit(&r->m.words[T & (g->capacity - 1)], &w,

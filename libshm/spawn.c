@@ -299,7 +299,8 @@ int shm_spawn_ensure(struct shm_spawn *s, struct shm_map *m)
 	if (rc != 0 || !s->autostart)
 		return rc < 0 ? rc : 0;
 	/* One starter at a time, across processes: an OFD lock, so threads of this process
-	 * are kept apart by s->starting (same descriptor, no conflict between them). */
+	 * are kept apart by s->starting (same descriptor, no conflict between them), a lock
+	 * word whose acquire CAS pairs with the release store at out:. */
 	pid_t self = getpid();
 	for (;;) {
 		pid_t cur = atomic_load_explicit(&s->starting, memory_order_relaxed);

@@ -291,13 +291,13 @@ static void test_ring_valid(void **state)
 	uint64_t save = atomic_load(&m->words[10]);
 	atomic_store(&m->words[10], w_make(0, 0, 1, 0, W_READY));
 	assert_int_equal(shm_ring_valid(m, why, sizeof(why)), -EPROTO);
-	assert_non_null(strstr(why, "I3"));
+	assert_non_null(strstr(why, "INV3"));
 	atomic_store(&m->words[10], save);
 	/* A run that claims to reach past the tail. */
 	save = atomic_load(&m->words[2]);
 	atomic_store(&m->words[2], w_make(0, 0, 5, 0, W_READY));
 	assert_int_equal(shm_ring_valid(m, why, sizeof(why)), -EPROTO);
-	assert_non_null(strstr(why, "I2"));
+	assert_non_null(strstr(why, "INV2"));
 	atomic_store(&m->words[2], save);
 	/* confirmed behind head; an odd progress count. */
 	atomic_store(&m->hdr->confirmed, 7);

@@ -442,6 +442,8 @@ static int commit(struct wr *w)
 	if (!w->used && w->o->fsync == FSYNC_FLUSH && w->nsent)
 		sync_out(w);
 	shm_drain_commit(&w->d, w->d.freed, w->d.head, &w->t);
+	/* I2: the batch is committed (W3, W4 above) before the intent says none is in flight;
+	 * pairs with I3 in recover(). */
 	atomic_store_explicit(&in->state, 0, memory_order_release);
 	for (unsigned i = 0; i < w->nsent; i++) {
 		sem_t *s = sem_open(w->sent[i].name, 0);
@@ -470,6 +472,8 @@ static int recover(struct wr *w)
 	w->t.flushes_done = atomic_load_explicit(&h->flushes_done, memory_order_relaxed);
 	for (int i = 0; i < 3; i++)
 		w->t.marked[i] = atomic_load_explicit(&h->marked[i], memory_order_relaxed);
+	/* I3: pairs with W4 and with I1/I2 of the killed writer: an intent seen in flight
+	 * was complete, and a head that moved says how far its batch got. */
 	uint64_t head = atomic_load_explicit(&h->head, memory_order_acquire);
 	if (atomic_load_explicit(&in->state, memory_order_acquire) != 1 || head == in->head_after) {
 		atomic_store_explicit(&in->state, 0, memory_order_relaxed);
@@ -502,6 +506,7 @@ static int recover(struct wr *w)
 		wlog("WARN", "ring %s: the output is not the file the killed writer used; its "
 		     "last batch is written again (may repeat lines)", w->o->ring);
 	}
+	/* I2 again: recovery done before the intent is cleared. */
 	atomic_store_explicit(&in->state, 0, memory_order_release);
 	return 0;
 }
@@ -738,6 +743,7 @@ static void idle_wait(struct wr *w, uint64_t max_ns)
 	struct shm_hdr *h = w->h;
 	uint64_t pos = w->d.head;
 	for (int i = 0; i < 256; i++) {
+		/* W1: pairs with P1 (a record published) as the drain's own read does. */
 		uint64_t wd = atomic_load_explicit(&w->m.words[pos & w->d.mask], memory_order_acquire);
 		if (w_state(wd) != W_FREE && w_state(wd) != W_CLAIMED)
 			return;
@@ -859,11 +865,14 @@ static int writer_open(struct wr *w, const struct writer_opts *o)
 		wlog("ERROR", "ring %s: cannot recover the last batch: %s", o->ring, strerror(-rc));
 		goto fail;
 	}
+	/* Pairs with W4 of the previous writer (and recover()'s commit). */
 	w->d.head = w->d.freed = atomic_load_explicit(&w->h->head, memory_order_acquire);
 	shm_progress_end(w->h, shm_progress_begin(w->h)); /* settle a count a killed commit left odd */
 	publish_path(w, o->out);
 	werr_store(w, SHMRING_WOP_NONE, 0); /* what a predecessor left is not ours */
 	atomic_store_explicit(&w->h->writer_pid, (int32_t)getpid(), memory_order_relaxed);
+	/* Release: one who sees the new epoch (tests, a debugger) also sees writer_pid and the
+	 * path above; nothing in the protocol waits on it. */
 	atomic_fetch_add_explicit(&w->h->writer_epoch, 1, memory_order_release);
 	wlog("INFO", "serving ring %s (capacity %u, slot %u) into %s", o->ring, w->m.g.capacity,
 	     w->m.g.slot_size, o->out);
@@ -956,6 +965,7 @@ static int writer_serve(struct wr *w, const struct writer_opts *o)
 			write_metrics(w, 1);
 			w->metrics_due = now + o->metrics_interval_ns;
 		}
+		/* W1: pairs with P1 and C3, as in the drain. */
 		uint64_t wd = atomic_load_explicit(&w->m.words[w->d.head & w->d.mask], memory_order_acquire);
 		int empty = wd == w_make((unsigned)shm_lap(&w->m.g, w->d.head), 0, 0, 0, W_FREE);
 		if (writer_stop) {
