@@ -214,27 +214,55 @@ static const char pairs[200] = "000102030405060708091011121314151617181920212223
 			       "62636465666768697071727374757677787980818283848586878889909192"
 			       "93949596979899";
 
+static const uint64_t pow10[20] = {
+	1ull, 10ull, 100ull, 1000ull, 10000ull, 100000ull, 1000000ull, 10000000ull,
+	100000000ull, 1000000000ull, 10000000000ull, 100000000000ull, 1000000000000ull,
+	10000000000000ull, 100000000000000ull, 1000000000000000ull, 10000000000000000ull,
+	100000000000000000ull, 1000000000000000000ull, 10000000000000000000ull,
+};
+
+/* Digits of v > 0: log10 from the bit length (1233/4096 ~ log10 2), then one compare. */
 static inline int decimal_length(uint64_t v)
 {
-	int n = 1;
+	const int t = ((64 - __builtin_clzll(v)) * 1233) >> 12;
 
-	while (v >= 10000) {
-		v /= 10000;
-		n += 4;
-	}
-	return n + (v >= 10) + (v >= 100) + (v >= 1000);
+	return t + (v >= pow10[t]);
 }
 
-/* The n digits of v at p[0..n). */
+/* The 8 digits of v < 10^8 as ASCII, the first in the lowest byte (SWAR: split into
+ * halves of 4, of 2, of 1 digit inside one register; no lane can carry into the next:
+ * 9999 * 10486 < 2^32 and 99 * 103 < 2^16). */
+static inline uint64_t digits8(uint32_t v)
+{
+	uint64_t y = (v / 10000) | (uint64_t)(v % 10000) << 32;
+	uint64_t t = ((y * 10486) >> 20) & 0x0000007f0000007full;	/* y / 100 per lane */
+	uint64_t z = t | (y - t * 100) << 16;
+	uint64_t u = ((z * 103) >> 10) & 0x000f000f000f000full;		/* z / 10 per lane */
+
+	return (u | (z - u * 10) << 8) | 0x3030303030303030ull;
+}
+
+/* The n digits of v at p[0..n), 0 < n <= 24, in 8-byte stores: p[n .. max(n, 8)) gets
+ * garbage, so the buffer has room for it (FPFMT_MAX) and what follows is written after.
+ * The leading chunk is stored first: its wide store would overwrite the next one's. */
 static inline void put_digits(char *p, uint64_t v, int n)
 {
-	while (n >= 2) {
-		memcpy(p + n - 2, pairs + 2 * (v % 100), 2);
-		v /= 100;
-		n -= 2;
+	uint32_t chunk[2];
+	int k = 0;
+
+	while (n > 8) {
+		chunk[k++] = (uint32_t)(v % 100000000);
+		v /= 100000000;
+		n -= 8;
 	}
-	if (n)
-		p[0] = (char)('0' + v);
+	uint64_t w = digits8((uint32_t)v) >> (8 * (8 - n));
+	memcpy(p, &w, 8);
+	p += n;
+	while (k) {
+		w = digits8(chunk[--k]);
+		memcpy(p, &w, 8);
+		p += 8;
+	}
 }
 
 /* ryu's layout: max_kk is 16 for a double, 13 for a float; min_kk -5 and -6. */

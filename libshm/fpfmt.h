@@ -10,7 +10,8 @@
 
 #include <stddef.h>
 
-/* The longest text either function writes ("-2.2250738585072014e-308" is 24 bytes). */
+/* The room buf must have: the longest text is 24 bytes ("-2.2250738585072014e-308"), and
+ * the digits are stored 8 bytes at a time, up to 7 past the text's last digit. */
 #define FPFMT_MAX 32
 
 /* Write v's text to buf (at least FPFMT_MAX bytes, no NUL added); returns its length. */
