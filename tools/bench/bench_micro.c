@@ -109,7 +109,7 @@ static int ring_no_writer(struct micro_env *e, const struct pool *pl, const char
 
 /* ---- the file-writing experiments --------------------------------------------------- */
 
-enum wmethod { W_WRITE, W_FALLOC, W_REWRITE, W_MMAP, W_DIRECT, W_LINE };
+enum wmethod { W_WRITE, W_FALLOC, W_AHEAD, W_REWRITE, W_MMAP, W_DIRECT, W_LINE };
 
 struct lines {
 	char *buf;           /* whole lines, back to back, 4096-aligned */
@@ -145,6 +145,64 @@ static int lines_build(struct lines *L, const struct pool *pl, size_t bytes)
 	return 0;
 }
 
+/*
+ * The writer's serial work without the ring protocol: records read in order from a 32 MiB
+ * array of 512-byte slots (the benchmark ring's size, so they come from memory as the
+ * writer's do), converted into a batch buffer, written with write(2) when it is full;
+ * `ahead`: blocks reserved 8 MiB ahead and given back at the end, as shmring-writer does.
+ */
+#define CW_SLOTS 65536u
+static int cw_test(struct micro_env *e, const uint8_t *slots, const uint32_t *lens, size_t batch,
+		   int ahead, long nrec, double *wall, double *cpu)
+{
+	char path[400];
+	snprintf(path, sizeof(path), "%s/micro-cw.jsonl", e->dir);
+	unlink(path);
+	int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600), rc = 0;
+	char *buf = malloc(batch);
+	if (fd < 0 || !buf) {
+		rc = fd < 0 ? -errno : -ENOMEM;
+		goto out;
+	}
+	size_t used = 0, size = 0, end = 0;
+	uint64_t c0, c1;
+	self_cpu(&c0, NULL);
+	uint64_t t0 = bench_now_ns();
+	for (long i = 0; rc == 0 && i <= nrec; i++) {
+		size_t s = (size_t)i % CW_SLOTS;
+		size_t need = i < nrec ? shmring_json_bound(lens[s]) + 1 : batch + 1;
+		if (batch - used < need) {
+			if (ahead && size + used > end &&
+			    fallocate(fd, FALLOC_FL_KEEP_SIZE, (off_t)size, (off_t)(used + (8u << 20))) == 0)
+				end = size + used + (8u << 20);
+			rc = write_all(fd, buf, used);
+			size += used;
+			used = 0;
+		}
+		if (i == nrec)
+			break;
+		ssize_t k = shmring_msgpack_to_json(slots + s * 512, lens[s], buf + used, batch - used, NULL);
+		if (k < 0) {
+			rc = (int)k;
+			break;
+		}
+		buf[used + (size_t)k] = '\n';
+		used += (size_t)k + 1;
+	}
+	if (rc == 0 && ahead && ftruncate(fd, (off_t)size) < 0)
+		rc = -errno;
+	uint64_t t1 = bench_now_ns();
+	self_cpu(&c1, NULL);
+	*wall = (double)(t1 - t0) / (double)nrec;
+	*cpu = (double)(c1 - c0) / (double)nrec;
+out:
+	free(buf);
+	if (fd >= 0)
+		close(fd);
+	unlink(path);
+	return rc;
+}
+
 static int write_test(struct micro_env *e, const struct lines *L, enum wmethod m, size_t batch,
 		      size_t total, double *wall, double *cpu)
 {
@@ -172,6 +230,16 @@ static int write_test(struct micro_env *e, const struct lines *L, enum wmethod m
 	self_cpu(&c0, NULL);
 	uint64_t t0 = bench_now_ns();
 	switch (m) {
+	case W_AHEAD: /* what shmring-writer does: 8 MiB reserved ahead, given back at the end */
+		for (size_t off = 0, end = 0; rc == 0 && off < total; off += batch) {
+			if (off + batch > end && fallocate(fd, FALLOC_FL_KEEP_SIZE, (off_t)off,
+							   (off_t)(batch + (8u << 20))) == 0)
+				end = off + batch + (8u << 20);
+			rc = write_all(fd, L->buf + off % L->len, batch);
+		}
+		if (rc == 0 && ftruncate(fd, (off_t)total) < 0)
+			rc = -errno;
+		break;
 	case W_WRITE:
 	case W_FALLOC:
 	case W_DIRECT:
@@ -386,6 +454,8 @@ int micro_run(struct micro_env *e)
 		{ W_WRITE, 16u << 20, "write(2) O_APPEND", "" },
 		{ W_FALLOC, 1u << 20, "fallocate(KEEP_SIZE) ahead + write(2)", "blocks reserved first" },
 		{ W_FALLOC, 16u << 20, "fallocate(KEEP_SIZE) ahead + write(2)", "" },
+		{ W_AHEAD, 1u << 20, "fallocate(KEEP_SIZE) 8 MiB ahead, in the loop, + write(2)",
+		  "shmring-writer's way: reserving and giving back timed too" },
 		{ W_REWRITE, 1u << 20, "pwrite(2) over cached pages", "no page allocation: not an append" },
 		{ W_MMAP, 1u << 20, "fallocate + mmap + memcpy", "page faults instead of write(2)" },
 		{ W_DIRECT, 16u << 20, "O_DIRECT write(2)", "skips the page cache; waits for the disk" },
@@ -431,6 +501,59 @@ int micro_run(struct micro_env *e)
 			best_w[i], best_c[i]);
 	}
 	fputc('\n', e->md);
+
+	/* Convert + write(2): the writer's serial work per record, batch size and reservation. */
+	static const struct {
+		size_t batch;
+		int ahead;
+	} CW[] = { { 256u << 10, 0 }, { 512u << 10, 0 }, { 1u << 20, 0 }, { 2u << 20, 0 },
+		   { 256u << 10, 1 }, { 1u << 20, 1 } };
+	enum { NCW = sizeof(CW) / sizeof(CW[0]) };
+	uint8_t *slots = malloc((size_t)CW_SLOTS * 512);
+	uint32_t *lens = malloc(CW_SLOTS * sizeof(*lens));
+	if (slots && lens) {
+		for (unsigned i = 0; i < CW_SLOTS; i++) {
+			lens[i] = pl.mp_len[i % POOL_SIZE];
+			memcpy(slots + (size_t)i * 512, pl.mp[i % POOL_SIZE], lens[i]);
+		}
+		double cw_w[NCW], cw_c[NCW];
+		int cw_err = 0;
+		long nrec = e->quick ? 100000 : 400000;
+		for (int i = 0; i < NCW; i++)
+			cw_w[i] = cw_c[i] = 1e30;
+		for (int round = 0; round < 5; round++)
+			for (int i = 0; i < NCW; i++) {
+				double wall = 0, cpu = 0;
+				if ((rc = cw_test(e, slots, lens, CW[i].batch, CW[i].ahead, nrec, &wall, &cpu)))
+					cw_err = rc;
+				if (wall < cw_w[i])
+					cw_w[i] = wall;
+				if (cpu < cw_c[i])
+					cw_c[i] = cpu;
+			}
+		fprintf(e->md, "### Convert + write(2): the writer's serial work, %ld records from a 32 MiB "
+			       "array of 512 B slots, best of 5\n\n"
+			       "| batch | blocks reserved 8 MiB ahead | wall ns/record | CPU ns/record |\n"
+			       "|---:|---|---:|---:|\n", nrec);
+		for (int i = 0; i < NCW; i++) {
+			char b[32];
+			snprintf(b, sizeof(b), "%zu KiB", CW[i].batch >> 10);
+			if (cw_err)
+				fprintf(e->md, "| %s | %s | failed: %s | |\n", b, CW[i].ahead ? "yes" : "no",
+					strerror(-cw_err));
+			else
+				fprintf(e->md, "| %s | %s | %.0f | %.0f |\n", b, CW[i].ahead ? "yes" : "no",
+					cw_w[i], cw_c[i]);
+			fprintf(e->csv, "micro,\"convert + write\",\"%s%s\",0,,0,%zu,,,,,,%.1f,,,,,,,,,%.1f,,,,,,,,,,,1,,,ok\n",
+				b, CW[i].ahead ? " ahead" : "", CW[i].batch, cw_w[i], cw_c[i]);
+			fprintf(stderr, "micro: convert + write(2) %8s%s  %6.0f ns/rec wall  %6.0f ns/rec CPU\n", b,
+				CW[i].ahead ? " ahead" : "", cw_w[i], cw_c[i]);
+		}
+		fputc('\n', e->md);
+		failed |= cw_err != 0;
+	}
+	free(slots);
+	free(lens);
 	(void)sink;
 	free(L.buf);
 	free(L.ll);
