@@ -119,12 +119,14 @@ static void reserve_ahead(struct wr *w)
 }
 
 /* Give back the blocks reserved past the end of the file: ftruncate to its own size
- * frees them (ext4, xfs) and changes nothing else. A file we cannot truncate (the
- * append-only attribute) gets no more reservations. */
-static void release_tail(struct wr *w)
+ * frees them (ext4, xfs) and changes nothing else. Only when we reserved (or, at open,
+ * found a killed writer's reservation): the file is ours alone, but an append by anyone
+ * else between the fstat and the ftruncate would be cut (DESIGN §11). A file we cannot
+ * truncate (the append-only attribute) gets no more reservations. */
+static void release_tail(struct wr *w, int found)
 {
 	struct stat st;
-	if (w->out_fd < 0 || !w->out_regular || fstat(w->out_fd, &st) < 0)
+	if ((!w->alloc_end && !found) || w->out_fd < 0 || !w->out_regular || fstat(w->out_fd, &st) < 0)
 		return;
 	if (ftruncate(w->out_fd, st.st_size) < 0)
 		w->prealloc_off = 1;
@@ -158,7 +160,7 @@ static int open_out(struct wr *w)
 	w->alloc_end = 0;
 	/* More than a block past the size: a killed writer's reservation (reserve_ahead). */
 	if (w->out_regular && (uint64_t)st.st_blocks * 512u > (uint64_t)st.st_size + (1u << 20))
-		release_tail(w);
+		release_tail(w, 1);
 	return 0;
 }
 
@@ -169,7 +171,7 @@ static void crash_point(struct wr *w, int point);
 static int rotate(struct wr *w)
 {
 	char from[PATH_MAX + 16], to[PATH_MAX + 16];
-	release_tail(w); /* before the renames: a rotated file never keeps reserved blocks */
+	release_tail(w, 0); /* before the renames: a rotated file never keeps reserved blocks */
 	for (unsigned i = w->o->keep; i > 1; i--) {
 		snprintf(from, sizeof(from), "%s.%u", w->o->out, i - 1);
 		snprintf(to, sizeof(to), "%s.%u", w->o->out, i);
@@ -281,7 +283,7 @@ static int out_is_ours(const struct wr *w)
 
 static int reopen_out(struct wr *w)
 {
-	release_tail(w);
+	release_tail(w, 0);
 	if (w->out_fd > STDOUT_FILENO)
 		close(w->out_fd);
 	w->out_fd = -1;
@@ -840,7 +842,7 @@ static void writer_close(struct wr *w)
 {
 	free(w->buf);
 	w->buf = NULL;
-	release_tail(w);
+	release_tail(w, 0);
 	if (w->out_fd > STDOUT_FILENO)
 		close(w->out_fd);
 	w->out_fd = -1;

@@ -230,8 +230,9 @@ if command -v perf >/dev/null && perf record -q -o "$tmp/probe.data" -e cpu-cloc
 		echo "| … of which direct memory compaction (__alloc_pages_direct_compact) | $(share __alloc_pages_direct_compact) |"
 		echo "| … ext4 block reservation (ext4_da_get_block_prep) | $(share ext4_da_get_block_prep) |"
 		echo "| msgpack → JSON (shmring_msgpack_to_json) | $(share shmring_msgpack_to_json) |"
-		echo "| reading the ring (step) | $(share step) |"
-		echo "| freeing slots (free_range) | $(share free_range) |"
+		echo "| … reserving blocks ahead, and the ring's creation (__x64_sys_fallocate) | $(share __x64_sys_fallocate) |"
+		echo "| reading the ring (shm_drain_step) | $(share shm_drain_step) |"
+		echo "| freeing slots (shm_drain_free) | $(share shm_drain_free) |"
 		echo
 	} >"$prof_md"
 fi
