@@ -60,6 +60,8 @@ struct wr {
 	uint64_t loss_seen;         /* hdr->loss_seq when last looked at */
 	unsigned commits, crash_after, crash_point; /* tests: SHMRING_WRITER_CRASH=N:P */
 	int out_regular;            /* a regular file: its size tells what a batch reached */
+	uint64_t alloc_end;         /* blocks reserved up to here (reserve_ahead); 0 = none */
+	int prealloc_off;           /* the file system cannot reserve, or we cannot give back */
 	uint64_t out_dev, out_ino, file_size;
 	unsigned werr_op;           /* the output error as last stored in hdr->werr */
 	int werr_err;
@@ -91,6 +93,46 @@ static void wlog(const char *lvl, const char *fmt, ...)
 	va_end(ap);
 }
 
+/*
+ * Blocks reserved ahead of the end of the file with fallocate(FALLOC_FL_KEEP_SIZE): ext4
+ * then finds each page's block allocated instead of reserving it inside write(2)
+ * (ext4_da_get_block_prep, buffer heads). KEEP_SIZE leaves i_size alone, so the size still
+ * says exactly what a batch reached (recover(), DESIGN §4.1). What is reserved past the
+ * end is given back by release_tail() before a rotation renames the file, whenever the
+ * writer lets go of it, and at open for what a killed writer left.
+ */
+#define PREALLOC_AHEAD (8u << 20)
+
+static void reserve_ahead(struct wr *w)
+{
+	if (!w->out_regular || w->prealloc_off || w->file_size + w->used <= w->alloc_end)
+		return;
+	uint64_t from = w->file_size, to = from + w->used + PREALLOC_AHEAD;
+	if (w->o->max_bytes && to > w->o->max_bytes) /* not past the rotation */
+		to = w->o->max_bytes > from + w->used ? w->o->max_bytes : from + w->used;
+	if (fallocate(w->out_fd, FALLOC_FL_KEEP_SIZE, (off_t)from, (off_t)(to - from)) < 0) {
+		if (errno != ENOSPC && errno != EINTR && errno != EDQUOT)
+			w->prealloc_off = 1; /* EOPNOTSUPP (tmpfs, NFS, ...), EPERM: plain writes */
+		return;
+	}
+	w->alloc_end = to;
+}
+
+/* Give back the blocks reserved past the end of the file: ftruncate to its own size
+ * frees them (ext4, xfs) and changes nothing else. Only when we reserved (or, at open,
+ * found a killed writer's reservation): the file is ours alone, but an append by anyone
+ * else between the fstat and the ftruncate would be cut (DESIGN §11). A file we cannot
+ * truncate (the append-only attribute) gets no more reservations. */
+static void release_tail(struct wr *w, int found)
+{
+	struct stat st;
+	if ((!w->alloc_end && !found) || w->out_fd < 0 || !w->out_regular || fstat(w->out_fd, &st) < 0)
+		return;
+	if (ftruncate(w->out_fd, st.st_size) < 0)
+		w->prealloc_off = 1;
+	w->alloc_end = 0;
+}
+
 static int open_out(struct wr *w)
 {
 	if (strcmp(w->o->out, "-") == 0) {
@@ -115,6 +157,10 @@ static int open_out(struct wr *w)
 	w->out_dev = st.st_dev;
 	w->out_ino = st.st_ino;
 	w->file_size = (uint64_t)st.st_size;
+	w->alloc_end = 0;
+	/* More than a block past the size: a killed writer's reservation (reserve_ahead). */
+	if (w->out_regular && (uint64_t)st.st_blocks * 512u > (uint64_t)st.st_size + (1u << 20))
+		release_tail(w, 1);
 	return 0;
 }
 
@@ -125,6 +171,7 @@ static void crash_point(struct wr *w, int point);
 static int rotate(struct wr *w)
 {
 	char from[PATH_MAX + 16], to[PATH_MAX + 16];
+	release_tail(w, 0); /* before the renames: a rotated file never keeps reserved blocks */
 	for (unsigned i = w->o->keep; i > 1; i--) {
 		snprintf(from, sizeof(from), "%s.%u", w->o->out, i - 1);
 		snprintf(to, sizeof(to), "%s.%u", w->o->out, i);
@@ -236,6 +283,7 @@ static int out_is_ours(const struct wr *w)
 
 static int reopen_out(struct wr *w)
 {
+	release_tail(w, 0);
 	if (w->out_fd > STDOUT_FILENO)
 		close(w->out_fd);
 	w->out_fd = -1;
@@ -385,6 +433,8 @@ static int commit(struct wr *w)
 	w->t.corrupt += w->d.b_corrupt;
 	w->t.flushes_done += w->d.b_flushes;
 	w->b_written = w->b_invalid = w->d.b_abandoned = w->d.b_corrupt = w->d.b_flushes = 0;
+	if (w->used)
+		reserve_ahead(w);
 	intent_begin(w);
 	if (w->used)
 		w->commits++;
@@ -421,6 +471,7 @@ static int commit(struct wr *w)
 			if (done && ftruncate(w->out_fd, (off_t)in->file_start) < 0)
 				wlog("WARN", "cannot cut the partial batch off the old %s: %s", w->o->out,
 				     strerror(errno));
+			w->alloc_end = 0; /* the ftruncate gave the reservation back */
 			atomic_store_explicit(&in->state, 0, memory_order_relaxed);
 			wlog("WARN", "%s was removed or replaced while failing: writing the batch to it anew",
 			     w->o->out);
@@ -797,6 +848,7 @@ static void writer_close(struct wr *w)
 {
 	free(w->buf);
 	w->buf = NULL;
+	release_tail(w, 0);
 	if (w->out_fd > STDOUT_FILENO)
 		close(w->out_fd);
 	w->out_fd = -1;

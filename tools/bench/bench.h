@@ -116,6 +116,12 @@ void pool_free(struct pool *p);
 int pool_fixed_size(struct pool *p, uint32_t bytes);
 /* The "pad" string's length in such a record of `bytes` bytes (the checker's twin). */
 uint32_t pool_fixed_pad(uint32_t bytes);
+/* Replace the pre-encoded records with float-heavy ones: a map of 16 doubles
+ * {"f0": d, ..., "f15": d}, 8 short decimals (0.25, 1e-7, ...) and 8 with 15-17
+ * significant digits (1/3, ...), varying with the record: 0 or -ENOMEM. */
+#define REC_FLOATS 1u /* run_cfg.rec_bytes: float-heavy records (generic ones are >= 11 B) */
+#define FLOAT_KEYS 16
+int pool_floats(struct pool *p);
 
 /* A msgpack_packer writing into a fixed buffer. */
 struct fixbuf {
@@ -170,7 +176,7 @@ struct run_cfg {
 	int writer_nice;        /* shmring: nice value the writer runs at (0 = as we do) */
 	uint64_t pace_ns;       /* 0: send as fast as possible; else one send per pace_ns */
 	uint32_t slot_size;     /* shmring: bytes per slot (0: the default of the run) */
-	uint32_t rec_bytes;     /* 0: compaction records; else generic records of this size */
+	uint32_t rec_bytes;     /* 0: compaction records; REC_FLOATS: float-heavy; else generic of this size */
 	int pipe_bytes, sndbuf, zmq_hwm;
 };
 

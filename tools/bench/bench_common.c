@@ -211,6 +211,36 @@ int pool_fixed_size(struct pool *p, uint32_t bytes)
 	return 0;
 }
 
+int pool_floats(struct pool *p)
+{
+	/* 1 + 16 x (key "fN"/"fNN" + 0xcb + 8 bytes): at most 3 + 16 x 13 bytes. */
+	p->mp_total = 0;
+	for (int i = 0; i < POOL_SIZE; i++) {
+		uint8_t *m = realloc(p->mp[i], 3 + FLOAT_KEYS * 13), *o = m;
+		if (!m)
+			return -ENOMEM;
+		*o++ = 0xde, *o++ = 0, *o++ = FLOAT_KEYS; /* map 16 */
+		for (int k = 0; k < FLOAT_KEYS; k++) {
+			char key[4];
+			int kl = snprintf(key, sizeof(key), "f%d", k);
+			*o++ = (uint8_t)(0xa0 | kl);
+			memcpy(o, key, (size_t)kl), o += kl;
+			/* even keys: short decimals of every layout; odd: 15-17 digits */
+			double sh[4] = { (i % 400) / 4.0, (i + 1) * 1e-7, 6.02214076e23 + i * 1e15, -0.001 * (i % 7 + 1) };
+			double d = k % 2 ? 1.0 / (i * 16 + k + 3) * (k % 3 ? 1e6 : 1e-6) : sh[k / 2 % 4];
+			uint64_t u;
+			memcpy(&u, &d, 8);
+			*o++ = 0xcb;
+			for (int b = 7; b >= 0; b--)
+				*o++ = (uint8_t)(u >> (8 * b));
+		}
+		p->mp[i] = m;
+		p->mp_len[i] = (uint32_t)(o - m);
+		p->mp_total += p->mp_len[i];
+	}
+	return 0;
+}
+
 /* ---- batched output ----------------------------------------------------------------- */
 
 void self_cpu(uint64_t *cpu_ns, uint64_t *csw)

@@ -109,7 +109,7 @@ static int ring_no_writer(struct micro_env *e, const struct pool *pl, const char
 
 /* ---- the file-writing experiments --------------------------------------------------- */
 
-enum wmethod { W_WRITE, W_FALLOC, W_REWRITE, W_MMAP, W_DIRECT, W_LINE };
+enum wmethod { W_WRITE, W_FALLOC, W_AHEAD, W_REWRITE, W_MMAP, W_DIRECT, W_LINE };
 
 struct lines {
 	char *buf;           /* whole lines, back to back, 4096-aligned */
@@ -145,6 +145,66 @@ static int lines_build(struct lines *L, const struct pool *pl, size_t bytes)
 	return 0;
 }
 
+/*
+ * The writer's serial work without the ring protocol: records read in order from a 32 MiB
+ * array of 512-byte slots (the benchmark ring's size, so they come from memory as the
+ * writer's do), converted into a batch buffer, written with write(2) when it is full;
+ * `ahead`: blocks reserved 8 MiB ahead and given back at the end, as shmring-writer does;
+ * -1: no write(2) at all (the batch is dropped): what a second thread that wrote would
+ * leave to the converting one.
+ */
+#define CW_SLOTS 65536u
+static int cw_test(struct micro_env *e, const uint8_t *slots, const uint32_t *lens, size_t batch,
+		   int ahead, long nrec, double *wall, double *cpu)
+{
+	char path[400];
+	snprintf(path, sizeof(path), "%s/micro-cw.jsonl", e->dir);
+	unlink(path);
+	int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600), rc = 0;
+	char *buf = malloc(batch);
+	if (fd < 0 || !buf) {
+		rc = fd < 0 ? -errno : -ENOMEM;
+		goto out;
+	}
+	size_t used = 0, size = 0, end = 0;
+	uint64_t c0, c1;
+	self_cpu(&c0, NULL);
+	uint64_t t0 = bench_now_ns();
+	for (long i = 0; rc == 0 && i <= nrec; i++) {
+		size_t s = (size_t)i % CW_SLOTS;
+		size_t need = i < nrec ? shmring_json_bound(lens[s]) + 1 : batch + 1;
+		if (batch - used < need) {
+			if (ahead && size + used > end &&
+			    fallocate(fd, FALLOC_FL_KEEP_SIZE, (off_t)size, (off_t)(used + (8u << 20))) == 0)
+				end = size + used + (8u << 20);
+			rc = ahead < 0 ? 0 : write_all(fd, buf, used);
+			size += used;
+			used = 0;
+		}
+		if (i == nrec)
+			break;
+		ssize_t k = shmring_msgpack_to_json(slots + s * 512, lens[s], buf + used, batch - used, NULL);
+		if (k < 0) {
+			rc = (int)k;
+			break;
+		}
+		buf[used + (size_t)k] = '\n';
+		used += (size_t)k + 1;
+	}
+	if (rc == 0 && ahead > 0 && ftruncate(fd, (off_t)size) < 0)
+		rc = -errno;
+	uint64_t t1 = bench_now_ns();
+	self_cpu(&c1, NULL);
+	*wall = (double)(t1 - t0) / (double)nrec;
+	*cpu = (double)(c1 - c0) / (double)nrec;
+out:
+	free(buf);
+	if (fd >= 0)
+		close(fd);
+	unlink(path);
+	return rc;
+}
+
 static int write_test(struct micro_env *e, const struct lines *L, enum wmethod m, size_t batch,
 		      size_t total, double *wall, double *cpu)
 {
@@ -172,6 +232,16 @@ static int write_test(struct micro_env *e, const struct lines *L, enum wmethod m
 	self_cpu(&c0, NULL);
 	uint64_t t0 = bench_now_ns();
 	switch (m) {
+	case W_AHEAD: /* what shmring-writer does: 8 MiB reserved ahead, given back at the end */
+		for (size_t off = 0, end = 0; rc == 0 && off < total; off += batch) {
+			if (off + batch > end && fallocate(fd, FALLOC_FL_KEEP_SIZE, (off_t)off,
+							   (off_t)(batch + (8u << 20))) == 0)
+				end = off + batch + (8u << 20);
+			rc = write_all(fd, L->buf + off % L->len, batch);
+		}
+		if (rc == 0 && ftruncate(fd, (off_t)total) < 0)
+			rc = -errno;
+		break;
 	case W_WRITE:
 	case W_FALLOC:
 	case W_DIRECT:
@@ -249,6 +319,25 @@ int micro_run(struct micro_env *e)
 	snprintf(note, sizeof(note), "msgpack → JSON, the benchmark's records (%.0f B avg)",
 		 (double)pl.mp_total / POOL_SIZE);
 	mrow(e, "convert", "shmring_msgpack_to_json", 0, ns, -1, note);
+	/* Float-heavy records (16 doubles): #14 asks that they convert no slower per byte. */
+	static struct pool fp;
+	if (pool_build(&fp, 0) == 0 && pool_floats(&fp) == 0) {
+		double gout = 0, fout = 0;
+		for (int i = 0; i < POOL_SIZE; i++) {
+			gout += (double)shmring_msgpack_to_json(pl.mp[i], pl.mp_len[i], buf, sizeof(buf), NULL);
+			fout += (double)shmring_msgpack_to_json(fp.mp[i], fp.mp_len[i], buf, sizeof(buf), NULL);
+		}
+		gout /= POOL_SIZE, fout /= POOL_SIZE;
+		double fns = BEST_NS(reps, n / 4, sink += shmring_msgpack_to_json(fp.mp[i % POOL_SIZE],
+						fp.mp_len[i % POOL_SIZE], buf, sizeof(buf), NULL));
+		double gin = (double)pl.mp_total / POOL_SIZE, fin = (double)fp.mp_total / POOL_SIZE;
+		snprintf(note, sizeof(note), "16 doubles (%.0f B → %.0f B JSON): %.3f ns per JSON byte "
+			 "(%.1f per double) against %.3f for the benchmark's records (%.0f B → %.0f B): %s",
+			 fin, fout, fns / fout, fns / FLOAT_KEYS, ns / gout, gin, gout,
+			 fns / fout <= ns / gout ? "no slower per byte" : "slower per byte");
+		mrow(e, "convert", "float-heavy records", 0, fns, -1, note);
+	}
+	pool_free(&fp);
 
 	struct fixbuf fb = { (uint8_t *)buf, 0, sizeof(buf) };
 	ns = BEST_NS(reps, n, sink += build_and_pack(&pl, (uint64_t)i, &fb));
@@ -367,6 +456,8 @@ int micro_run(struct micro_env *e)
 		{ W_WRITE, 16u << 20, "write(2) O_APPEND", "" },
 		{ W_FALLOC, 1u << 20, "fallocate(KEEP_SIZE) ahead + write(2)", "blocks reserved first" },
 		{ W_FALLOC, 16u << 20, "fallocate(KEEP_SIZE) ahead + write(2)", "" },
+		{ W_AHEAD, 1u << 20, "fallocate(KEEP_SIZE) 8 MiB ahead, in the loop, + write(2)",
+		  "shmring-writer's way: reserving and giving back timed too" },
 		{ W_REWRITE, 1u << 20, "pwrite(2) over cached pages", "no page allocation: not an append" },
 		{ W_MMAP, 1u << 20, "fallocate + mmap + memcpy", "page faults instead of write(2)" },
 		{ W_DIRECT, 16u << 20, "O_DIRECT write(2)", "skips the page cache; waits for the disk" },
@@ -412,6 +503,60 @@ int micro_run(struct micro_env *e)
 			best_w[i], best_c[i]);
 	}
 	fputc('\n', e->md);
+
+	/* Convert + write(2): the writer's serial work per record, batch size and reservation. */
+	static const struct {
+		size_t batch;
+		int ahead;
+	} CW[] = { { 256u << 10, 0 }, { 512u << 10, 0 }, { 1u << 20, 0 }, { 2u << 20, 0 },
+		   { 256u << 10, 1 }, { 1u << 20, 1 }, { 1u << 20, -1 } };
+	enum { NCW = sizeof(CW) / sizeof(CW[0]) };
+	uint8_t *slots = malloc((size_t)CW_SLOTS * 512);
+	uint32_t *lens = malloc(CW_SLOTS * sizeof(*lens));
+	if (slots && lens) {
+		for (unsigned i = 0; i < CW_SLOTS; i++) {
+			lens[i] = pl.mp_len[i % POOL_SIZE];
+			memcpy(slots + (size_t)i * 512, pl.mp[i % POOL_SIZE], lens[i]);
+		}
+		double cw_w[NCW], cw_c[NCW];
+		int cw_err = 0;
+		long nrec = e->quick ? 100000 : 400000;
+		for (int i = 0; i < NCW; i++)
+			cw_w[i] = cw_c[i] = 1e30;
+		for (int round = 0; round < 5; round++)
+			for (int i = 0; i < NCW; i++) {
+				double wall = 0, cpu = 0;
+				if ((rc = cw_test(e, slots, lens, CW[i].batch, CW[i].ahead, nrec, &wall, &cpu)))
+					cw_err = rc;
+				if (wall < cw_w[i])
+					cw_w[i] = wall;
+				if (cpu < cw_c[i])
+					cw_c[i] = cpu;
+			}
+		fprintf(e->md, "### Convert + write(2): the writer's serial work, %ld records from a 32 MiB "
+			       "array of 512 B slots, best of 5\n\n"
+			       "| batch | blocks reserved 8 MiB ahead | wall ns/record | CPU ns/record |\n"
+			       "|---:|---|---:|---:|\n", nrec);
+		for (int i = 0; i < NCW; i++) {
+			char b[32];
+			snprintf(b, sizeof(b), "%zu KiB", CW[i].batch >> 10);
+			if (cw_err)
+				fprintf(e->md, "| %s | %s | failed: %s | |\n", b, CW[i].ahead > 0 ? "yes" : "no",
+					strerror(-cw_err));
+			else
+				fprintf(e->md, "| %s | %s | %.0f | %.0f |\n", b, CW[i].ahead > 0 ? "yes" :
+					CW[i].ahead < 0 ? "no write(2) at all: the converting thread's share" : "no",
+					cw_w[i], cw_c[i]);
+			fprintf(e->csv, "micro,\"convert + write\",\"%s%s\",0,,0,%zu,,,,,,%.1f,,,,,,,,,%.1f,,,,,,,,,,,1,,,ok\n",
+				b, CW[i].ahead > 0 ? " ahead" : CW[i].ahead < 0 ? " no write" : "", CW[i].batch, cw_w[i], cw_c[i]);
+			fprintf(stderr, "micro: convert + write(2) %8s%s  %6.0f ns/rec wall  %6.0f ns/rec CPU\n", b,
+				CW[i].ahead > 0 ? " ahead" : CW[i].ahead < 0 ? " no write" : "", cw_w[i], cw_c[i]);
+		}
+		fputc('\n', e->md);
+		failed |= cw_err != 0;
+	}
+	free(slots);
+	free(lens);
 	(void)sink;
 	free(L.buf);
 	free(L.ll);
@@ -421,6 +566,18 @@ int micro_run(struct micro_env *e)
 
 /* Fixed-count loops for `valgrind --tool=callgrind`: Ir per call of each function is its
  * inclusive cost divided by n (printed). The ring has no writer: n <= 60000 fit. */
+/* Each kind of record through its own symbol, so that callgrind's inclusive costs keep
+ * them apart (the wrapper adds a call and a return). */
+__attribute__((noipa)) static ssize_t convert_generic(const uint8_t *p, size_t len, char *out, size_t cap)
+{
+	return shmring_msgpack_to_json(p, len, out, cap, NULL);
+}
+
+__attribute__((noipa)) static ssize_t convert_floats(const uint8_t *p, size_t len, char *out, size_t cap)
+{
+	return shmring_msgpack_to_json(p, len, out, cap, NULL);
+}
+
 int micro_ir(long n)
 {
 	static struct pool pl;
@@ -444,16 +601,21 @@ int micro_ir(long n)
 		rc |= shmring_send(r, pl.mp[i % POOL_SIZE], pl.mp_len[i % POOL_SIZE]);
 	for (long i = 0; i < n; i++)
 		rc |= build_and_pack(&pl, (uint64_t)i, &fb);
-	volatile ssize_t sink = 0;
+	double gout = 0, fout = 0;
 	for (long i = 0; i < n; i++)
-		sink += shmring_msgpack_to_json(pl.mp[i % POOL_SIZE], pl.mp_len[i % POOL_SIZE], buf,
-						sizeof(buf), NULL);
-	(void)sink;
+		gout += (double)convert_generic(pl.mp[i % POOL_SIZE], pl.mp_len[i % POOL_SIZE], buf, sizeof(buf));
+	static struct pool fp;
+	if (pool_build(&fp, 0) == 0 && pool_floats(&fp) == 0)
+		for (long i = 0; i < n; i++)
+			fout += (double)convert_floats(fp.mp[i % POOL_SIZE], fp.mp_len[i % POOL_SIZE], buf, sizeof(buf));
 	shmring_close(r);
 	shmring_unlink(name);
-	/* pool_build packed each of its records once more. */
-	printf("calls shmring_send=%ld shmring_audit_pack=%ld shmring_msgpack_to_json=%ld avg_record=%.0f\n",
-	       n, n + POOL_SIZE, n, (double)pl.mp_total / POOL_SIZE);
+	/* Each pool_build packed its records once more. JSON sizes without the newline. */
+	printf("calls shmring_send=%ld shmring_audit_pack=%ld convert_generic=%ld convert_floats=%ld "
+	       "avg_record=%.0f avg_json=%.1f float_record=%.0f float_json=%.1f\n",
+	       n, n + 2 * POOL_SIZE, n, n, (double)pl.mp_total / POOL_SIZE, gout / (double)n,
+	       (double)fp.mp_total / POOL_SIZE, fout / (double)n);
 	pool_free(&pl);
+	pool_free(&fp);
 	return rc;
 }

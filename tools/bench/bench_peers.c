@@ -556,7 +556,9 @@ void producer_main(const struct run_cfg *c, int fds[2], struct shared *sh, int w
 	x.block = c->blocking;
 	x.fd = -1;
 	x.q = (mqd_t)-1;
-	if ((rc = pool_build(&pl, who)) || (c->rec_bytes && (rc = pool_fixed_size(&pl, c->rec_bytes))))
+	if ((rc = pool_build(&pl, who)) ||
+	    (c->rec_bytes == REC_FLOATS && (rc = pool_floats(&pl))) ||
+	    (c->rec_bytes > REC_FLOATS && (rc = pool_fixed_size(&pl, c->rec_bytes))))
 		FAIL(res, "pool: %s", strerror(-rc));
 	switch (c->peer) {
 	case PEER_SHMRING:

@@ -62,12 +62,57 @@ if command -v perf >/dev/null; then
 	fi
 fi
 
+# ---- the writer's instructions per record (callgrind), before the benchmark so that the
+# targets table shows them beside its CPU time ------------------------------------------
+# The bench starts the writer through a wrapper that runs it under callgrind; blocking
+# sends, so that the slow writer drops nothing. Ir per record = the writer's whole user
+# space (system calls are not counted: write(2)'s copy is in the perf profile below).
+wir_md="$tmp/wir.md"
+: >"$wir_md"
+writer_ir=""
+if command -v valgrind >/dev/null; then
+	printf '#!/bin/sh\nexec valgrind --tool=callgrind --callgrind-out-file="%s/cg.writer.%%p" "%s" "$@"\n' \
+		"$tmp" "$(realpath "$writer")" >"$tmp/cgwriter"
+	chmod +x "$tmp/cgwriter"
+	wm=$((quick ? 20000 : 100000))
+	"$bench" -P 1 -m "$wm" --peers shmring --modes transport --blocking yes --reps 1 --no-micro \
+		--sweep none --sizes none --floats none --writer "$tmp/cgwriter" --md /dev/null \
+		--csv "$tmp/wir.csv" >/dev/null 2>&1 || true
+	cgf=$(ls "$tmp"/cg.writer.* 2>/dev/null | head -1)
+	recs=$(awk -F, '$1=="e2e" {printf "%d", $11 + $29 * $4}' "$tmp/wir.csv" 2>/dev/null)
+	if [ -n "$cgf" ] && [ -n "$recs" ] && [ "$recs" -gt 0 ]; then
+		callgrind_annotate --inclusive=yes "$cgf" >"$tmp/cg.writer.annot" 2>/dev/null || true
+		wirof() { awk -v f=":$1 " '$0 ~ f {gsub(",","",$1); print $1; exit}' "$tmp/cg.writer.annot"; }
+		tot=$(wirof writer_run); conv=$(wirof shmring_msgpack_to_json); com=$(wirof commit)
+		step=$(wirof shm_drain_step); rec=$(wirof on_record)
+		writer_ir=$(awk -v a="${tot:-0}" -v r="$recs" 'BEGIN{printf "%.0f", a/r}')
+		{
+			echo "## shmring-writer's instructions per record (callgrind)"
+			echo
+			echo "The writer of one configuration (transport, blocking, P=1, M=$wm, plus the warm-up:"
+			echo "$recs records) run under \`valgrind --tool=callgrind\`; user space only, so write(2)'s"
+			echo "copy into the page cache is not in these counts (see the perf profile below)."
+			echo
+			echo "| part | Ir / record | share |"
+			echo "|---|---:|---:|"
+			awk -v t="${tot:-0}" -v c="${conv:-0}" -v m="${com:-0}" -v s="${step:-0}" -v o="${rec:-0}" -v r="$recs" 'BEGIN {
+				walk = s - o; rest = t - c - m - walk
+				printf "| reading the ring (shm_drain_step without the record callback) | %.0f | %.1f%% |\n", walk/r, 100*walk/t
+				printf "| msgpack → JSON (shmring_msgpack_to_json) | %.0f | %.1f%% |\n", c/r, 100*c/t
+				printf "| the line around it (convert(), ensure_space, the loop) | %.0f | %.1f%% |\n", rest/r, 100*rest/t
+				printf "| commit: intent, free the slots, publish (write(2) itself: kernel) | %.0f | %.1f%% |\n", m/r, 100*m/t
+				printf "| **the writer in all** | **%.0f** | 100%% |\n", t/r }'
+			echo
+		} >"$wir_md"
+	fi
+fi
+
 # ---- the benchmark -------------------------------------------------------------------
 cmd="tools/bench/run.sh${*:+ $*}"
 echo "run.sh: $bench $*  (tables in $out/results.md)" >&2
 t0=$(date +%s)
 status=0
-"$bench" "$@" --md "$tmp/tables.md" --csv "$out/results.csv" || status=$?
+"$bench" "$@" ${writer_ir:+--writer-ir "$writer_ir"} --md "$tmp/tables.md" --csv "$out/results.csv" || status=$?
 t1=$(date +%s)
 load1=$(cut -d' ' -f1-3 /proc/loadavg)
 psi1=$(psi)
@@ -75,7 +120,7 @@ psi1=$(psi)
 # ---- ring size: the same P=1 transport runs on a ring that fits in L2 -----------------
 cap_md="$tmp/cap.md"
 "$bench" -P 1 --peers shmring --modes transport --reps "$((quick ? 1 : 3))" -m "$((quick ? 20000 : 100000))" \
-	--no-micro --sweep none --sizes none --capacity 4096 --md /dev/null --csv "$tmp/cap.csv" >/dev/null 2>&1 || true
+	--no-micro --sweep none --sizes none --floats none --capacity 4096 --md /dev/null --csv "$tmp/cap.csv" >/dev/null 2>&1 || true
 {
 	echo "## Ring size (shmring, transport, P=1, median of runs)"
 	echo
@@ -106,7 +151,7 @@ pace_md="$tmp/pace.md"
 for pace in 5000 50000 1000000; do
 	m=$((pace >= 1000000 ? 2000 : 20000))
 	"$bench" -P 1 -m "$m" --pace "$pace" --peers shmring,pipe,posix-mq,unix-dgram,zmq --modes transport \
-		--blocking no --reps 1 --no-micro --sweep none --sizes none --md /dev/null --csv "$tmp/pace.csv" >/dev/null 2>&1 || true
+		--blocking no --reps 1 --no-micro --sweep none --sizes none --floats none --md /dev/null --csv "$tmp/pace.csv" >/dev/null 2>&1 || true
 	awk -F, -v pace="$pace" '$1=="e2e" {
 		printf "| %g µs | %s | %.0f | %.0f | %.0f | %.1f%% |\n", pace/1000, $5, $13, $14, $15, 100*$10/$9 }' \
 		"$tmp/pace.csv" >>"$pace_md"
@@ -116,7 +161,7 @@ echo >>"$pace_md"
 if command -v perf >/dev/null; then
 	perf stat -x, -o "$tmp/pace.perf" -e syscalls:sys_enter_futex,syscalls:sys_enter_write,context-switches \
 		-- "$bench" -P 1 -m 20000 --pace 50000 --warm 0 --peers shmring --modes transport --blocking no \
-		--reps 1 --no-micro --sweep none --sizes none --md /dev/null --csv /dev/null >/dev/null 2>&1 || true
+		--reps 1 --no-micro --sweep none --sizes none --floats none --md /dev/null --csv /dev/null >/dev/null 2>&1 || true
 	awk -F, '/sys_enter_futex/ {f=$1} /sys_enter_write/ {w=$1} /context-switches/ {c=$1}
 		END { if (f != "") printf "shmring at one record per 50 µs (`perf stat`, all processes, 20000 records): " \
 			"%.2f futex calls, %.2f write(2) calls and %.2f context switches per record.\n\n", f/20000, w/20000, c/20000 }' \
@@ -136,26 +181,20 @@ ir_md="$tmp/ir.md"
 	echo "|---|---|---:|---:|"
 } >"$ir_md"
 if command -v valgrind >/dev/null; then
-	# mp2json_bench: its own record; the converter alone (toggle-collect), 5 timed runs of n.
-	valgrind --tool=callgrind --callgrind-out-file="$tmp/cg.mp" --toggle-collect=shmring_msgpack_to_json \
-		"$build/tools/mp2json_bench" "$n" 1 >"$tmp/mp.txt" 2>"$tmp/cg.mp.log" || true
-	coll=$(sed -n 's/.*Collected : *\([0-9]*\).*/\1/p' "$tmp/cg.mp.log" | tail -1)
-	"$build/tools/mp2json_bench" >"$tmp/mp_native.txt" 2>&1 || true
-	fast=$(awk '/^fast/ {print $2}' "$tmp/mp_native.txt")
-	mpbytes=$(sed -n 's/^record: \([0-9]*\) bytes.*/\1/p' "$tmp/mp_native.txt")
-	[ -n "$coll" ] && echo "| shmring_msgpack_to_json | tools/mp2json_bench's record (${mpbytes} B), $((5 * n + 1)) calls | $(awk -v c="$coll" -v k=$((5 * n + 1)) 'BEGIN{printf "%.0f", c/k}') | ${fast} |" >>"$ir_md"
 	# shmring-bench --ir: the benchmark's own records, inclusive cost per function.
 	valgrind --tool=callgrind --callgrind-out-file="$tmp/cg.ir" "$bench" --ir "$n" >"$tmp/ir.txt" 2>"$tmp/cg.ir.log" || true
 	callgrind_annotate --inclusive=yes "$tmp/cg.ir" >"$tmp/cg.ir.annot" 2>/dev/null || true
-	calls() { sed -n "s/.*$1=\([0-9]*\).*/\1/p" "$tmp/ir.txt"; }
+	calls() { sed -n "s/.* $1=\([0-9.]*\).*/\1/p" "$tmp/ir.txt"; }
 	irof() { awk -v f=":$1 " '$0 ~ f {gsub(",","",$1); print $1; exit}' "$tmp/cg.ir.annot"; }
+	perbyte() { awk -v a="$(irof "$1")" -v b="$(calls "$1")" -v j="$(calls "$2")" 'BEGIN{if (b*j > 0) printf "%.1f", a/b/j}'; }
 	micro_ns() { awk -F, -v a="$1" -v b="$2" '$1=="micro" && $2=="\""a"\"" && $3=="\""b"\"" {print $13}' "$out/results.csv"; }
-	for f in shmring_send shmring_audit_pack shmring_msgpack_to_json; do
+	for f in shmring_send shmring_audit_pack convert_generic convert_floats; do
 		ir=$(irof "$f"); c=$(calls "$f")
 		case $f in
 		shmring_send) what="pre-encoded record into a ring with room (no writer)"; ns=$(micro_ns shmring_send "pre-encoded record: mean of a loop (best of 10)") ;;
 		shmring_audit_pack) what="build + encode one compaction record (ts = now)"; ns=$(micro_ns "build + encode" "shmring_audit_pack with ts = now") ;;
-		*) what="msgpack → JSON, the benchmark's records"; ns=$(micro_ns convert shmring_msgpack_to_json) ;;
+		convert_generic) what="shmring_msgpack_to_json, the benchmark's records ($(calls avg_record) B → $(calls avg_json) B JSON: $(perbyte convert_generic avg_json) Ir per JSON byte)"; ns=$(micro_ns convert shmring_msgpack_to_json) ;;
+		*) what="shmring_msgpack_to_json, float-heavy records of 16 doubles ($(calls float_record) B → $(calls float_json) B JSON: $(perbyte convert_floats float_json) Ir per JSON byte)"; ns=$(micro_ns convert "float-heavy records") ;;
 		esac
 		[ -n "$ir" ] && [ -n "$c" ] && echo "| $f | $what, $c calls | $(awk -v a="$ir" -v b="$c" 'BEGIN{printf "%.0f", a/b}') | ${ns:-} |" >>"$ir_md"
 	done
@@ -173,7 +212,7 @@ if command -v perf >/dev/null && perf record -q -o "$tmp/probe.data" -e cpu-cloc
 	m=$((quick ? 300000 : 1500000))
 	perf record -q -o "$tmp/perf.data" -e cpu-clock -F 4999 -g -- "$bench" -P 1 -m "$m" \
 		--peers shmring --modes transport --blocking yes --reps 1 --no-micro --sweep none --sizes none \
-		--md /dev/null --csv "$tmp/prof.csv" >/dev/null 2>&1 || true
+		--floats none --md /dev/null --csv "$tmp/prof.csv" >/dev/null 2>&1 || true
 	perf report -i "$tmp/perf.data" --comm shmring-writer --children --sort sym --stdio \
 		--percentage relative -g none 2>/dev/null | grep '%' >"$out/profile-writer.txt" || true
 	share() { awk -v s="$1" '$0 ~ "] "s"$" {print $1; exit}' "$out/profile-writer.txt"; }
@@ -191,8 +230,9 @@ if command -v perf >/dev/null && perf record -q -o "$tmp/probe.data" -e cpu-cloc
 		echo "| … of which direct memory compaction (__alloc_pages_direct_compact) | $(share __alloc_pages_direct_compact) |"
 		echo "| … ext4 block reservation (ext4_da_get_block_prep) | $(share ext4_da_get_block_prep) |"
 		echo "| msgpack → JSON (shmring_msgpack_to_json) | $(share shmring_msgpack_to_json) |"
-		echo "| reading the ring (step) | $(share step) |"
-		echo "| freeing slots (free_range) | $(share free_range) |"
+		echo "| … reserving blocks ahead, and the ring's creation (__x64_sys_fallocate) | $(share __x64_sys_fallocate) |"
+		echo "| reading the ring (shm_drain_step) | $(share shm_drain_step) |"
+		echo "| freeing slots (shm_drain_free) | $(share shm_drain_free) |"
 		echo
 	} >"$prof_md"
 fi
@@ -232,6 +272,7 @@ EOF
 	cat "$cap_md"
 	cat "$pace_md"
 	cat "$ir_md"
+	cat "$wir_md"
 	cat "$prof_md"
 } >"$out/results.md"
 

@@ -65,6 +65,7 @@ struct row {
 	char err[640];          /* room for two paths and strerror */
 	double secs, rate;
 	uint64_t sent, dropped, delivered, lines, writes;
+	uint64_t out_bytes;      /* size of the output file: JSON bytes, warm-up included */
 	double p50, p99, p999, pmax, enc_p50, enc_p99; /* every sampled call */
 	double ok_p50, ok_p99, ok_p999;                /* sampled calls that were accepted */
 	double rate_lo, rate_hi;                       /* over the repetitions */
@@ -73,7 +74,7 @@ struct row {
 	double csw;
 	double runq;    /* ns runnable but waiting for a CPU, all processes, over the window */
 	uint64_t samples;
-	enum { ROW_MAIN, ROW_BATCH, ROW_SIZE } sweep; /* main tables, --batch-bytes or --sizes sweep */
+	enum { ROW_MAIN, ROW_BATCH, ROW_SIZE, ROW_FLOAT } sweep; /* main tables, --batch-bytes, --sizes or --floats */
 };
 
 static struct {
@@ -88,6 +89,8 @@ static struct {
 	size_t sweep[8];
 	int nsweep;
 	int sizes[8], nsizes;  /* record-size sweep (bytes) */
+	int floatP[8], nfloatP; /* --floats: P of the float-heavy runs */
+	double writer_ir;      /* --writer-ir: the writer's callgrind Ir per record (run.sh) */
 	int modes[2], nmodes;
 	int blk[2], nblk;
 	int peers[PEER_N], npeers;
@@ -181,7 +184,7 @@ static size_t parse_size(const char *s)
 
 /* Count lines (each must end with '\n') and parse a sample of ~256 of them. */
 static int verify_output(const char *path, uint64_t expect, uint32_t rec_bytes, uint64_t *lines,
-			 char *err, size_t errlen)
+			 uint64_t *bytes, char *err, size_t errlen)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	struct stat st;
@@ -199,6 +202,7 @@ static int verify_output(const char *path, uint64_t expect, uint32_t rec_bytes, 
 		return expect ? -1 : 0;
 	}
 	size_t sz = (size_t)st.st_size;
+	*bytes = sz;
 	const char *m = mmap(NULL, sz, PROT_READ, MAP_PRIVATE, fd, 0);
 	close(fd);
 	if (m == MAP_FAILED) {
@@ -245,6 +249,21 @@ static int verify_output(const char *path, uint64_t expect, uint32_t rec_bytes, 
 			break;
 		json_error_t je;
 		json_t *v = json_loadb(p, (size_t)(nl - p), 0, &je);
+		if (rec_bytes == REC_FLOATS) { /* {"f0":d,...,"f15":d} */
+			int good = json_is_object(v) && json_object_size(v) == FLOAT_KEYS;
+			for (int f = 0; good && f < FLOAT_KEYS; f++) {
+				char key[8];
+				snprintf(key, sizeof(key), "f%d", f);
+				good = json_is_number(json_object_get(v, key));
+			}
+			if (!good) {
+				snprintf(err, errlen, "a line is not a float-heavy record: %.80s", v ? p : je.text);
+				rc = -1;
+			}
+			parsed++;
+			json_decref(v);
+			continue;
+		}
 		if (rec_bytes) { /* the size sweep's generic record: {"seq":n,"pad":"..."} */
 			json_t *pad = v ? json_object_get(v, "pad") : NULL;
 			if (!json_is_integer(v ? json_object_get(v, "seq") : NULL) || !json_is_string(pad) ||
@@ -542,7 +561,8 @@ static void run_one(struct run_cfg *c, struct row *rw)
 		rw->writes = sh->cons.writes;
 	}
 	rw->cpu_life = (double)(children_cpu_ns() - life0);
-	if (verify_output(c->out, warm_lines + rw->delivered, c->rec_bytes, &rw->lines, rw->err, sizeof(rw->err)))
+	if (verify_output(c->out, warm_lines + rw->delivered, c->rec_bytes, &rw->lines, &rw->out_bytes,
+			  rw->err, sizeof(rw->err)))
 		goto fail;
 	rw->ok = 1;
 fail:
@@ -769,68 +789,110 @@ static void target(const char *what, const char *goal, int met, const char *fmt,
 
 static double timer_ns;
 
+/* The float-heavy row (--floats) of P, or NULL. */
+static struct row *float_row(int P, int peer)
+{
+	for (int i = 0; i < nrows; i++)
+		if (rows[i].sweep == ROW_FLOAT && rows[i].c.P == P && (int)rows[i].c.peer == peer)
+			return &rows[i];
+	return NULL;
+}
+
+/* JSON bytes per record of a row (warm-up included in both counts: the same records). */
+static double json_per_rec(const struct row *w)
+{
+	return w->lines ? (double)w->out_bytes / (double)w->lines : 0;
+}
+
+/* Issue #14's targets: the writer at the pace of memory. */
 static void report_targets(void)
 {
 	fprintf(G.md, "## Targets (this run)\n\n"
-		      "Latencies are of accepted sends, timer included (an empty timed region costs "
-		      "%.0f ns here); throughput and CPU are medians of %d runs. `runq` is the share of "
-		      "the window our processes spent runnable but waiting for a CPU that other users' "
-		      "jobs held. The micro-benchmarks below and README.md say what bounds the targets "
-		      "not met.\n\n"
+		      "Issue #14's targets. Latencies are of accepted sends, shown gross (timer "
+		      "included) and net of the empty timed region (%.0f ns here); throughput and CPU "
+		      "are medians of %d runs. `runq` is the share of the window our processes spent "
+		      "runnable but waiting for a CPU that other users' jobs held. README.md says what "
+		      "bounds each target not met.\n\n"
 		      "| what | target | measured | |\n|---|---|---|---|\n", timer_ns, G.reps);
-	char what[160], a[32];
+	char what[160], a[32], b[64];
 	for (int bi = 0; bi < G.nblk; bi++) {
 		bool blk = G.blk[bi];
-		const char *bn = blk ? "blocking" : "non-blocking";
 		struct row *s1 = find(MODE_TRANSPORT, blk, 1, PEER_SHMRING, G.batch);
 		if (!s1)
 			continue;
-		snprintf(what, sizeof(what), "send latency, transport, P=1, %s", bn);
+		snprintf(what, sizeof(what), "send latency, transport, P=1, %s", blk_name(blk));
 		target(what, "p50 ≤ 50 ns, p99 ≤ 250 ns", s1->ok_p50 <= 50 && s1->ok_p99 <= 250,
-		       "p50 %.0f ns, p99 %.0f ns", s1->ok_p50, s1->ok_p99);
-		struct row *pp = find(MODE_TRANSPORT, blk, 1, PEER_PIPE, G.batch);
-		struct row *mq = find(MODE_TRANSPORT, blk, 1, PEER_MQ, G.batch);
-		if (pp) {
-			snprintf(what, sizeof(what), "p50 vs pipe, transport, P=1, %s", bn);
-			target(what, "≥ 7× lower", pp->ok_p50 / s1->ok_p50 >= 7, "%.1f× (%.0f vs %.0f ns)",
-			       pp->ok_p50 / s1->ok_p50, pp->ok_p50, s1->ok_p50);
-		}
-		if (mq) {
-			snprintf(what, sizeof(what), "p50 vs POSIX mq, transport, P=1, %s", bn);
-			target(what, "≥ 20× lower", mq->ok_p50 / s1->ok_p50 >= 20, "%.1f× (%.0f vs %.0f ns)",
-			       mq->ok_p50 / s1->ok_p50, mq->ok_p50, s1->ok_p50);
-		}
+		       "p50 %.0f ns, p99 %.0f ns; net of the timer %.0f / %.0f ns; p99.9 %s",
+		       s1->ok_p50, s1->ok_p99, s1->ok_p50 - timer_ns, s1->ok_p99 - timer_ns,
+		       fmt_ns(a, sizeof(a), s1->ok_p999));
 	}
 	for (int bi = 0; bi < G.nblk; bi++) {
 		bool blk = G.blk[bi];
-		const char *bn = blk ? "blocking" : "non-blocking";
 		for (int P = 1; P <= 2; P++) {
 			struct row *s = find(MODE_TRANSPORT, blk, P, PEER_SHMRING, G.batch);
 			if (!s)
 				continue;
-			snprintf(what, sizeof(what), "end to end, transport, P=%d, %s", P, bn);
-			target(what, "≥ 2.5 M rec/s", s->rate >= 2.5e6,
-			       "%.2f M rec/s (runs %.2f–%.2f; runq %.0f%%); the writer's CPU per record, "
-			       "%.0f ns, is %.1f M rec/s per core", s->rate / 1e6, s->rate_lo / 1e6,
-			       s->rate_hi / 1e6, runq_pct(s), per_rec(s, s->cpu_cons),
-			       1e3 / per_rec(s, s->cpu_cons));
+			double wns = per_rec(s, s->cpu_cons);
+			/* #14 sets the throughput targets for non-blocking sends; blocking is shown. */
+			snprintf(what, sizeof(what), "end to end, transport, P=%d, %s", P, blk_name(blk));
+			target(what, "≥ 8 M rec/s", blk ? -1 : s->rate >= 8e6,
+			       "%.2f M rec/s (runs %.2f–%.2f; runq %.0f%%); the writer's %.0f ns of CPU per "
+			       "record is %.1f M rec/s per core", s->rate / 1e6, s->rate_lo / 1e6,
+			       s->rate_hi / 1e6, runq_pct(s), wns, 1e3 / wns);
 			struct row *pp = find(MODE_TRANSPORT, blk, P, PEER_PIPE, G.batch);
-			struct row *mq = find(MODE_TRANSPORT, blk, P, PEER_MQ, G.batch);
 			if (pp) {
-				snprintf(what, sizeof(what), "throughput vs pipe, transport, P=%d, %s", P, bn);
-				target(what, "≥ 2.5×", s->rate / pp->rate >= 2.5,
+				snprintf(what, sizeof(what), "throughput vs pipe, transport, P=%d, %s", P, blk_name(blk));
+				target(what, "≥ 4×", blk ? -1 : s->rate / pp->rate >= 4,
 				       "%.2f× (pipe %.2f M rec/s); consumer CPU per record: pipe %.0f ns ÷ "
 				       "writer %.0f ns = %.2f×", s->rate / pp->rate, pp->rate / 1e6,
-				       per_rec(pp, pp->cpu_cons), per_rec(s, s->cpu_cons),
-				       per_rec(pp, pp->cpu_cons) / per_rec(s, s->cpu_cons));
+				       per_rec(pp, pp->cpu_cons), wns, per_rec(pp, pp->cpu_cons) / wns);
 			}
-			if (mq) {
-				snprintf(what, sizeof(what), "throughput vs POSIX mq, transport, P=%d, %s", P, bn);
+			snprintf(what, sizeof(what), "writer CPU per record, transport, P=%d, %s", P, blk_name(blk));
+			if (G.writer_ir > 0)
+				snprintf(b, sizeof(b), "; %.0f Ir/record (callgrind, user space)", G.writer_ir);
+			else
+				snprintf(b, sizeof(b), "; Ir: run.sh");
+			target(what, "≤ 120 ns", wns <= 120, "%.0f ns%s", wns, b);
+		}
+	}
+	for (int bi = 0; bi < G.nblk; bi++)
+		for (int mi = 0; mi < G.nmodes; mi++) {
+			bool blk = G.blk[bi];
+			struct row *s2 = find(G.modes[mi], blk, 2, PEER_SHMRING, G.batch);
+			struct row *s8 = find(G.modes[mi], blk, 8, PEER_SHMRING, G.batch);
+			if (!s2 || !s8)
+				continue;
+			snprintf(what, sizeof(what), "no cliff, %s, %s: P=8 vs P=2", mode_name(G.modes[mi]),
+				 blk_name(blk));
+			target(what, "≥ 80%, p99.9 bounded", s8->rate >= 0.8 * s2->rate,
+			       "%.0f%% (%.2f vs %.2f M rec/s); p99.9 %s at P=8 (%s at P=2); writer on CPU "
+			       "%.0f%% vs %.0f%% of the time", 100 * s8->rate / s2->rate, s8->rate / 1e6,
+			       s2->rate / 1e6, fmt_ns(a, sizeof(a), s8->ok_p999), fmt_ns(b, sizeof(b), s2->ok_p999),
+			       busy_pct(s8), busy_pct(s2));
+		}
+	struct row *gf = find(MODE_TRANSPORT, false, 1, PEER_SHMRING, G.batch), *ff = float_row(1, PEER_SHMRING);
+	if (gf && ff && ff->ok && json_per_rec(gf) > 0 && json_per_rec(ff) > 0) {
+		double g = per_rec(gf, gf->cpu_cons) / json_per_rec(gf), f = per_rec(ff, ff->cpu_cons) / json_per_rec(ff);
+		target("float-heavy records (16 doubles), transport, P=1, non-blocking",
+		       "writer ns per JSON byte ≤ generic records'", f <= g,
+		       "%.3f vs %.3f ns/byte (%.0f B and %.0f B lines); %.2f M rec/s; converter alone: "
+		       "micro-benchmarks below", f, g, json_per_rec(ff), json_per_rec(gf), ff->rate / 1e6);
+	}
+	/* Earlier rounds' targets that #14 keeps. */
+	for (int bi = 0; bi < G.nblk; bi++) {
+		bool blk = G.blk[bi];
+		for (int P = 1; P <= 2; P++) {
+			struct row *s = find(MODE_TRANSPORT, blk, P, PEER_SHMRING, G.batch);
+			struct row *mq = find(MODE_TRANSPORT, blk, P, PEER_MQ, G.batch);
+			if (s && mq) {
+				snprintf(what, sizeof(what), "throughput vs POSIX mq, transport, P=%d, %s", P, blk_name(blk));
 				target(what, "≥ 5×", s->rate / mq->rate >= 5, "%.2f× (mq %.2f M rec/s)",
 				       s->rate / mq->rate, mq->rate / 1e6);
 			}
+			if (!s)
+				continue;
 			double cpu = per_rec(s, s->cpu_prod + s->cpu_cons);
-			snprintf(what, sizeof(what), "CPU per record, all processes, transport, P=%d, %s", P, bn);
+			snprintf(what, sizeof(what), "CPU per record, all processes, transport, P=%d, %s", P, blk_name(blk));
 			target(what, "≤ 500 ns", cpu <= 500, "%.0f ns (producers %.0f + writer %.0f)", cpu,
 			       per_rec(s, s->cpu_prod), per_rec(s, s->cpu_cons));
 		}
@@ -850,20 +912,41 @@ static void report_targets(void)
 			       "p50 %.0f ns (shmring_audit_send_to: encoded in the ring), producer CPU "
 			       "%.0f ns/record", pl->ok_p50, per_rec(pl, pl->cpu_prod));
 	}
-	for (int bi = 0; bi < G.nblk; bi++)
-		for (int mi = 0; mi < G.nmodes; mi++) {
-			bool blk = G.blk[bi];
-			struct row *s2 = find(G.modes[mi], blk, 2, PEER_SHMRING, G.batch);
-			struct row *s8 = find(G.modes[mi], blk, 8, PEER_SHMRING, G.batch);
-			if (!s2 || !s8)
-				continue;
-			snprintf(what, sizeof(what), "no cliff, %s, %s: P=8 vs P=2", mode_name(G.modes[mi]),
-				 blk_name(blk));
-			target(what, "≥ 80%, p99.9 bounded", s8->rate >= 0.8 * s2->rate,
-			       "%.0f%% (%.2f vs %.2f M rec/s), p99.9 %s; writer on CPU %.0f%% vs %.0f%% of the time",
-			       100 * s8->rate / s2->rate, s8->rate / 1e6, s2->rate / 1e6,
-			       fmt_ns(a, sizeof(a), s8->ok_p999), busy_pct(s8), busy_pct(s2));
-		}
+	fputs("\nRetired with #14: a send p50 7× below the pipe's (it would need 25 ns with the 16 ns "
+	      "timer included) and 20× below POSIX mq's; ≥ 2.5 M rec/s and ≥ 2.5× the pipe became "
+	      "≥ 8 M rec/s and ≥ 4×. The p50 ratios stay in the table of peers below.\n\n", G.md);
+}
+
+/* --floats: float-heavy records against the compaction records, same P, same writer. */
+static void report_floats(void)
+{
+	if (!G.nfloatP)
+		return;
+	fprintf(G.md, "## Float-heavy records (transport, non-blocking, median of %d)\n\n"
+		      "Each record is a map of 16 doubles (8 short decimals, 8 of 15-17 significant "
+		      "digits), against the compaction records of the main table at the same P. Per JSON "
+		      "byte: the consumer's CPU divided by the output's bytes per line.\n\n"
+		      "| P | records | peer | M rec/s | JSON B/line | consumer CPU ns/rec | ns per JSON byte | p50 | p99 | drops |\n"
+		      "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|\n", G.reps);
+	for (int k = 0; k < G.nfloatP; k++)
+		for (int v = 0; v < 2; v++)
+			for (int pi = 0; pi < 2; pi++) {
+				int peer = pi ? PEER_PIPE : PEER_SHMRING;
+				struct row *w = v ? float_row(G.floatP[k], peer)
+						  : find(MODE_TRANSPORT, false, G.floatP[k], peer, G.batch);
+				if (!w)
+					continue;
+				if (!w->ok) {
+					fprintf(G.md, "| %d | %s | %s | failed: %s | | | | | | |\n", G.floatP[k],
+						v ? "16 doubles" : "compaction", peer_names[peer], w->err);
+					continue;
+				}
+				double c = per_rec(w, w->cpu_cons);
+				fprintf(G.md, "| %d | %s | %s | %.3f | %.0f | %.0f | %.3f | %.0f | %.0f | %.1f%% |\n",
+					G.floatP[k], v ? "16 doubles" : "compaction", peer_names[peer], w->rate / 1e6,
+					json_per_rec(w), c, json_per_rec(w) > 0 ? c / json_per_rec(w) : 0, w->ok_p50,
+					w->ok_p99, drop_pct(w));
+			}
 	fputc('\n', G.md);
 }
 
@@ -990,7 +1073,8 @@ static void usage(FILE *f)
 {
 	fprintf(f, "usage: shmring-bench [--quick] [-P 1,2,4,8] [-m M] [--modes transport,pipeline]\n"
 		   "         [--peers shmring,pipe,posix-mq,unix-dgram,append-file,zmq] [--blocking both|yes|no]\n"
-		   "         [--batch-bytes B] [--sweep 1,4,16|none] [--sweep-P 1,2] [--sizes 64,128,256,512,900|none] [--warm N] [--no-micro] [--micro-only] [--reps N]\n"
+		   "         [--batch-bytes B] [--sweep 1,4,16|none] [--sweep-P 1,2] [--sizes 64,128,256,512,900|none]\n"
+		   "         [--floats 1,2|none] [--writer-ir IR] [--warm N] [--no-micro] [--micro-only] [--reps N]\n"
 		   "         [--capacity SLOTS] [--writer-nice N] [--pace NS]\n"
 		   "         [--dir DIR] [--md FILE] [--csv FILE] [--writer PATH]\n"
 		   "       shmring-bench --ir N   (fixed-count loops for callgrind)\n");
@@ -1080,10 +1164,12 @@ int main(int argc, char **argv)
 		{ "reps", required_argument, 0, 'R' },    { "micro-only", no_argument, 0, 'u' },
 		{ "capacity", required_argument, 0, 'c' }, { "writer-nice", required_argument, 0, 'N' },
 		{ "pace", required_argument, 0, 'T' },   { "sizes", required_argument, 0, 'z' },
+		{ "floats", required_argument, 0, 'F' }, { "writer-ir", required_argument, 0, 'i' },
 		{ "help", no_argument, 0, 'h' },         { 0, 0, 0, 0 },
 	};
 	const char *Ps = NULL, *modes = "transport,pipeline", *peers = NULL, *blk = "both",
-		   *sweep = NULL, *sweepP = "1,2", *base = NULL, *md = NULL, *csv = NULL, *sizes = NULL;
+		   *sweep = NULL, *sweepP = "1,2", *base = NULL, *md = NULL, *csv = NULL, *sizes = NULL,
+		   *floats = NULL;
 	long M = -1, warm = -1, ir = -1, reps = -1;
 	int micro_only = 0;
 	char writer[PATH_MAX];
@@ -1116,6 +1202,8 @@ int main(int argc, char **argv)
 		case 'N': G.writer_nice = atoi(optarg); break;
 		case 'T': G.pace_ns = (uint64_t)atol(optarg); break;
 		case 'z': sizes = optarg; break;
+		case 'F': floats = optarg; break;
+		case 'i': G.writer_ir = atof(optarg); break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -1138,7 +1226,11 @@ int main(int argc, char **argv)
 	G.reps = reps > 0 ? (int)(reps > 16 ? 16 : reps) : G.quick ? 1 : 3;
 	G.nP = micro_only ? 0 : parse_list(Ps ? Ps : "1,2,4,8", G.Ps, 16);
 	if (micro_only)
-		sweep = sizes = "none";
+		sweep = sizes = floats = "none";
+	if (!floats)
+		floats = "1";
+	if (strcmp(floats, "none"))
+		G.nfloatP = parse_list(floats, G.floatP, 8);
 	if (!sizes)
 		sizes = G.quick ? "64,900" : "64,128,256,512,900";
 	if (strcmp(sizes, "none")) {
@@ -1278,6 +1370,28 @@ int main(int argc, char **argv)
 					add_row(&med);
 				}
 			}
+	/* Float-heavy records: shmring and the pipe, transport, non-blocking, interleaved. */
+	static struct row fl_[16][16];
+	for (int r = 0; r < G.reps; r++)
+		for (int k = 0; k < G.nfloatP; k++)
+			for (int v = 0; v < 2; v++) {
+				struct run_cfg cfg;
+				struct row med;
+				char tag[32];
+				int want = 0;
+				for (int q = 0; q < G.npeers; q++)
+					want |= G.peers[q] == (v ? PEER_PIPE : PEER_SHMRING);
+				if (!want)
+					continue;
+				run_cfg_init(&cfg, v ? PEER_PIPE : PEER_SHMRING, MODE_TRANSPORT, false, G.floatP[k], G.batch);
+				cfg.rec_bytes = REC_FLOATS;
+				snprintf(tag, sizeof(tag), "floats");
+				run_median(&cfg, &med, "floats", tag, fl_[2 * k + v], r, G.reps);
+				if (r + 1 == G.reps) {
+					med.sweep = ROW_FLOAT;
+					add_row(&med);
+				}
+			}
 	double e2e_secs = (double)(bench_now_ns() - t_start) / 1e9;
 	static struct pool pl;
 	double avg = 0;
@@ -1334,6 +1448,7 @@ int main(int argc, char **argv)
 		report_sweep();
 	}
 	report_sizes();
+	report_floats();
 	if (G.micro) {
 		struct micro_env me = { G.dir, G.writer, G.quick, G.md, G.csv };
 		if (micro_run(&me))
