@@ -1,9 +1,15 @@
 /*
  * testutil.h - shared helpers for the fork-based tests: unique ring names, a writer
- * started from the build tree, reading the JSONL back with an independent parser.
+ * started from the build tree, cmocka fixtures that create and remove both, reading the
+ * JSONL back with an independent parser.
  */
 #ifndef SHMRING_TESTUTIL_H
 #define SHMRING_TESTUTIL_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
 
 #include <errno.h>
 #include <jansson.h>
@@ -12,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -59,12 +66,14 @@ static inline void tu_track(pid_t pid, const char *name);
 			fail_msg("ring not valid at rest: %s", why_); \
 	} while (0)
 
-/* A ring name and an output path unique to this process and call. */
+/* A ring name and an output path unique to this process and call; the writer serving
+ * it and a handle on it, when a test has them (the fixtures below end both). */
 struct tu_ring {
 	char name[96];
 	char out[256];
 	char dir[128];
 	pid_t writer;
+	shmring *r;
 };
 
 static inline void tu_ring_init(struct tu_ring *t, const char *tag)
@@ -75,6 +84,7 @@ static inline void tu_ring_init(struct tu_ring *t, const char *tag)
 	snprintf(t->dir, sizeof(t->dir), "%s/shmring-%s", tmp, t->name);
 	snprintf(t->out, sizeof(t->out), "%s/out.jsonl", t->dir);
 	t->writer = 0;
+	t->r = NULL;
 	shmring_unlink(t->name);
 	tu_track(0, t->name);
 }
@@ -162,6 +172,43 @@ static inline pid_t tu_writer_start(struct tu_ring *t, const char *cap, const ch
 	return tu_writer_start_with(t, cap, slot, NULL);
 }
 
+/* Create the ring (t->r, the writer would need room to size a new shm object), then
+ * start the writer under RLIMIT_FSIZE soft/hard with SIGXFSZ ignored, so that write(2)
+ * fails with EFBIG. Returns its pid once it serves, or -1. */
+static inline pid_t tu_writer_start_limited(struct tu_ring *t, rlim_t soft, rlim_t hard)
+{
+	if (shmring_open(t->name, NULL, &t->r) != 0)
+		return -1;
+	pid_t pid = fork();
+	if (pid == 0) {
+		struct rlimit rl = { soft, hard };
+		setrlimit(RLIMIT_FSIZE, &rl);
+		signal(SIGXFSZ, SIG_IGN);
+		if (!getenv("SHMRING_TEST_VERBOSE"))
+			freopen("/dev/null", "w", stderr);
+		execl(SHMRING_WRITER_PATH, SHMRING_WRITER_PATH, "--ring", t->name, "--out", t->out, (char *)NULL);
+		_exit(127);
+	}
+	t->writer = pid;
+	tu_track(pid, NULL);
+	for (int i = 0; i < 400; i++) {
+		struct shmring_stats st;
+		if (shmring_stats(t->r, &st) == 0 && st.writer_alive && st.writer_pid == pid)
+			return pid;
+		tu_sleep_ms(5);
+	}
+	return -1;
+}
+
+/* A writer on t (tu_writer_start_with), then a handle on its ring: t->r, returned. */
+static inline shmring *tu_serve(struct tu_ring *t, const char *cap, const char *slot,
+				const char *const *extra)
+{
+	assert_true(tu_writer_start_with(t, cap, slot, extra) > 0);
+	assert_int_equal(shmring_attach(t->name, &t->r), 0);
+	return t->r;
+}
+
 /* A flush that retries while it times out (a slow, loaded or instrumented machine):
  * for tests whose subject is not the 100 ms bound itself. */
 static inline int tu_flush(shmring *r)
@@ -198,6 +245,58 @@ static inline void tu_ring_cleanup(struct tu_ring *t)
 	unlink(t->out);
 	rmdir(t->dir);
 }
+
+/* cmocka fixtures. The state is a struct tu_ring named after the test (TU_TEST passes
+ * the test's name as the initial state). Teardown closes t->r and stops a writer still
+ * running: tu_teardown requires it to exit 0 (it drained), tu_teardown_kill SIGKILLs it,
+ * for tests that stop or break their writer on purpose. TU_TEST_WITH names another
+ * teardown, for a fixture that holds more (one that calls tu_end, then tu_teardown_kill). */
+static inline int tu_setup(void **state)
+{
+	const char *tag = *state ? *state : "fx";
+	struct tu_ring *t = calloc(1, sizeof(*t));
+	if (!t)
+		return -1;
+	tu_ring_init(t, strncmp(tag, "test_", 5) ? tag : tag + 5);
+	*state = t;
+	return 0;
+}
+
+/* Close t->r and, when stop, SIGTERM a writer still running: nonzero (with a message)
+ * unless it exited 0. For teardowns of fixtures that hold more than the ring. */
+static inline int tu_end(struct tu_ring *t, int stop)
+{
+	if (t->r)
+		shmring_close(t->r);
+	t->r = NULL;
+	int rc = stop && t->writer > 0 ? tu_writer_stop(t) : 0;
+	if (rc != 0)
+		print_error("the writer exited %d on SIGTERM, not 0\n", rc);
+	return rc;
+}
+
+static inline int tu_teardown_with(void **state, int stop)
+{
+	struct tu_ring *t = *state;
+	int rc = tu_end(t, stop);
+	tu_ring_cleanup(t);
+	free(t);
+	return rc;
+}
+
+static inline int tu_teardown(void **state)
+{
+	return tu_teardown_with(state, 1);
+}
+
+static inline int tu_teardown_kill(void **state)
+{
+	return tu_teardown_with(state, 0);
+}
+
+#define TU_TEST_WITH(f, teardown) cmocka_unit_test_prestate_setup_teardown(f, tu_setup, teardown, (void *)#f)
+#define TU_TEST(f) TU_TEST_WITH(f, tu_teardown)
+#define TU_TEST_KILL(f) TU_TEST_WITH(f, tu_teardown_kill)
 
 /* Read the whole file; every line must parse as JSON. Returns an array of json_t*, or
  * NULL with *bad set to the first line that did not parse. live: the writer may be
