@@ -912,12 +912,8 @@ static void test_encoder_matches_msgpack_c(void **state)
  * back from the ring's data area; one over the ring's max record is refused and counted. */
 static void test_send_to_ring(void **state)
 {
-	(void)state;
-	struct tu_ring t;
-	tu_ring_init(&t, "sendto");
-	shmring *r;
-	assert_true(tu_writer_start(&t, "64", "128") > 0);
-	assert_int_equal(shmring_attach(t.name, &r), 0);
+	struct tu_ring *t = *state;
+	shmring *r = tu_serve(t, "64", "128", NULL);
 	struct shmring_violation v[2] = { { "exit_code", "missing" }, { "x", "y" } };
 	struct shmring_compacted_page_record rec = {
 		.ts = "2026-11-24T08:55:52.123456Z", .turn_id = "t", .page_id = "p",
@@ -932,7 +928,7 @@ static void test_send_to_ring(void **state)
 	}
 	char *line = render(&rec);
 	size_t n = 0;
-	char **lines = read_lines(t.out, &n);
+	char **lines = read_lines(t->out, &n);
 	assert_int_equal(n, 100);
 	for (size_t i = 0; i < n; i++)
 		assert_string_equal(lines[i], line);
@@ -949,9 +945,6 @@ static void test_send_to_ring(void **state)
 	assert_int_equal(st.sent, 101);
 	assert_int_equal(shmring_audit_send_to(NULL, &rec), -EINVAL);
 	free(big);
-	shmring_close(r);
-	assert_int_equal(tu_writer_stop(&t), 0);
-	tu_ring_cleanup(&t);
 }
 
 static void *thr_main(void *p)
@@ -1028,7 +1021,7 @@ int main(void)
 		cmocka_unit_test(test_start_failures),
 		cmocka_unit_test(test_threads_and_fork),
 		cmocka_unit_test(test_encoder_matches_msgpack_c),
-		cmocka_unit_test(test_send_to_ring),
+		TU_TEST(test_send_to_ring),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -20,24 +20,20 @@ static mode_t mode_of(const char *path)
 
 static void test_default_modes(void **state)
 {
-	(void)state;
-	struct tu_ring t;
-	tu_ring_init(&t, "perm");
+	struct tu_ring *t = *state;
 	mode_t old = umask(0); /* the defaults must not depend on a permissive umask */
-	assert_true(tu_writer_start(&t, NULL, NULL) > 0);
-	shmring *r;
-	assert_int_equal(shmring_open(t.name, NULL, &r), 0);
+	shmring *r = tu_serve(t, NULL, NULL, NULL);
 	assert_int_equal(tu_flush(r), 0);
 	char p[600];
-	snprintf(p, sizeof(p), "/dev/shm/shmring.%s", t.name);
+	snprintf(p, sizeof(p), "/dev/shm/shmring.%s", t->name);
 	assert_int_equal(mode_of(p), 0600);
-	assert_int_equal(mode_of(t.out), 0600);
-	assert_int_equal(mode_of(t.dir), 0700);
+	assert_int_equal(mode_of(t->out), 0600);
+	assert_int_equal(mode_of(t->dir), 0700);
 	/* The flush semaphore, kept in the handle's pool until close. */
 	DIR *d = opendir("/dev/shm");
 	struct dirent *de;
 	char pre[160];
-	snprintf(pre, sizeof(pre), "sem.shmring.%s.f.", t.name);
+	snprintf(pre, sizeof(pre), "sem.shmring.%s.f.", t->name);
 	int sems = 0;
 	while ((de = readdir(d)))
 		if (!strncmp(de->d_name, pre, strlen(pre))) {
@@ -48,9 +44,6 @@ static void test_default_modes(void **state)
 	closedir(d);
 	assert_int_equal(sems, 1);
 	umask(old);
-	shmring_close(r);
-	assert_int_equal(tu_writer_stop(&t), 0);
-	tu_ring_cleanup(&t);
 }
 
 /* Another user: refused on a 0600 ring, admitted on a 0666 one. Needs root to switch. */
@@ -88,19 +81,17 @@ static void test_other_user(void **state)
  * producer; inspecting changes neither its bytes nor its timestamps. */
 static void test_inspect_read_only(void **state)
 {
-	(void)state;
 	if (geteuid() != 0)
 		skip();
-	struct tu_ring t;
-	tu_ring_init(&t, "inspect");
+	struct tu_ring *t = *state;
 	struct shmring_options o = { .capacity = 64, .slot_size = 128, .mode = 0644 };
-	shmring *r;
-	assert_int_equal(shmring_open(t.name, &o, &r), 0);
+	assert_int_equal(shmring_open(t->name, &o, &t->r), 0);
+	shmring *r = t->r;
 	char rec[1] = { (char)0xc0 };
 	for (int i = 0; i < 3; i++)
 		assert_int_equal(shmring_send(r, rec, 1), 0);
 	char p[600];
-	snprintf(p, sizeof(p), "/dev/shm/shmring.%s", t.name);
+	snprintf(p, sizeof(p), "/dev/shm/shmring.%s", t->name);
 	struct stat before, after;
 	assert_int_equal(stat(p, &before), 0);
 	/* Bytes too: a copy of the object before, compared after. */
@@ -117,9 +108,9 @@ static void test_inspect_read_only(void **state)
 			_exit(10);
 		shmring *x;
 		struct shmring_stats st;
-		if (shmring_attach(t.name, &x) != -EACCES)
+		if (shmring_attach(t->name, &x) != -EACCES)
 			_exit(11);
-		if (shmring_inspect(t.name, &st) != 0)
+		if (shmring_inspect(t->name, &st) != 0)
 			_exit(12);
 		if (st.pending != 3 || st.sent != 3 || st.capacity != 64 || st.writer_alive)
 			_exit(13);
@@ -139,8 +130,6 @@ static void test_inspect_read_only(void **state)
 	assert_memory_equal(b0, b1, size);
 	free(b0);
 	free(b1);
-	shmring_close(r);
-	tu_ring_cleanup(&t);
 }
 
 /*
@@ -223,25 +212,22 @@ static void test_flush_other_user_writer(void **state)
 /* A symlink planted at the output path: the writer refuses to write through it. */
 static void test_no_follow(void **state)
 {
-	(void)state;
-	struct tu_ring t;
-	tu_ring_init(&t, "nofollow");
-	mkdir(t.dir, 0700);
+	struct tu_ring *t = *state;
+	mkdir(t->dir, 0700);
 	char target[300];
-	snprintf(target, sizeof(target), "%s/target", t.dir);
-	assert_int_equal(symlink(target, t.out), 0);
+	snprintf(target, sizeof(target), "%s/target", t->dir);
+	assert_int_equal(symlink(target, t->out), 0);
 	pid_t w = fork();
 	if (w == 0) {
 		freopen("/dev/null", "w", stderr);
-		execl(SHMRING_WRITER_PATH, SHMRING_WRITER_PATH, "--ring", t.name, "--out", t.out, (char *)NULL);
+		execl(SHMRING_WRITER_PATH, SHMRING_WRITER_PATH, "--ring", t->name, "--out", t->out, (char *)NULL);
 		_exit(127);
 	}
 	int st;
 	waitpid(w, &st, 0);
 	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 1);
 	assert_int_equal(access(target, F_OK), -1);
-	unlink(t.out);
-	tu_ring_cleanup(&t);
+	unlink(t->out);
 }
 
 /* A uid or gid that names nobody here (so that no real account is touched). */
@@ -447,10 +433,10 @@ static void test_group_options(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_default_modes),
+		TU_TEST(test_default_modes),
 		cmocka_unit_test(test_other_user),
-		cmocka_unit_test(test_inspect_read_only),
-		cmocka_unit_test(test_no_follow),
+		TU_TEST_KILL(test_inspect_read_only),
+		TU_TEST_KILL(test_no_follow),
 		cmocka_unit_test(test_flush_other_user_writer),
 		cmocka_unit_test(test_group_writer),
 		cmocka_unit_test(test_group_options),

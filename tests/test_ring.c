@@ -364,8 +364,7 @@ static void test_fork_shared_handle(void **state)
 	char cmd[256];
 	snprintf(cmd, sizeof(cmd), "ls /dev/shm | grep -c 'sem.shmring.%s' >/dev/null", t->name);
 	msgpack_sbuffer_destroy(&sb);
-	shmring_close(r);
-	t->r = NULL;
+	tu_close(t);
 	assert_int_not_equal(system(cmd), 0);
 }
 

@@ -246,6 +246,13 @@ static inline void tu_ring_cleanup(struct tu_ring *t)
 	rmdir(t->dir);
 }
 
+/* Close t->r before the end of a test (teardown closes it otherwise). */
+static inline void tu_close(struct tu_ring *t)
+{
+	shmring_close(t->r);
+	t->r = NULL;
+}
+
 /* cmocka fixtures. The state is a struct tu_ring named after the test (TU_TEST passes
  * the test's name as the initial state). Teardown closes t->r and stops a writer still
  * running: tu_teardown requires it to exit 0 (it drained), tu_teardown_kill SIGKILLs it,
