@@ -1177,12 +1177,7 @@ static void test_errors(void **state)
 	shmring_close(h);
 	char cli_dir[] = "/tmp/shmring-cli-XXXXXX", cli[64] = "";
 	if (geteuid() == 0) {
-		assert_non_null(mkdtemp(cli_dir));
-		assert_int_equal(chmod(cli_dir, 0755), 0);
-		snprintf(cli, sizeof(cli), "%s/shmring", cli_dir);
-		char cmd[512];
-		snprintf(cmd, sizeof(cmd), "cp '%s' '%s' && chmod 0755 '%s'", SHMRING_CLI_PATH, cli, cli);
-		assert_int_equal(system(cmd), 0);
+		tu_copy_exe(SHMRING_CLI_PATH, cli_dir, "shmring", cli, sizeof(cli));
 		g_cli = cli;
 		g_run_uid = 65534;
 	} else {

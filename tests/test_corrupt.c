@@ -47,14 +47,7 @@ static void test_bad_headers(void **state)
 		close(fd);
 		assert_int_equal(shmring_open(t.name, NULL, &r), -EPROTO);
 		/* The writer refuses it too, with a clear message and a non-zero status. */
-		pid_t w = fork();
-		if (w == 0) {
-			freopen("/dev/null", "w", stderr);
-			execl(SHMRING_WRITER_PATH, SHMRING_WRITER_PATH, "--ring", t.name, "--out", t.out, (char *)NULL);
-			_exit(127);
-		}
-		int ws;
-		waitpid(w, &ws, 0);
+		int ws = tu_writer_run(&t, NULL);
 		assert_true(WIFEXITED(ws) && WEXITSTATUS(ws) == 1);
 		tu_ring_cleanup(&t);
 	}

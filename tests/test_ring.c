@@ -438,14 +438,7 @@ static void test_writer_exclusive_and_drain(void **state)
 {
 	struct tu_ring *t = *state;
 	assert_true(tu_writer_start(t, NULL, NULL) > 0);
-	pid_t w2 = fork();
-	if (w2 == 0) {
-		freopen("/dev/null", "w", stderr);
-		execl(SHMRING_WRITER_PATH, SHMRING_WRITER_PATH, "--ring", t->name, "--out", t->out, (char *)NULL);
-		_exit(127);
-	}
-	int st;
-	waitpid(w2, &st, 0);
+	int st = tu_writer_run(t, NULL); /* a second writer */
 	assert_true(WIFEXITED(st));
 	assert_int_equal(WEXITSTATUS(st), 3);
 	/* Stop the writer, fill part of the ring, then SIGTERM: all of it gets written. */

@@ -228,6 +228,16 @@ static void fs_mount(struct small_fs *fs, struct tu_ring *t, size_t room)
 	}
 }
 
+/* A writer on t whose output is on a small tmpfs with `room` bytes left (fs_mount);
+ * skipped where no tmpfs can be mounted. The test's teardown is teardown_fs. */
+static shmring *serve_on_small_fs(struct tu_ring *t, struct small_fs *fs, size_t room)
+{
+	if (g_no_tmpfs[0])
+		skip();
+	fs_mount(fs, t, room);
+	return tu_serve(t, NULL, NULL, NULL);
+}
+
 /* Teardown of the tests on a small tmpfs: the writer stopped (exit 0), then the tmpfs
  * (t->dir, fs_mount) unmounted, then the ring removed. */
 static int teardown_fs(void **state)
@@ -244,11 +254,8 @@ static int teardown_fs(void **state)
 static void test_enospc_stop_then_new_writer(void **state)
 {
 	struct tu_ring *t = *state;
-	if (g_no_tmpfs[0])
-		skip();
 	struct small_fs fs;
-	fs_mount(&fs, t, 40 * 1024);
-	shmring *r = tu_serve(t, NULL, NULL, NULL);
+	shmring *r = serve_on_small_fs(t, &fs, 40 * 1024);
 	send_range(r, 0, 100); /* a first batch that fits: the failing one starts past 0 */
 	assert_int_equal(tu_flush(r), 0);
 	send_range(r, 100, N_SMALL);
@@ -297,11 +304,8 @@ static void test_enospc_stop_then_new_writer(void **state)
 static void test_enospc_recovers_in_place(void **state)
 {
 	struct tu_ring *t = *state;
-	if (g_no_tmpfs[0])
-		skip();
 	struct small_fs fs;
-	fs_mount(&fs, t, 40 * 1024);
-	shmring *r = tu_serve(t, NULL, NULL, NULL);
+	shmring *r = serve_on_small_fs(t, &fs, 40 * 1024);
 	send_range(r, 0, N_SMALL);
 	wait_writer_errno(r, ENOSPC);
 	assert_int_equal(shmring_flush(r), -EIO);
@@ -324,11 +328,8 @@ static void test_enospc_recovers_in_place(void **state)
 static void test_enospc_output_removed(void **state)
 {
 	struct tu_ring *t = *state;
-	if (g_no_tmpfs[0])
-		skip();
 	struct small_fs fs;
-	fs_mount(&fs, t, 0); /* the output itself fills the disk */
-	shmring *r = tu_serve(t, NULL, NULL, NULL);
+	shmring *r = serve_on_small_fs(t, &fs, 0); /* the output itself fills the disk */
 	/* Batches of 100 (~13 KB) until one fails: 256 KiB hold ~2000 records. */
 	long N = 0;
 	int rc = 0;
@@ -431,15 +432,7 @@ static void test_open_fails(void **state)
 	int fd = open(t->dir, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600); /* a file, not a folder */
 	assert_true(fd >= 0);
 	close(fd);
-	pid_t w = fork();
-	if (w == 0) {
-		if (!getenv("SHMRING_TEST_VERBOSE"))
-			freopen("/dev/null", "w", stderr);
-		execl(SHMRING_WRITER_PATH, SHMRING_WRITER_PATH, "--ring", t->name, "--out", t->out, (char *)NULL);
-		_exit(127);
-	}
-	int st;
-	assert_int_equal(waitpid(w, &st, 0), w);
+	int st = tu_writer_run(t, NULL);
 	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 1);
 	struct shmring_stats s = stats_of(r);
 	assert_false(s.writer_alive);

@@ -218,15 +218,8 @@ static void test_detach_pid_file(void **state)
 	mkdir(t->dir, 0700);
 	char pidf[300];
 	snprintf(pidf, sizeof(pidf), "%s/writer.pid", t->dir);
-	pid_t c = fork();
-	if (c == 0) {
-		freopen("/dev/null", "w", stderr);
-		execl(SHMRING_WRITER_PATH, SHMRING_WRITER_PATH, "--ring", t->name, "--out", t->out,
-		      "--detach", "--pid-file", pidf, (char *)NULL);
-		_exit(127);
-	}
-	int st;
-	waitpid(c, &st, 0);
+	const char *args[] = { "--detach", "--pid-file", pidf, NULL };
+	int st = tu_writer_run(t, args);
 	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0); /* returned once serving */
 	FILE *f = fopen(pidf, "r");
 	assert_non_null(f);

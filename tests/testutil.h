@@ -116,10 +116,11 @@ static inline void tu_track(pid_t pid, const char *name)
 		snprintf(tu_names[tu_nnames++], sizeof(tu_names[0]), "%s", name);
 }
 
-/* Start shmring-writer on t: capacity and slot size as strings (or NULL), then extra
- * arguments (a NULL-terminated list, or NULL). Returns its pid once it serves, or -1. */
-static inline pid_t tu_writer_start_with(struct tu_ring *t, const char *cap, const char *slot,
-					 const char *const *extra)
+/* Fork and exec shmring-writer on t: capacity and slot size as strings (or NULL), then
+ * extra arguments (a NULL-terminated list, or NULL); its stderr goes to /dev/null unless
+ * SHMRING_TEST_VERBOSE is set. Returns its pid at once (-1 if fork fails). */
+static inline pid_t tu_writer_spawn(struct tu_ring *t, const char *cap, const char *slot,
+				    const char *const *extra)
 {
 	pid_t pid = fork();
 	if (pid == 0) {
@@ -146,6 +147,24 @@ static inline pid_t tu_writer_start_with(struct tu_ring *t, const char *cap, con
 		execv(argv[0], (char **)argv);
 		_exit(127);
 	}
+	return pid;
+}
+
+/* A writer on t with the extra arguments, run to its end (one that refuses to start, or
+ * a second writer): its wait status, or -1. */
+static inline int tu_writer_run(struct tu_ring *t, const char *const *extra)
+{
+	int st;
+	pid_t pid = tu_writer_spawn(t, NULL, NULL, extra);
+	return pid > 0 && waitpid(pid, &st, 0) == pid ? st : -1;
+}
+
+/* Start shmring-writer on t (tu_writer_spawn) as t->writer. Returns its pid once it
+ * serves, or -1. */
+static inline pid_t tu_writer_start_with(struct tu_ring *t, const char *cap, const char *slot,
+					 const char *const *extra)
+{
+	pid_t pid = tu_writer_spawn(t, cap, slot, extra);
 	t->writer = pid;
 	tu_track(pid, NULL);
 	/* Serving = it holds the writer lock and has published its pid. */
@@ -304,6 +323,19 @@ static inline int tu_teardown_kill(void **state)
 #define TU_TEST_WITH(f, teardown) cmocka_unit_test_prestate_setup_teardown(f, tu_setup, teardown, (void *)#f)
 #define TU_TEST(f) TU_TEST_WITH(f, tu_teardown)
 #define TU_TEST_KILL(f) TU_TEST_WITH(f, tu_teardown_kill)
+
+/* A copy of the program src that any user can run, dir/leaf in a new folder dir (a
+ * mkdtemp template, filled in), its path in path: for a test that runs it as another
+ * user, to whom the build tree may be closed. The test removes both. */
+static inline void tu_copy_exe(const char *src, char *dir, const char *leaf, char *path, size_t len)
+{
+	assert_non_null(mkdtemp(dir));
+	assert_int_equal(chmod(dir, 0755), 0);
+	snprintf(path, len, "%s/%s", dir, leaf);
+	char cmd[512];
+	snprintf(cmd, sizeof(cmd), "cp '%s' '%s' && chmod 0755 '%s'", src, path, path);
+	assert_int_equal(system(cmd), 0);
+}
 
 /* Read the whole file; every line must parse as JSON. Returns an array of json_t*, or
  * NULL with *bad set to the first line that did not parse. live: the writer may be
