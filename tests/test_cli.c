@@ -191,16 +191,23 @@ static void cont_writer(struct tu_ring *t)
 
 /* ---- help and version -------------------------------------------------------------- */
 
-static void test_help_version(void **state)
+/* The program (g_cli) says "PROG X.Y.Z" to --version, and exits 0. */
+static void assert_version(const char *prog)
 {
-	(void)state;
 	struct run r;
 	char want[64];
-	snprintf(want, sizeof(want), "shmring %d.%d.%d\n", SHMRING_VERSION_MAJOR,
+	snprintf(want, sizeof(want), "%s %d.%d.%d\n", prog, SHMRING_VERSION_MAJOR,
 		 SHMRING_VERSION_MINOR, SHMRING_VERSION_PATCH);
 	assert_int_equal(RUN(&r, NULL, "--version"), 0);
 	assert_string_equal(r.out, want);
 	run_free(&r);
+}
+
+static void test_help_version(void **state)
+{
+	(void)state;
+	assert_version("shmring");
+	struct run r;
 	static const char *const cmds[] = { "ls", "stat", "peek", "send", "flush", "rm", "gc", "metrics" };
 	const size_t ncmds = sizeof(cmds) / sizeof(cmds[0]);
 	const char *top[] = { "--help", "help" };
@@ -323,12 +330,9 @@ static void test_stat(void **state)
 	assert_true(tu_writer_start(t, "64", "256") > 0);
 	assert_int_equal(shmring_attach(t->name, &t->r), 0);
 	shmring *h = t->r;
+	tu_send_records(h, 1, 0, 5, 10);
 	msgpack_sbuffer sb;
 	msgpack_sbuffer_init(&sb);
-	for (int i = 0; i < 5; i++) {
-		tu_pack_record(&sb, 1, i, 10);
-		assert_int_equal(shmring_send(h, sb.data, sb.size), 0);
-	}
 	tu_pack_record(&sb, 1, 99, 5000); /* larger than max_record (4088) */
 	assert_int_equal(shmring_send(h, sb.data, sb.size), -EMSGSIZE);
 	assert_int_equal(shmring_flush(h), 0);
@@ -729,13 +733,7 @@ static void test_inspect_readonly(void **state)
 	assert_int_equal(shmring_open(t->name, &o, &t->r), 0);
 	shmring *h = t->r;
 	start_stopped_writer(t, NULL, NULL);
-	msgpack_sbuffer sb;
-	msgpack_sbuffer_init(&sb);
-	for (int i = 0; i < 3; i++) {
-		tu_pack_record(&sb, 1, i, 10);
-		assert_int_equal(shmring_send(h, sb.data, sb.size), 0);
-	}
-	msgpack_sbuffer_destroy(&sb);
+	tu_send_records(h, 1, 0, 3, 10);
 	tu_close(t);
 
 	struct stat before, after;
@@ -849,12 +847,7 @@ static void test_numbers(void **state)
 	USAGE("--capacity", "needs a value", w, t->name, "--out", t->out, "--capacity");
 	USAGE("--out", "required", w, t->name);
 	USAGE("'extra'", "unexpected", w, t->name, "--out", t->out, "extra");
-	char want[64];
-	snprintf(want, sizeof(want), "shmring-writer %d.%d.%d\n", SHMRING_VERSION_MAJOR,
-		 SHMRING_VERSION_MINOR, SHMRING_VERSION_PATCH);
-	assert_int_equal(RUN(&r, NULL, "--version"), 0);
-	assert_string_equal(r.out, want);
-	run_free(&r);
+	assert_version("shmring-writer");
 	/* Another geometry than the existing ring's: served as it is, with a warning that
 	 * tells both. */
 	assert_int_equal(RUN(&r, NULL, w, t->name, "--out", t->out, "--capacity", "128",
@@ -929,13 +922,7 @@ static void send_some(const char *name, int n)
 {
 	shmring *h;
 	assert_int_equal(shmring_attach(name, &h), 0);
-	msgpack_sbuffer sb;
-	msgpack_sbuffer_init(&sb);
-	for (int i = 0; i < n; i++) {
-		tu_pack_record(&sb, 1, i, 10);
-		assert_int_equal(shmring_send(h, sb.data, sb.size), 0);
-	}
-	msgpack_sbuffer_destroy(&sb);
+	tu_send_records(h, 1, 0, n, 10);
 	assert_int_equal(tu_flush(h), 0);
 	shmring_close(h);
 }

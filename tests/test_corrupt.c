@@ -58,12 +58,7 @@ static void test_truncated_under_writer(void **state)
 {
 	struct tu_ring *t = *state;
 	shmring *r = tu_serve(t, "64", "256", NULL);
-	msgpack_sbuffer sb;
-	msgpack_sbuffer_init(&sb);
-	for (int i = 0; i < 10; i++) {
-		tu_pack_record(&sb, 0, i, 16);
-		assert_int_equal(shmring_send(r, sb.data, sb.size), 0);
-	}
+	tu_send_records(r, 0, 0, 10, 16);
 	assert_int_equal(tu_flush(r), 0);
 	tu_close(t);
 	int fd = shm_fd(t);
@@ -81,7 +76,6 @@ static void test_truncated_under_writer(void **state)
 	assert_non_null(arr);
 	assert_int_equal(json_array_size(arr), 10);
 	json_decref(arr);
-	msgpack_sbuffer_destroy(&sb);
 }
 
 /* Random bytes over slot words, record lengths and data while producers run. */
@@ -97,18 +91,12 @@ static void test_scribbled_slots(void **state)
 	/* First, two certain hits while the writer is stopped: an unreadable word at the head
 	 * and a record whose length runs past its slots. */
 	kill(t->writer, SIGSTOP);
-	msgpack_sbuffer sb0;
-	msgpack_sbuffer_init(&sb0);
-	for (int i = 0; i < 3; i++) {
-		tu_pack_record(&sb0, 0, i, 16);
-		assert_int_equal(shmring_send(r, sb0.data, sb0.size), 0);
-	}
+	tu_send_records(r, 0, 0, 3, 16);
 	uint64_t h0 = atomic_load(&m.hdr->head);
 	atomic_store(&m.words[h0 & (m.g.capacity - 1)], w_make((unsigned)shm_lap(&m.g, h0), 0, 0, 0, 7));
 	uint32_t badlen = 1u << 30;
 	memcpy(m.data + (size_t)((h0 + 1) & (m.g.capacity - 1)) * m.g.slot_size, &badlen, 4);
 	kill(t->writer, SIGCONT);
-	msgpack_sbuffer_destroy(&sb0);
 	pid_t prod = fork();
 	if (prod == 0) {
 		msgpack_sbuffer sb;

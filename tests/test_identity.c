@@ -75,13 +75,7 @@ static pid_t victim(shmring *r, int point, int how, int acked)
 /* Fill the ring with `n` acknowledged one-slot records from this process (producer 1). */
 static void fill(shmring *r, int n)
 {
-	msgpack_sbuffer sb;
-	msgpack_sbuffer_init(&sb);
-	for (int i = 0; i < n; i++) {
-		tu_pack_record(&sb, 1, i, 40);
-		assert_int_equal(shmring_send(r, sb.data, sb.size), 0);
-	}
-	msgpack_sbuffer_destroy(&sb);
+	tu_send_records(r, 1, 0, n, 40);
 }
 
 /* Lines per producer, checked by jansson; every acknowledged record is present. */

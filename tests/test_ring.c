@@ -66,9 +66,7 @@ static void run_pm(struct tu_ring *t, int P, long M, const char *cap, const char
 				if (rc)
 					_exit(1);
 			}
-			int rc = tu_flush(r);
-			shmring_close(r);
-			_exit(rc == 0 ? 0 : 2);
+			tu_child_exit(r, 2);
 		}
 	}
 	assert_int_equal(tu_wait_children(P), 0);
@@ -444,16 +442,9 @@ static void test_writer_exclusive_and_drain(void **state)
 	/* Stop the writer, fill part of the ring, then SIGTERM: all of it gets written. */
 	kill(t->writer, SIGSTOP);
 	assert_int_equal(shmring_open(t->name, NULL, &t->r), 0);
-	shmring *r = t->r;
-	msgpack_sbuffer sb;
-	msgpack_sbuffer_init(&sb);
-	for (int i = 0; i < 1000; i++) {
-		tu_pack_record(&sb, 0, i, 16);
-		assert_int_equal(shmring_send(r, sb.data, sb.size), 0);
-	}
+	tu_send_records(t->r, 0, 0, 1000, 16);
 	assert_int_equal(tu_writer_stop(t), 0);
 	assert_int_equal(check_records(t->out, 1, 1000, 0), 1000);
-	msgpack_sbuffer_destroy(&sb);
 }
 
 /* Opening makes the ring's page table entries, writable: a first lap of sends takes no

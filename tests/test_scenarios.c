@@ -17,25 +17,7 @@
  * -1 if a line is out of place or not JSON, else fills got[p]. */
 static int count_lines(const char *path, int P, long *got)
 {
-	long bad;
-	json_t *arr = tu_read_jsonl(path, &bad);
-	if (!arr)
-		return -1;
-	memset(got, 0, sizeof(long) * (size_t)P);
-	size_t k;
-	json_t *v;
-	int rc = 0;
-	json_array_foreach(arr, k, v) {
-		long p = (long)json_integer_value(json_object_get(v, "p"));
-		long i = (long)json_integer_value(json_object_get(v, "i"));
-		if (p < 0 || p >= P || i != got[p]) {
-			rc = -1;
-			break;
-		}
-		got[p]++;
-	}
-	json_decref(arr);
-	return rc;
+	return tu_count_records(path, P, got, 1, -1) < 0 ? -1 : 0;
 }
 
 /* Children blocked on a pipe until the parent closes its end: all start at once. */
@@ -67,18 +49,14 @@ static void test_flush_50(void **state)
 	gate_init(&g);
 	for (int p = 0; p < N; p++) {
 		if (fork() == 0) {
-			shmring *r;
-			if (shmring_open(t->name, NULL, &r))
-				_exit(1);
+			shmring *r = tu_child_open(t->name);
 			msgpack_sbuffer sb;
 			msgpack_sbuffer_init(&sb);
 			tu_pack_record(&sb, p, 0, 16);
 			gate_wait(&g);
 			if (shmring_send(r, sb.data, sb.size))
 				_exit(2);
-			int rc = tu_flush(r);
-			shmring_close(r);
-			_exit(rc ? 3 : 0);
+			tu_child_exit(r, 3);
 		}
 	}
 	tu_sleep_ms(200); /* let them all reach the gate */
@@ -105,9 +83,7 @@ static void test_overflow_entry(void **state)
 		assert_int_equal(shm_lock_try(fd, SHM_LOCK_PRODUCER(i)), 0);
 	for (int p = 0; p < P; p++) {
 		if (fork() == 0) {
-			shmring *r;
-			if (shmring_open(t->name, NULL, &r))
-				_exit(1);
+			shmring *r = tu_child_open(t->name);
 			/* No entry of its own: none bears its pid (registration stores it). */
 			struct shm_hdr *h = shm_ring_map(r)->hdr;
 			for (unsigned i = 0; i < SHM_MAX_PRODUCERS; i++)
@@ -215,9 +191,7 @@ static void test_fork_inside_send(void **state)
 				if (rc)
 					_exit(1);
 			}
-			int rc = tu_flush(r);
-			shmring_close(r);
-			_exit(rc ? 2 : 0);
+			tu_child_exit(r, 2);
 		}
 		atomic_store(&g_forked, 1);
 		assert_true(c > 0);
@@ -250,9 +224,7 @@ static void test_writer_stopped_5s(void **state)
 	_Atomic int *stop = (_Atomic int *)&acc[2 * P];
 	for (int p = 0; p < P; p++) {
 		if (fork() == 0) {
-			shmring *r;
-			if (shmring_open(t->name, NULL, &r))
-				_exit(1);
+			shmring *r = tu_child_open(t->name);
 			msgpack_sbuffer sb;
 			msgpack_sbuffer_init(&sb);
 			long i = 0, drops = 0;
@@ -272,9 +244,7 @@ static void test_writer_stopped_5s(void **state)
 			}
 			acc[p] = i;
 			acc[P + p] = drops;
-			int rc = tu_flush(r);
-			shmring_close(r);
-			_exit(rc ? 3 : 0);
+			tu_child_exit(r, 3);
 		}
 	}
 	tu_sleep_ms(300);
@@ -341,8 +311,8 @@ static void test_two_writers_at_once(void **state)
 		assert_int_equal(WEXITSTATUS(st), 3);
 		/* The other serves: it holds the lock and has published its pid. */
 		t.writer = w[1 - loser];
-		shmring *r;
-		assert_int_equal(shmring_attach(t.name, &r), 0);
+		assert_int_equal(shmring_attach(t.name, &t.r), 0);
+		shmring *r = t.r;
 		struct shmring_stats s;
 		for (int i = 0; i < 400; i++) {
 			if (shmring_stats(r, &s) == 0 && s.writer_alive && s.writer_pid == t.writer)
@@ -354,9 +324,7 @@ static void test_two_writers_at_once(void **state)
 		char rec[1] = { (char)0xc0 };
 		assert_int_equal(shmring_send(r, rec, 1), 0);
 		assert_int_equal(tu_flush(r), 0);
-		shmring_close(r);
-		assert_int_equal(tu_writer_stop(&t), 0);
-		tu_ring_cleanup(&t);
+		tu_ring_done(&t);
 	}
 }
 

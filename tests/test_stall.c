@@ -55,22 +55,7 @@ static int flush_retry(shmring *r, unsigned ms)
 /* Count lines per producer; -1 if any line is not a clean record. */
 static long count_lines(const char *path, long *per, int P)
 {
-	long bad;
-	json_t *arr = tu_read_jsonl(path, &bad);
-	if (!arr)
-		return -1;
-	memset(per, 0, sizeof(long) * (size_t)P);
-	size_t k;
-	json_t *v;
-	json_array_foreach(arr, k, v) {
-		json_t *jp = json_object_get(v, "p"), *js = json_object_get(v, "s");
-		if (!json_is_integer(jp) || !json_is_string(js) || json_string_length(js) != g_pad)
-			return -1;
-		per[json_integer_value(jp)]++;
-	}
-	long n = (long)json_array_size(arr);
-	json_decref(arr);
-	return n;
+	return tu_count_records(path, P, per, 0, (long)g_pad);
 }
 
 static void check_identity(shmring *r)
@@ -80,6 +65,19 @@ static void check_identity(shmring *r)
 	assert_int_equal(st.pending, 0);
 	TU_ASSERT_SETTLED(st);
 	TU_ASSERT_RING_VALID(r);
+}
+
+/* The file holds `lines` records, `first` of them of producer 0; one record was
+ * abandoned and the counters balance. */
+static void assert_lines_one_abandoned(shmring *r, const char *out, long lines, long first)
+{
+	long per[2];
+	assert_int_equal(count_lines(out, per, 2), lines);
+	assert_int_equal(per[0], first);
+	struct shmring_stats s;
+	shmring_stats(r, &s);
+	assert_int_equal(s.abandoned, 1);
+	check_identity(r);
 }
 
 /* Full capacity: with the writer stopped, exactly `slots` one-slot records fit; then they
@@ -118,13 +116,7 @@ static void killed(struct tu_ring *t, int phase)
 	/* Others go on: more than a lap of records through the 64-slot ring. */
 	send_n(r, 1, 0, 500);
 	assert_int_equal(flush_retry(r, 2000), 0);
-	long per[2];
-	assert_int_equal(count_lines(t->out, per, 2), 3 + 500);
-	assert_int_equal(per[0], 3);
-	struct shmring_stats s;
-	shmring_stats(r, &s);
-	assert_int_equal(s.abandoned, 1);
-	check_identity(r);
+	assert_lines_one_abandoned(r, t->out, 3 + 500, 3);
 	assert_full_capacity(r, t->writer, 64); /* the ring keeps its capacity */
 }
 
@@ -184,12 +176,7 @@ static void test_stopped_mid_copy(void **state)
 	assert_int_equal(tu_wait_children(1), 0);
 	send_n(r, 1, 200, 300); /* the released run is reused */
 	assert_int_equal(flush_retry(r, 2000), 0);
-	assert_int_equal(count_lines(t->out, per, 2), 20 + 500);
-	assert_int_equal(per[0], 20);
-	struct shmring_stats s;
-	shmring_stats(r, &s);
-	assert_int_equal(s.abandoned, 1);
-	check_identity(r);
+	assert_lines_one_abandoned(r, t->out, 20 + 500, 20);
 	assert_full_capacity(r, t->writer, 64); /* again, once the quarantine is released */
 }
 

@@ -117,10 +117,8 @@ static void test_crash_points(void **state)
 		char env[32];
 		snprintf(env, sizeof(env), "3:%d", point);
 		setenv("SHMRING_WRITER_CRASH", env, 1);
-		assert_true(tu_writer_start(&t, "256", "256") > 0);
+		shmring *r = tu_serve(&t, "256", "256", NULL);
 		unsetenv("SHMRING_WRITER_CRASH");
-		shmring *r;
-		assert_int_equal(shmring_open(t.name, NULL, &r), 0);
 		msgpack_sbuffer sb;
 		msgpack_sbuffer_init(&sb);
 		long i = 0;
@@ -158,9 +156,7 @@ static void test_crash_points(void **state)
 		assert_int_equal(s.written, (uint64_t)i);
 		assert_int_equal(s.pending, 0);
 		msgpack_sbuffer_destroy(&sb);
-		shmring_close(r);
-		assert_int_equal(tu_writer_stop(&t), 0);
-		tu_ring_cleanup(&t);
+		tu_ring_done(&t);
 	}
 }
 

@@ -301,6 +301,13 @@ static inline int tu_end(struct tu_ring *t, int stop)
 	return rc;
 }
 
+/* The end of a ring a test made itself (one per round of a loop): as tu_teardown. */
+static inline void tu_ring_done(struct tu_ring *t)
+{
+	assert_int_equal(tu_end(t, 1), 0);
+	tu_ring_cleanup(t);
+}
+
 static inline int tu_teardown_with(void **state, int stop)
 {
 	struct tu_ring *t = *state;
@@ -382,6 +389,34 @@ static inline json_t *tu_read_jsonl(const char *path, long *bad)
 	return tu_read_jsonl_ex(path, bad, 0);
 }
 
+/* Test records (tu_pack_record) in the file, counted per producer p < P into per[].
+ * Returns how many lines, or -1 if one is not JSON or not a record of a producer < P,
+ * if in_order and a producer's "i" do not run 0, 1, ..., or if pad >= 0 and an "s" is
+ * not pad bytes long. */
+static inline long tu_count_records(const char *path, int P, long *per, int in_order, long pad)
+{
+	long bad;
+	json_t *arr = tu_read_jsonl(path, &bad);
+	if (!arr)
+		return -1;
+	memset(per, 0, sizeof(long) * (size_t)P);
+	long n = (long)json_array_size(arr);
+	size_t k;
+	json_t *v;
+	json_array_foreach(arr, k, v) {
+		json_t *jp = json_object_get(v, "p"), *js = json_object_get(v, "s");
+		long p = json_is_integer(jp) ? (long)json_integer_value(jp) : -1;
+		if (p < 0 || p >= P || (in_order && json_integer_value(json_object_get(v, "i")) != per[p]) ||
+		    (pad >= 0 && (!json_is_string(js) || json_string_length(js) != (size_t)pad))) {
+			n = -1;
+			break;
+		}
+		per[p]++;
+	}
+	json_decref(arr);
+	return n;
+}
+
 /* The test record: {"p":P,"i":I,"s":"<pad>"} packed with msgpack-c. */
 static inline size_t tu_pack_record(msgpack_sbuffer *sb, int p, long i, size_t pad)
 {
@@ -400,6 +435,36 @@ static inline size_t tu_pack_record(msgpack_sbuffer *sb, int p, long i, size_t p
 		buf[k] = (char)('a' + (k + (size_t)i) % 26);
 	msgpack_pack_str_with_body(&pk, buf, n);
 	return sb->size;
+}
+
+/* A forked producer's own handle on ring name; it exits 1 if it cannot open one. */
+static inline shmring *tu_child_open(const char *name)
+{
+	shmring *r;
+	if (shmring_open(name, NULL, &r))
+		_exit(1);
+	return r;
+}
+
+/* A forked producer's end: flush (tu_flush), close, exit 0, or code if the flush failed. */
+static inline void tu_child_exit(shmring *r, int code)
+{
+	int rc = tu_flush(r);
+	shmring_close(r);
+	_exit(rc ? code : 0);
+}
+
+/* Send test records i = from .. to-1 of producer p with pad bytes each: every send must
+ * return 0 (the ring has room, or a writer drains it). */
+static inline void tu_send_records(shmring *r, int p, long from, long to, size_t pad)
+{
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	for (long i = from; i < to; i++) {
+		tu_pack_record(&sb, p, i, pad);
+		assert_int_equal(shmring_send(r, sb.data, sb.size), 0);
+	}
+	msgpack_sbuffer_destroy(&sb);
 }
 
 /* Wait for child processes; returns how many exited non-zero. */
