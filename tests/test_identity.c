@@ -186,8 +186,6 @@ static void test_sigkill_send_wait(void **state)
 	assert_int_equal(st.written, 64);
 	assert_int_equal(st.dropped_full + st.abandoned + st.pending, 0);
 	check_file(t->out, 0, 64, &st);
-	tu_close(t);
-	tu_writer_stop(t);
 }
 
 /* ---- item: a full ring yields only to a running writer ---------------------------- */
@@ -255,8 +253,6 @@ static void test_yield_policy(void **state)
 	assert_int_equal(st.dropped_full, 5000);
 	assert_int_equal(st.written, 128);
 	assert_int_equal(st.sent, 5128);
-	tu_close(t);
-	tu_writer_stop(t);
 }
 
 /* The invariant checker itself: it passes a ring at rest and names what is broken. */

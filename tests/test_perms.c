@@ -161,10 +161,7 @@ static void test_flush_other_user_writer(void **state)
 	if (w == 0) {
 		if (setgroups(0, NULL) || setgid(65534) || setuid(65534))
 			_exit(10);
-		if (!getenv("SHMRING_TEST_VERBOSE"))
-			freopen("/dev/null", "w", stderr);
-		execl(wpath, wpath, "--ring", t->name, "--out", t->out, (char *)NULL);
-		_exit(127);
+		tu_exec_writer(wpath, t, NULL, NULL, NULL);
 	}
 	t->writer = w;
 	tu_track(w, NULL);
@@ -302,11 +299,8 @@ static void test_group_writer(void **state)
 		gid_t groups[1] = { (gid_t)g };
 		if (setgroups(1, groups) || setgid((gid_t)a) || setuid((uid_t)a))
 			_exit(10);
-		if (!getenv("SHMRING_TEST_VERBOSE"))
-			freopen("/dev/null", "w", stderr);
-		execl(exe, exe, "--ring", t->name, "--out", t->out, "--mode", "0660", "--group", gs,
-		      (char *)NULL);
-		_exit(127);
+		const char *args[] = { "--mode", "0660", "--group", gs, NULL };
+		tu_exec_writer(exe, t, NULL, NULL, args);
 	}
 	t->writer = w;
 	tu_track(w, NULL);

@@ -488,8 +488,5 @@ int main(void)
 		TU_TEST_KILL(test_writer_exclusive_and_drain),
 		TU_TEST_KILL(test_no_faults_on_first_lap),
 	};
-	/* SHMRING_TEST_FILTER=test_flush_barrier runs one test (e.g. in a loop). */
-	if (getenv("SHMRING_TEST_FILTER"))
-		cmocka_set_test_filter(getenv("SHMRING_TEST_FILTER"));
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return TU_RUN_TESTS(tests); /* SHMRING_TEST_FILTER=test_flush_barrier: one test */
 }

@@ -287,11 +287,7 @@ static void test_two_writers_at_once(void **state)
 		for (int k = 0; k < 2; k++) {
 			if ((w[k] = fork()) == 0) {
 				gate_wait(&g);
-				if (!getenv("SHMRING_TEST_VERBOSE"))
-					freopen("/dev/null", "w", stderr);
-				execl(SHMRING_WRITER_PATH, SHMRING_WRITER_PATH, "--ring", t.name, "--out",
-				      t.out, (char *)NULL);
-				_exit(127);
+				tu_exec_writer(SHMRING_WRITER_PATH, &t, NULL, NULL, NULL);
 			}
 			tu_track(w[k], NULL);
 		}
@@ -386,7 +382,5 @@ int main(void)
 		cmocka_unit_test(test_two_writers_at_once),
 		TU_TEST_KILL(test_no_fd_left),
 	};
-	if (getenv("SHMRING_TEST_FILTER"))
-		cmocka_set_test_filter(getenv("SHMRING_TEST_FILTER"));
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return TU_RUN_TESTS(tests);
 }

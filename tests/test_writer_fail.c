@@ -18,18 +18,6 @@
 
 static char g_no_tmpfs[256]; /* why the tmpfs tests cannot run, or "" */
 
-static void send_range(shmring *r, long from, long to)
-{
-	msgpack_sbuffer sb;
-	msgpack_sbuffer_init(&sb);
-	for (long i = from; i < to; i++) {
-		tu_pack_record(&sb, 0, i, 100);
-		while (shmring_send(r, sb.data, sb.size) == -EAGAIN)
-			tu_sleep_ms(1);
-	}
-	msgpack_sbuffer_destroy(&sb);
-}
-
 /* Flush until confirmed (a failing output makes it -EIO until the disk recovers). */
 static int flush_within(shmring *r, unsigned ms)
 {
@@ -256,9 +244,9 @@ static void test_enospc_stop_then_new_writer(void **state)
 	struct tu_ring *t = *state;
 	struct small_fs fs;
 	shmring *r = serve_on_small_fs(t, &fs, 40 * 1024);
-	send_range(r, 0, 100); /* a first batch that fits: the failing one starts past 0 */
+	tu_send_range(r, 0, 100); /* a first batch that fits: the failing one starts past 0 */
 	assert_int_equal(tu_flush(r), 0);
-	send_range(r, 100, N_SMALL);
+	tu_send_range(r, 100, N_SMALL);
 	struct shmring_stats st = wait_writer_errno(r, ENOSPC);
 	assert_int_equal(st.writer_error_op, SHMRING_WOP_WRITE);
 	struct timespec now;
@@ -306,12 +294,12 @@ static void test_enospc_recovers_in_place(void **state)
 	struct tu_ring *t = *state;
 	struct small_fs fs;
 	shmring *r = serve_on_small_fs(t, &fs, 40 * 1024);
-	send_range(r, 0, N_SMALL);
+	tu_send_range(r, 0, N_SMALL);
 	wait_writer_errno(r, ENOSPC);
 	assert_int_equal(shmring_flush(r), -EIO);
 	assert_int_equal(unlink(fs.filler), 0);
 	assert_int_equal(flush_within(r, 5000), 0); /* retried within a second */
-	send_range(r, N_SMALL, N_SMALL + 100);
+	tu_send_range(r, N_SMALL, N_SMALL + 100);
 	assert_int_equal(flush_within(r, 5000), 0);
 	assert_file_is(t->out, 0, N_SMALL + 100);
 	struct shmring_stats st = stats_of(r);
@@ -334,7 +322,7 @@ static void test_enospc_output_removed(void **state)
 	long N = 0;
 	int rc = 0;
 	while (N < 4000 && rc != -EIO) {
-		send_range(r, N, N + 100);
+		tu_send_range(r, N, N + 100);
 		N += 100;
 		rc = tu_flush(r);
 		assert_true(rc == 0 || rc == -EIO);
@@ -366,9 +354,9 @@ static void test_efbig_stop_then_new_writer(void **state)
 	pid_t w = tu_writer_start_limited(t, 20000, 20000);
 	assert_true(w > 0);
 	shmring *r = t->r;
-	send_range(r, 0, 100);
+	tu_send_range(r, 0, 100);
 	assert_int_equal(tu_flush(r), 0);
-	send_range(r, 100, N_SMALL);
+	tu_send_range(r, 100, N_SMALL);
 	struct shmring_stats st = wait_writer_errno(r, EFBIG);
 	assert_int_equal(st.writer_error_op, SHMRING_WOP_WRITE);
 	assert_error_text(r, t->out, "write", EFBIG);
@@ -397,10 +385,10 @@ static void test_output_removed_or_replaced(void **state)
 {
 	struct tu_ring *t = *state;
 	shmring *r = tu_serve(t, NULL, NULL, NULL);
-	send_range(r, 0, 100);
+	tu_send_range(r, 0, 100);
 	assert_int_equal(tu_flush(r), 0);
 	assert_int_equal(unlink(t->out), 0);
-	send_range(r, 100, 200);
+	tu_send_range(r, 100, 200);
 	assert_int_equal(tu_flush(r), 0);
 	assert_file_is(t->out, 100, 200); /* recreated; 100..199 none lost */
 	char old[300];
@@ -409,7 +397,7 @@ static void test_output_removed_or_replaced(void **state)
 	int fd = open(t->out, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600); /* the replacement */
 	assert_true(fd >= 0);
 	close(fd);
-	send_range(r, 200, 300);
+	tu_send_range(r, 200, 300);
 	assert_int_equal(tu_flush(r), 0);
 	assert_file_is(old, 100, 200);
 	assert_file_is(t->out, 200, 300);
@@ -447,14 +435,14 @@ static void test_open_fails(void **state)
 	assert_true(tu_writer_start(t, NULL, NULL) > 0);
 	s = stats_of(r);
 	assert_int_equal(s.writer_errno, 0); /* a new writer starts clean */
-	send_range(r, 0, 100);
+	tu_send_range(r, 0, 100);
 	assert_int_equal(tu_flush(r), 0);
 	assert_int_equal(unlink(t->out), 0);
 	assert_int_equal(rmdir(t->dir), 0);
 	fd = open(t->dir, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	assert_true(fd >= 0);
 	close(fd);
-	send_range(r, 100, 200);
+	tu_send_range(r, 100, 200);
 	wait_writer_errno(r, ENOTDIR);
 	assert_int_equal(stats_of(r).writer_error_op, SHMRING_WOP_OPEN);
 	assert_int_equal(shmring_flush(r), -EIO);
@@ -483,7 +471,7 @@ static void test_rotation_killed(void **state)
 	int st = 0;
 	pid_t dead = 0;
 	while (i < 5000 && dead == 0) {
-		send_range(r, i, i + 50);
+		tu_send_range(r, i, i + 50);
 		i += 50;
 		int rc = tu_flush(r);
 		assert_true(rc == 0 || rc == -ENOTCONN);
@@ -495,7 +483,7 @@ static void test_rotation_killed(void **state)
 	t->writer = 0;
 	assert_int_equal(access(t->out, F_OK), -1); /* renamed away, not yet reopened */
 	assert_true(tu_writer_start_with(t, NULL, NULL, args) > 0);
-	send_range(r, i, i + 200);
+	tu_send_range(r, i, i + 200);
 	i += 200;
 	assert_int_equal(tu_flush(r), 0);
 	/* Oldest first: PATH.k .. PATH.1, then PATH. */

@@ -14,18 +14,6 @@
 
 #include "testutil.h"
 
-static void send_range(shmring *r, long from, long to)
-{
-	msgpack_sbuffer sb;
-	msgpack_sbuffer_init(&sb);
-	for (long i = from; i < to; i++) {
-		tu_pack_record(&sb, 0, i, 100);
-		while (shmring_send(r, sb.data, sb.size) == -EAGAIN)
-			tu_sleep_ms(1);
-	}
-	msgpack_sbuffer_destroy(&sb);
-}
-
 /* Append the "i" of every line of path to seen[]; every line must be whole JSON. */
 static long collect(const char *path, char *seen, long n, long *bytes)
 {
@@ -54,7 +42,7 @@ static void test_rotation(void **state)
 	shmring *r = tu_serve(t, NULL, NULL, args);
 	const long N = 1500; /* ~130 bytes a line: ~195 KB over files of at most 20000 */
 	for (long i = 0; i < N; i += 100) {
-		send_range(r, i, i + 100);
+		tu_send_range(r, i, i + 100);
 		assert_int_equal(tu_flush(r), 0);
 	}
 	char *seen = calloc((size_t)N, 1);
@@ -134,7 +122,7 @@ static void test_sighup_reopen(void **state)
 {
 	struct tu_ring *t = *state;
 	shmring *r = tu_serve(t, NULL, NULL, NULL);
-	send_range(r, 0, 100);
+	tu_send_range(r, 0, 100);
 	assert_int_equal(tu_flush(r), 0);
 	char old[300], old2[300];
 	snprintf(old, sizeof(old), "%s.old", t->out);
@@ -142,7 +130,7 @@ static void test_sighup_reopen(void **state)
 	/* A rename without the signal: noticed before the next batch, which goes to a new
 	 * PATH (the writer stats PATH before each batch). */
 	assert_int_equal(rename(t->out, old), 0);
-	send_range(r, 100, 150);
+	tu_send_range(r, 100, 150);
 	assert_int_equal(tu_flush(r), 0);
 	/* logrotate: rename, then signal: PATH is reopened at once, with nothing to write. */
 	assert_int_equal(rename(t->out, old2), 0);
@@ -150,7 +138,7 @@ static void test_sighup_reopen(void **state)
 	for (int i = 0; i < 5000 && access(t->out, F_OK); i++)
 		usleep(1000);
 	assert_int_equal(access(t->out, F_OK), 0);
-	send_range(r, 150, 200);
+	tu_send_range(r, 150, 200);
 	assert_int_equal(tu_flush(r), 0);
 	char *seen = calloc(200, 1);
 	long bytes;
@@ -190,7 +178,7 @@ static void test_stdout_and_fsync(void **state)
 			tu_sleep_ms(5);
 		}
 		assert_non_null(r);
-		send_range(r, 0, 20);
+		tu_send_range(r, 0, 20);
 		assert_int_equal(tu_flush(r), 0);
 		kill(w, SIGTERM);
 		waitpid(w, NULL, 0);
@@ -233,7 +221,7 @@ static void test_detach_pid_file(void **state)
 	assert_true(s.writer_alive);
 	assert_int_equal(s.writer_pid, pid);
 	assert_int_not_equal(getsid(pid), getsid(0)); /* its own session */
-	send_range(r, 0, 10);
+	tu_send_range(r, 0, 10);
 	assert_int_equal(tu_flush(r), 0);
 	shmring_close(r);
 	kill(pid, SIGTERM);
@@ -338,9 +326,7 @@ static void test_sd_notify(void **state)
 	pid_t w = fork();
 	if (w == 0) {
 		setenv("NOTIFY_SOCKET", sa.sun_path, 1);
-		freopen("/dev/null", "w", stderr);
-		execl(SHMRING_WRITER_PATH, SHMRING_WRITER_PATH, "--ring", t->name, "--out", t->out, (char *)NULL);
-		_exit(127);
+		tu_exec_writer(SHMRING_WRITER_PATH, t, NULL, NULL, NULL);
 	}
 	t->writer = w;
 	tu_track(w, NULL);
@@ -374,7 +360,7 @@ static void test_partial_write_retry(void **state)
 	assert_true(w > 0);
 	shmring *r = t->r;
 	const long N = 600; /* ~78 KB of lines against a 20000-byte limit */
-	send_range(r, 0, N);
+	tu_send_range(r, 0, N);
 	tu_sleep_ms(300);      /* the writer hits the limit mid-batch and retries */
 	struct stat st;
 	assert_int_equal(stat(t->out, &st), 0);
@@ -402,7 +388,7 @@ static void test_idle_poll_then_block(void **state)
 	_Atomic uint32_t *sleeping = &shm_ring_map(r)->hdr->writer_sleeping;
 	for (int round = 0; round < 3; round++) {
 		uint64_t t0 = shm_now_ns();
-		send_range(r, round, round + 1);
+		tu_send_range(r, round, round + 1);
 		assert_int_equal(tu_flush(r), 0); /* the writer consumed it before this returns */
 		/* The writer consumed the record after t0, so it polls until at least t0 + 50 ms:
 		 * every sample read before t0 + 40 ms must say awake. The time is taken after the
@@ -422,7 +408,7 @@ static void test_idle_poll_then_block(void **state)
 		assert_true(slept);
 	}
 	/* A send to the blocked writer wakes it: the record is written. */
-	send_range(r, 3, 4);
+	tu_send_range(r, 3, 4);
 	assert_int_equal(tu_flush(r), 0);
 	struct shmring_stats st;
 	assert_int_equal(shmring_stats(r, &st), 0);

@@ -116,37 +116,44 @@ static inline void tu_track(pid_t pid, const char *name)
 		snprintf(tu_names[tu_nnames++], sizeof(tu_names[0]), "%s", name);
 }
 
-/* Fork and exec shmring-writer on t: capacity and slot size as strings (or NULL), then
- * extra arguments (a NULL-terminated list, or NULL); its stderr goes to /dev/null unless
- * SHMRING_TEST_VERBOSE is set. Returns its pid at once (-1 if fork fails). */
+/* In a forked child: exec the writer program exe on t with capacity and slot size as
+ * strings (or NULL), then extra arguments (a NULL-terminated list, or NULL); its stderr
+ * goes to /dev/null unless SHMRING_TEST_VERBOSE is set. Never returns. */
+static inline void tu_exec_writer(const char *exe, struct tu_ring *t, const char *cap, const char *slot,
+				  const char *const *extra)
+{
+	const char *argv[16];
+	int n = 0;
+	argv[n++] = exe;
+	argv[n++] = "--ring";
+	argv[n++] = t->name;
+	argv[n++] = "--out";
+	argv[n++] = t->out;
+	if (cap) {
+		argv[n++] = "--capacity";
+		argv[n++] = cap;
+	}
+	if (slot) {
+		argv[n++] = "--slot-size";
+		argv[n++] = slot;
+	}
+	for (int k = 0; extra && extra[k] && n < 15; k++)
+		argv[n++] = extra[k];
+	argv[n] = NULL;
+	if (!getenv("SHMRING_TEST_VERBOSE"))
+		freopen("/dev/null", "w", stderr);
+	execv(exe, (char **)argv);
+	_exit(127);
+}
+
+/* Fork and exec shmring-writer on t (tu_exec_writer). Returns its pid at once (-1 if
+ * fork fails). */
 static inline pid_t tu_writer_spawn(struct tu_ring *t, const char *cap, const char *slot,
 				    const char *const *extra)
 {
 	pid_t pid = fork();
-	if (pid == 0) {
-		const char *argv[16];
-		int n = 0;
-		argv[n++] = SHMRING_WRITER_PATH;
-		argv[n++] = "--ring";
-		argv[n++] = t->name;
-		argv[n++] = "--out";
-		argv[n++] = t->out;
-		if (cap) {
-			argv[n++] = "--capacity";
-			argv[n++] = cap;
-		}
-		if (slot) {
-			argv[n++] = "--slot-size";
-			argv[n++] = slot;
-		}
-		for (int k = 0; extra && extra[k] && n < 15; k++)
-			argv[n++] = extra[k];
-		argv[n] = NULL;
-		if (!getenv("SHMRING_TEST_VERBOSE"))
-			freopen("/dev/null", "w", stderr);
-		execv(argv[0], (char **)argv);
-		_exit(127);
-	}
+	if (pid == 0)
+		tu_exec_writer(SHMRING_WRITER_PATH, t, cap, slot, extra);
 	return pid;
 }
 
@@ -203,10 +210,7 @@ static inline pid_t tu_writer_start_limited(struct tu_ring *t, rlim_t soft, rlim
 		struct rlimit rl = { soft, hard };
 		setrlimit(RLIMIT_FSIZE, &rl);
 		signal(SIGXFSZ, SIG_IGN);
-		if (!getenv("SHMRING_TEST_VERBOSE"))
-			freopen("/dev/null", "w", stderr);
-		execl(SHMRING_WRITER_PATH, SHMRING_WRITER_PATH, "--ring", t->name, "--out", t->out, (char *)NULL);
-		_exit(127);
+		tu_exec_writer(SHMRING_WRITER_PATH, t, NULL, NULL, NULL);
 	}
 	t->writer = pid;
 	tu_track(pid, NULL);
@@ -344,6 +348,12 @@ static inline void tu_copy_exe(const char *src, char *dir, const char *leaf, cha
 	assert_int_equal(system(cmd), 0);
 }
 
+/* Run the group; SHMRING_TEST_FILTER=test_name runs only the tests it matches (e.g. one
+ * test in a loop). */
+#define TU_RUN_TESTS(tests) \
+	((getenv("SHMRING_TEST_FILTER") ? cmocka_set_test_filter(getenv("SHMRING_TEST_FILTER")) : (void)0), \
+	 cmocka_run_group_tests(tests, NULL, NULL))
+
 /* Read the whole file; every line must parse as JSON. Returns an array of json_t*, or
  * NULL with *bad set to the first line that did not parse. live: the writer may be
  * appending right now, so an unterminated last line is a write in progress (a read(2)
@@ -463,6 +473,20 @@ static inline void tu_send_records(shmring *r, int p, long from, long to, size_t
 	for (long i = from; i < to; i++) {
 		tu_pack_record(&sb, p, i, pad);
 		assert_int_equal(shmring_send(r, sb.data, sb.size), 0);
+	}
+	msgpack_sbuffer_destroy(&sb);
+}
+
+/* Send test records i = from .. to-1 of producer 0, 100 bytes of pad each, each retried
+ * while the ring is full. */
+static inline void tu_send_range(shmring *r, long from, long to)
+{
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	for (long i = from; i < to; i++) {
+		tu_pack_record(&sb, 0, i, 100);
+		while (shmring_send(r, sb.data, sb.size) == -EAGAIN)
+			tu_sleep_ms(1);
 	}
 	msgpack_sbuffer_destroy(&sb);
 }
