@@ -60,10 +60,7 @@ static void run_pm(struct tu_ring *t, int P, long M, const char *cap, const char
 				size_t pad = pad_mod ? (size_t)(i % (long)pad_mod) : 16;
 				tu_pack_record(&sb, p, i, pad);
 				/* Never blocks; retry on a full ring so the count is exact. */
-				int rc;
-				while ((rc = shmring_send(r, sb.data, sb.size)) == -EAGAIN)
-					sched_yield();
-				if (rc)
+				if (tu_send_all(r, &sb))
 					_exit(1);
 			}
 			tu_child_exit(r, 2);
@@ -109,9 +106,7 @@ static void test_flush_barrier(void **state)
 			msgpack_sbuffer_init(&sb);
 			for (long i = 0; i < 3000; i++) {
 				tu_pack_record(&sb, p, i, 16);
-				int sr;
-				while ((sr = shmring_send(r, sb.data, sb.size)) == -EAGAIN)
-					sched_yield();
+				int sr = tu_send_all(r, &sb);
 				if (sr != 0) { /* e.g. -ECANCELED: stalled past the stall timeout */
 					fprintf(stderr, "send of producer %d at %ld: %s\n", p, i, strerror(-sr));
 					_exit(5);
@@ -328,8 +323,7 @@ static void test_fork_shared_handle(void **state)
 			msgpack_sbuffer_init(&s2);
 			for (long i = 0; i < 1000; i++) {
 				tu_pack_record(&s2, p + base, i, 16);
-				while (shmring_send(r, s2.data, s2.size) == -EAGAIN)
-					sched_yield();
+				tu_send_all(r, &s2);
 			}
 			int rc = tu_flush(r);
 			shmring_close(r);

@@ -93,9 +93,7 @@ static void test_overflow_entry(void **state)
 			msgpack_sbuffer_init(&sb);
 			for (long i = 0; i < M; i++) {
 				tu_pack_record(&sb, p, i, 16);
-				int rc;
-				while ((rc = shmring_send(r, sb.data, sb.size)) == -EAGAIN)
-					sched_yield();
+				int rc = tu_send_all(r, &sb);
 				if (rc) {
 					fprintf(stderr, "overflow producer %d: send %ld: %s\n", p, i, strerror(-rc));
 					_exit(2);
@@ -185,10 +183,7 @@ static void test_fork_inside_send(void **state)
 			msgpack_sbuffer_init(&sb);
 			for (long i = 0; i < M; i++) {
 				tu_pack_record(&sb, 1 + f, i, 16);
-				int rc;
-				while ((rc = shmring_send(r, sb.data, sb.size)) == -EAGAIN)
-					sched_yield();
-				if (rc)
+				if (tu_send_all(r, &sb))
 					_exit(1);
 			}
 			tu_child_exit(r, 2);
