@@ -116,11 +116,13 @@ static void at_cleanup(struct at *t)
  * teardown. */
 static int at_setup(void **state)
 {
-	const char *tag = *state;
+	const char *name = *state;
+	char tag[17];
+	snprintf(tag, sizeof(tag), "%s", strncmp(name, "test_", 5) ? name : name + 5);
 	struct at *t = calloc(1, sizeof(*t));
 	if (!t)
 		return -1;
-	at_init(t, strncmp(tag, "test_", 5) ? tag : tag + 5);
+	at_init(t, tag);
 	*state = t;
 	return 0;
 }

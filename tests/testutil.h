@@ -284,11 +284,13 @@ static inline void tu_close(struct tu_ring *t)
  * teardown, for a fixture that holds more (one that calls tu_end, then tu_teardown_kill). */
 static inline int tu_setup(void **state)
 {
-	const char *tag = *state ? *state : "fx";
+	const char *name = *state ? *state : "fx";
+	char tag[17]; /* paths under $TMPDIR stay short (a socket's must fit sun_path) */
+	snprintf(tag, sizeof(tag), "%s", strncmp(name, "test_", 5) ? name : name + 5);
 	struct tu_ring *t = calloc(1, sizeof(*t));
 	if (!t)
 		return -1;
-	tu_ring_init(t, strncmp(tag, "test_", 5) ? tag : tag + 5);
+	tu_ring_init(t, tag);
 	*state = t;
 	return 0;
 }
