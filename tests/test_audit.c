@@ -38,8 +38,9 @@ struct at {
 	char name[32];   /* ring name, once known */
 };
 
-static void at_init(struct at *t, const char *tag)
+static void at_init(void *p, const char *tag)
 {
+	struct at *t = p;
 	static int seq;
 	const char *tmp = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
 	snprintf(t->dir, sizeof(t->dir), "%s/shmring-audit-%s-%d-%d", tmp, tag, (int)getpid(), seq++);
@@ -116,15 +117,7 @@ static void at_cleanup(struct at *t)
  * teardown. */
 static int at_setup(void **state)
 {
-	const char *name = *state;
-	char tag[17];
-	snprintf(tag, sizeof(tag), "%s", strncmp(name, "test_", 5) ? name : name + 5);
-	struct at *t = calloc(1, sizeof(*t));
-	if (!t)
-		return -1;
-	at_init(t, tag);
-	*state = t;
-	return 0;
+	return tu_setup_as(state, sizeof(struct at), at_init);
 }
 
 static int at_teardown(void **state)

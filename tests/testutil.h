@@ -281,18 +281,29 @@ static inline void tu_close(struct tu_ring *t)
  * the test's name as the initial state). Teardown closes t->r and stops a writer still
  * running: tu_teardown requires it to exit 0 (it drained), tu_teardown_kill SIGKILLs it,
  * for tests that stop or break their writer on purpose. TU_TEST_WITH names another
- * teardown, for a fixture that holds more (one that calls tu_end, then tu_teardown_kill). */
-static inline int tu_setup(void **state)
+ * teardown, for a fixture that holds more (one that calls tu_end, then tu_teardown_kill);
+ * tu_setup_as sets up a state of another type, named by its init function. */
+static inline int tu_setup_as(void **state, size_t size, void (*init)(void *t, const char *tag))
 {
 	const char *name = *state ? *state : "fx";
 	char tag[17]; /* paths under $TMPDIR stay short (a socket's must fit sun_path) */
 	snprintf(tag, sizeof(tag), "%s", strncmp(name, "test_", 5) ? name : name + 5);
-	struct tu_ring *t = calloc(1, sizeof(*t));
+	void *t = calloc(1, size);
 	if (!t)
 		return -1;
-	tu_ring_init(t, tag);
+	init(t, tag);
 	*state = t;
 	return 0;
+}
+
+static inline void tu_ring_init_any(void *t, const char *tag)
+{
+	tu_ring_init(t, tag);
+}
+
+static inline int tu_setup(void **state)
+{
+	return tu_setup_as(state, sizeof(struct tu_ring), tu_ring_init_any);
 }
 
 /* Close t->r and, when stop, SIGTERM a writer still running: nonzero (with a message)
