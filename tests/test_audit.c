@@ -38,8 +38,9 @@ struct at {
 	char name[32];   /* ring name, once known */
 };
 
-static void at_init(struct at *t, const char *tag)
+static void at_init(void *p, const char *tag)
 {
+	struct at *t = p;
 	static int seq;
 	const char *tmp = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
 	snprintf(t->dir, sizeof(t->dir), "%s/shmring-audit-%s-%d-%d", tmp, tag, (int)getpid(), seq++);
@@ -111,6 +112,22 @@ static void at_cleanup(struct at *t)
 	ring_cleanup(t->name);
 	nftw(t->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }
+
+/* Fixture: a struct at named after the test (AT_TEST), its folder and ring removed at
+ * teardown. */
+static int at_setup(void **state)
+{
+	return tu_setup_as(state, sizeof(struct at), at_init);
+}
+
+static int at_teardown(void **state)
+{
+	at_cleanup(*state);
+	free(*state);
+	return 0;
+}
+
+#define AT_TEST(f) cmocka_unit_test_prestate_setup_teardown(f, at_setup, at_teardown, (void *)#f)
 
 static void at_open(struct at *t, const char *path, size_t cap, shmring_audit_sink **s)
 {
@@ -299,11 +316,9 @@ static void check_now_ts(const char *line, const char *rest)
 
 static void test_exact_lines(void **state)
 {
-	(void)state;
-	struct at t;
-	at_init(&t, "lines");
+	struct at *t = *state;
 	shmring_audit_sink *s;
-	at_open(&t, t.path, 0, &s);
+	at_open(t, t->path, 0, &s);
 	const size_t nc = sizeof(cases) / sizeof(cases[0]);
 	for (size_t i = 0; i < nc; i++) {
 		char *r = render(&cases[i].rec);
@@ -334,7 +349,7 @@ static void test_exact_lines(void **state)
 	assert_int_equal(shmring_audit_flush(s), 0);
 
 	size_t nl;
-	char **lines = read_lines(t.path, &nl);
+	char **lines = read_lines(t->path, &nl);
 	assert_int_equal(nl, nc + 4);
 	for (size_t i = 0; i < nc; i++)
 		assert_string_equal(lines[i], cases[i].want);
@@ -364,7 +379,6 @@ static void test_exact_lines(void **state)
 	assert_int_equal(st.pending, 0);
 	assert_int_equal(st.invalid, 0);
 	shmring_audit_close(s);
-	at_cleanup(&t);
 }
 
 /* ---- many openers, one writer ---------------------------------------------------------- */
@@ -377,24 +391,22 @@ struct report {
 
 static void test_many_openers_one_writer(void **state)
 {
-	(void)state;
+	struct at *t = *state;
 	enum { P = 8, K = 300 };
-	struct at t;
-	at_init(&t, "many");
 	char parent[200], base[160], link[200];
-	snprintf(parent, sizeof(parent), "%.*s", (int)(strrchr(t.dir, '/') - t.dir), t.dir);
-	snprintf(base, sizeof(base), "%s", strrchr(t.dir, '/') + 1);
-	snprintf(link, sizeof(link), "%s-link", t.dir);
-	assert_int_equal(mkdir(t.dir, 0700), 0);
-	assert_int_equal(symlink(t.dir, link), 0);
+	snprintf(parent, sizeof(parent), "%.*s", (int)(strrchr(t->dir, '/') - t->dir), t->dir);
+	snprintf(base, sizeof(base), "%s", strrchr(t->dir, '/') + 1);
+	snprintf(link, sizeof(link), "%s-link", t->dir);
+	assert_int_equal(mkdir(t->dir, 0700), 0);
+	assert_int_equal(symlink(t->dir, link), 0);
 	/* The same file, spelled eight ways. */
 	char paths[P][512];
-	snprintf(paths[0], 512, "%s/a.jsonl", t.dir);
-	snprintf(paths[1], 512, "%s/./a.jsonl", t.dir);
-	snprintf(paths[2], 512, "%s/../%s/a.jsonl", t.dir, base);
-	snprintf(paths[3], 512, "%s//a.jsonl", t.dir);
+	snprintf(paths[0], 512, "%s/a.jsonl", t->dir);
+	snprintf(paths[1], 512, "%s/./a.jsonl", t->dir);
+	snprintf(paths[2], 512, "%s/../%s/a.jsonl", t->dir, base);
+	snprintf(paths[3], 512, "%s//a.jsonl", t->dir);
 	snprintf(paths[4], 512, "%s/a.jsonl", base); /* relative, from parent */
-	snprintf(paths[5], 512, "%s/sub/../a.jsonl", t.dir);
+	snprintf(paths[5], 512, "%s/sub/../a.jsonl", t->dir);
 	snprintf(paths[6], 512, "%s/a.jsonl", link);
 	snprintf(paths[7], 512, "./%s/./../%s/a.jsonl", base, base);
 	int go[2], res[2];
@@ -439,8 +451,8 @@ static void test_many_openers_one_writer(void **state)
 	for (int k = 0; k < P; k++)
 		assert_int_equal(read(res[0], &reps[k], sizeof(reps[k])), sizeof(reps[k]));
 	close(res[0]);
-	snprintf(t.name, sizeof(t.name), "%s", reps[0].name);
-	tu_track(0, t.name);
+	snprintf(t->name, sizeof(t->name), "%s", reps[0].name);
+	tu_track(0, t->name);
 	for (int k = 0; k < P; k++) {
 		assert_int_equal(reps[k].open_rc, 0);
 		assert_int_equal(reps[k].flush_rc, 0);
@@ -450,19 +462,19 @@ static void test_many_openers_one_writer(void **state)
 	}
 	assert_true(reps[0].writer_pid > 0);
 	/* Exactly one writer process for the ring, and only one ever served it. */
-	assert_int_equal(count_procs_with(t.name), 1);
+	assert_int_equal(count_procs_with(t->name), 1);
 	struct shm_map m;
-	assert_int_equal(shm_map_open(t.name, NULL, SHM_ATTACH, &m), 0);
+	assert_int_equal(shm_map_open(t->name, NULL, SHM_ATTACH, &m), 0);
 	assert_int_equal(atomic_load(&m.hdr->writer_epoch), 1);
 	char want_path[PATH_MAX + 16], real[PATH_MAX];
-	assert_non_null(realpath(t.dir, real));
+	assert_non_null(realpath(t->dir, real));
 	snprintf(want_path, sizeof(want_path), "%s/a.jsonl", real);
 	assert_string_equal(m.hdr->out_path, want_path);
 	shm_map_close(&m);
 
 	/* Every record exactly once. */
 	long bad;
-	json_t *arr = tu_read_jsonl(t.path, &bad);
+	json_t *arr = tu_read_jsonl(t->path, &bad);
 	assert_non_null(arr);
 	assert_int_equal(json_array_size(arr), P * K);
 	static unsigned char seen[P][K];
@@ -483,27 +495,24 @@ static void test_many_openers_one_writer(void **state)
 	}
 	json_decref(arr);
 	unlink(link);
-	at_cleanup(&t);
 }
 
 /* ---- errors ---------------------------------------------------------------------------- */
 
 static void test_unopenable_paths(void **state)
 {
-	(void)state;
-	struct at t;
-	at_init(&t, "bad");
+	struct at *t = *state;
 	shmring_audit_sink *s = NULL;
-	assert_int_equal(mkdir(t.dir, 0700), 0);
+	assert_int_equal(mkdir(t->dir, 0700), 0);
 	/* A directory. */
-	assert_int_equal(shmring_audit_open(t.dir, 0, &s), -EISDIR);
+	assert_int_equal(shmring_audit_open(t->dir, 0, &s), -EISDIR);
 	assert_null(s);
 	char p[400];
-	snprintf(p, sizeof(p), "%s/", t.dir);
+	snprintf(p, sizeof(p), "%s/", t->dir);
 	assert_int_equal(shmring_audit_open(p, 0, &s), -EISDIR);
 	/* Under a regular file, directly or deeper. */
 	char file[300];
-	snprintf(file, sizeof(file), "%s/plain", t.dir);
+	snprintf(file, sizeof(file), "%s/plain", t->dir);
 	int fd = open(file, O_CREAT | O_WRONLY, 0600);
 	assert_true(fd >= 0);
 	close(fd);
@@ -512,12 +521,12 @@ static void test_unopenable_paths(void **state)
 	snprintf(p, sizeof(p), "%s/sub/a.jsonl", file);
 	assert_int_equal(shmring_audit_open(p, 0, &s), -ENOTDIR);
 	/* A symlink as the file: never written through. */
-	snprintf(p, sizeof(p), "%s/link.jsonl", t.dir);
+	snprintf(p, sizeof(p), "%s/link.jsonl", t->dir);
 	assert_int_equal(symlink(file, p), 0);
 	assert_int_equal(shmring_audit_open(p, 0, &s), -ELOOP);
 	/* Read-only file: permission denied (root may write anyway). */
 	if (geteuid() != 0) {
-		snprintf(p, sizeof(p), "%s/ro.jsonl", t.dir);
+		snprintf(p, sizeof(p), "%s/ro.jsonl", t->dir);
 		fd = open(p, O_CREAT | O_WRONLY, 0400);
 		assert_true(fd >= 0);
 		close(fd);
@@ -526,11 +535,10 @@ static void test_unopenable_paths(void **state)
 	/* Arguments. */
 	assert_int_equal(shmring_audit_open(NULL, 0, &s), -EINVAL);
 	assert_int_equal(shmring_audit_open("", 0, &s), -EINVAL);
-	assert_int_equal(shmring_audit_open(t.path, 0, NULL), -EINVAL);
-	assert_int_equal(shmring_audit_open(t.path, (1u << 20) + 1, &s), -EINVAL);
+	assert_int_equal(shmring_audit_open(t->path, 0, NULL), -EINVAL);
+	assert_int_equal(shmring_audit_open(t->path, (1u << 20) + 1, &s), -EINVAL);
 	assert_null(s);
-	assert_int_equal(count_procs_with(t.dir), 0);
-	at_cleanup(&t);
+	assert_int_equal(count_procs_with(t->dir), 0);
 }
 
 static int32_t no_writer_pid(shmring_audit_sink *s)
@@ -544,16 +552,14 @@ static int32_t no_writer_pid(shmring_audit_sink *s)
  * autostart gets the waiting records written. */
 static void test_no_autostart(void **state)
 {
-	(void)state;
-	struct at t;
-	at_init(&t, "noauto");
+	struct at *t = *state;
 	setenv("SHMRING_NO_AUTOSTART", "1", 1);
 	shmring_audit_sink *s;
 	uint64_t t0 = tu_now_ms();
-	at_open(&t, t.path, 64, &s);
+	at_open(t, t->path, 64, &s);
 	assert_true(tu_now_ms() - t0 < 500);
 	assert_int_equal(no_writer_pid(s), 0);
-	assert_int_equal(count_procs_with(t.name), 0);
+	assert_int_equal(count_procs_with(t->name), 0);
 	int warns0 = atomic_load(&g_warns);
 	int ok = 0, full = 0;
 	uint64_t worst = 0;
@@ -625,19 +631,18 @@ static void test_no_autostart(void **state)
 	/* With autostart again, a second opener starts the writer; it drains the 64. */
 	unsetenv("SHMRING_NO_AUTOSTART");
 	shmring_audit_sink *s2;
-	assert_int_equal(shmring_audit_open(t.path, 0, &s2), 0);
+	assert_int_equal(shmring_audit_open(t->path, 0, &s2), 0);
 	assert_true(no_writer_pid(s2) > 0);
 	assert_int_equal(shmring_audit_flush(s2), 0);
 	assert_int_equal(shmring_audit_flush(s), 0);
 	size_t nl;
-	char **lines = read_lines(t.path, &nl);
+	char **lines = read_lines(t->path, &nl);
 	assert_int_equal(nl, 64);
 	for (size_t i = 0; i < nl; i++)
 		assert_string_equal(lines[i], cases[i % 8].want);
 	free_lines(lines, nl);
 	shmring_audit_close(s2);
 	shmring_audit_close(s);
-	at_cleanup(&t);
 }
 
 static uint32_t capacity_of(const char *name)
@@ -679,45 +684,40 @@ static void test_capacity(void **state)
 /* A live writer serving the ring into another file: -EEXIST. */
 static void test_other_file_served(void **state)
 {
-	(void)state;
-	struct at t;
-	at_init(&t, "other");
+	struct at *t = *state;
 	setenv("SHMRING_NO_AUTOSTART", "1", 1);
 	shmring_audit_sink *s;
-	at_open(&t, t.path, 0, &s);
+	at_open(t, t->path, 0, &s);
 	shmring_audit_close(s);
 	unsetenv("SHMRING_NO_AUTOSTART");
 	struct tu_ring tr;
-	snprintf(tr.name, sizeof(tr.name), "%s", t.name);
+	snprintf(tr.name, sizeof(tr.name), "%s", t->name);
 	tr.dir[0] = 0;
 	tr.writer = 0;
-	snprintf(tr.out, sizeof(tr.out), "%s/other.jsonl", t.dir);
+	snprintf(tr.out, sizeof(tr.out), "%s/other.jsonl", t->dir);
 	assert_true(tu_writer_start(&tr, NULL, NULL) > 0);
 	s = NULL;
-	assert_int_equal(shmring_audit_open(t.path, 0, &s), -EEXIST);
+	assert_int_equal(shmring_audit_open(t->path, 0, &s), -EEXIST);
 	assert_null(s);
 	/* The same file served by a writer started by hand is fine. */
 	assert_int_equal(tu_writer_stop(&tr), 0);
-	snprintf(tr.out, sizeof(tr.out), "%s", t.path);
+	snprintf(tr.out, sizeof(tr.out), "%s", t->path);
 	pid_t w = tu_writer_start(&tr, NULL, NULL);
 	assert_true(w > 0);
-	assert_int_equal(shmring_audit_open(t.path, 0, &s), 0);
+	assert_int_equal(shmring_audit_open(t->path, 0, &s), 0);
 	assert_int_equal(no_writer_pid(s), w);
 	assert_int_equal(shmring_audit_send(s, &cases[0].rec), 0);
 	assert_int_equal(shmring_audit_flush(s), 0);
 	shmring_audit_close(s);
 	assert_int_equal(tu_writer_stop(&tr), 0);
-	at_cleanup(&t);
 }
 
 /* The writer died: flush starts a new one, which writes what waited in the ring. */
 static void test_flush_restarts_writer(void **state)
 {
-	(void)state;
-	struct at t;
-	at_init(&t, "restart");
+	struct at *t = *state;
 	shmring_audit_sink *s;
-	at_open(&t, t.path, 0, &s);
+	at_open(t, t->path, 0, &s);
 	int32_t w1 = no_writer_pid(s);
 	assert_true(w1 > 0);
 	assert_int_equal(shmring_audit_send(s, &cases[0].rec), 0);
@@ -732,51 +732,48 @@ static void test_flush_restarts_writer(void **state)
 	int32_t w2 = no_writer_pid(s);
 	assert_true(w2 > 0 && w2 != w1);
 	size_t nl;
-	char **lines = read_lines(t.path, &nl);
+	char **lines = read_lines(t->path, &nl);
 	assert_int_equal(nl, 4);
 	for (size_t i = 0; i < nl; i++)
 		assert_string_equal(lines[i], cases[i].want);
 	free_lines(lines, nl);
 	shmring_audit_close(s);
-	at_cleanup(&t);
 }
 
 /* A writer binary that is missing, exits at once, or never serves. */
 static void test_start_failures(void **state)
 {
-	(void)state;
-	struct at t;
-	at_init(&t, "startfail");
+	struct at *t = *state;
 	shmring_audit_sink *s = NULL;
-	assert_int_equal(mkdir(t.dir, 0700), 0);
+	assert_int_equal(mkdir(t->dir, 0700), 0);
 	/* The ring name is known only from a sink: get it without a writer. */
 	setenv("SHMRING_NO_AUTOSTART", "1", 1);
-	at_open(&t, t.path, 0, &s);
+	at_open(t, t->path, 0, &s);
 	shmring_audit_close(s);
 	unsetenv("SHMRING_NO_AUTOSTART");
 	s = NULL;
 
 	char exe[300];
-	snprintf(exe, sizeof(exe), "%s/does-not-exist", t.dir);
+	snprintf(exe, sizeof(exe), "%s/does-not-exist", t->dir);
 	setenv("SHMRING_WRITER", exe, 1);
-	assert_int_equal(shmring_audit_open(t.path, 0, &s), -ENOENT);
+	assert_int_equal(shmring_audit_open(t->path, 0, &s), -ENOENT);
 
 	/* Exists but cannot be executed: exec's errno comes back from the grandchild. */
-	snprintf(exe, sizeof(exe), "%s/noexec", t.dir);
+	snprintf(exe, sizeof(exe), "%s/noexec", t->dir);
 	int fd = open(exe, O_CREAT | O_WRONLY, 0644);
 	assert_true(fd >= 0);
 	close(fd);
 	setenv("SHMRING_WRITER", exe, 1);
-	assert_int_equal(shmring_audit_open(t.path, 0, &s), -EACCES); /* no x bit: even root */
+	assert_int_equal(shmring_audit_open(t->path, 0, &s), -EACCES); /* no x bit: even root */
 	assert_null(s);
 
 	setenv("SHMRING_WRITER", "/bin/false", 1);
 	uint64_t t0 = tu_now_ms();
-	assert_int_equal(shmring_audit_open(t.path, 0, &s), -ECHILD);
+	assert_int_equal(shmring_audit_open(t->path, 0, &s), -ECHILD);
 	assert_true(tu_now_ms() - t0 < 1000);
 
 	/* Never serves: killed after 2 s, nothing left behind. */
-	snprintf(exe, sizeof(exe), "%s/stuck.sh", t.dir);
+	snprintf(exe, sizeof(exe), "%s/stuck.sh", t->dir);
 	FILE *f = fopen(exe, "w");
 	assert_non_null(f);
 	fputs("#!/bin/sh\nwhile :; do sleep 0.05; done\n", f);
@@ -784,18 +781,17 @@ static void test_start_failures(void **state)
 	chmod(exe, 0755);
 	setenv("SHMRING_WRITER", exe, 1);
 	t0 = tu_now_ms();
-	assert_int_equal(shmring_audit_open(t.path, 0, &s), -ETIMEDOUT);
+	assert_int_equal(shmring_audit_open(t->path, 0, &s), -ETIMEDOUT);
 	uint64_t dt = tu_now_ms() - t0;
 	assert_true(dt >= 1900 && dt < 3500);
 	assert_null(s);
 	tu_sleep_ms(100);
-	assert_int_equal(count_procs_with(t.name), 0);
+	assert_int_equal(count_procs_with(t->name), 0);
 
 	setenv("SHMRING_WRITER", SHMRING_WRITER_PATH, 1);
-	assert_int_equal(shmring_audit_open(t.path, 0, &s), 0);
-	assert_int_equal(count_procs_with(t.name), 1);
+	assert_int_equal(shmring_audit_open(t->path, 0, &s), 0);
+	assert_int_equal(count_procs_with(t->name), 1);
 	shmring_audit_close(s);
-	at_cleanup(&t);
 }
 
 /* Threads of one process and forked children share one sink. */
@@ -912,12 +908,8 @@ static void test_encoder_matches_msgpack_c(void **state)
  * back from the ring's data area; one over the ring's max record is refused and counted. */
 static void test_send_to_ring(void **state)
 {
-	(void)state;
-	struct tu_ring t;
-	tu_ring_init(&t, "sendto");
-	shmring *r;
-	assert_true(tu_writer_start(&t, "64", "128") > 0);
-	assert_int_equal(shmring_attach(t.name, &r), 0);
+	struct tu_ring *t = *state;
+	shmring *r = tu_serve(t, "64", "128", NULL);
 	struct shmring_violation v[2] = { { "exit_code", "missing" }, { "x", "y" } };
 	struct shmring_compacted_page_record rec = {
 		.ts = "2026-11-24T08:55:52.123456Z", .turn_id = "t", .page_id = "p",
@@ -932,7 +924,7 @@ static void test_send_to_ring(void **state)
 	}
 	char *line = render(&rec);
 	size_t n = 0;
-	char **lines = read_lines(t.out, &n);
+	char **lines = read_lines(t->out, &n);
 	assert_int_equal(n, 100);
 	for (size_t i = 0; i < n; i++)
 		assert_string_equal(lines[i], line);
@@ -949,9 +941,6 @@ static void test_send_to_ring(void **state)
 	assert_int_equal(st.sent, 101);
 	assert_int_equal(shmring_audit_send_to(NULL, &rec), -EINVAL);
 	free(big);
-	shmring_close(r);
-	assert_int_equal(tu_writer_stop(&t), 0);
-	tu_ring_cleanup(&t);
 }
 
 static void *thr_main(void *p)
@@ -970,12 +959,10 @@ static void *thr_main(void *p)
 
 static void test_threads_and_fork(void **state)
 {
-	(void)state;
+	struct at *t = *state;
 	enum { T = 4, C = 2, N = 500 };
-	struct at t;
-	at_init(&t, "thr");
 	shmring_audit_sink *s;
-	at_open(&t, t.path, 0, &s);
+	at_open(t, t->path, 0, &s);
 	for (int c = 0; c < C; c++) {
 		if (fork() == 0) {
 			struct thr_arg a = { s, T + c, N, 0 };
@@ -998,7 +985,7 @@ static void test_threads_and_fork(void **state)
 	assert_int_equal(tu_wait_children(C), 0);
 	assert_int_equal(shmring_audit_flush(s), 0);
 	long bad;
-	json_t *arr = tu_read_jsonl(t.path, &bad);
+	json_t *arr = tu_read_jsonl(t->path, &bad);
 	assert_non_null(arr);
 	assert_int_equal(json_array_size(arr), (T + C) * N);
 	json_decref(arr);
@@ -1006,7 +993,6 @@ static void test_threads_and_fork(void **state)
 	assert_int_equal(st.written, (T + C) * N);
 	assert_int_equal(st.pending, 0);
 	shmring_audit_close(s);
-	at_cleanup(&t);
 }
 
 int main(void)
@@ -1018,17 +1004,17 @@ int main(void)
 	unsetenv("SHMRING_WRITER_LOG");
 	shmring_set_log(quiet_log, NULL);
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_exact_lines),
-		cmocka_unit_test(test_many_openers_one_writer),
-		cmocka_unit_test(test_unopenable_paths),
-		cmocka_unit_test(test_no_autostart),
+		AT_TEST(test_exact_lines),
+		AT_TEST(test_many_openers_one_writer),
+		AT_TEST(test_unopenable_paths),
+		AT_TEST(test_no_autostart),
 		cmocka_unit_test(test_capacity),
-		cmocka_unit_test(test_other_file_served),
-		cmocka_unit_test(test_flush_restarts_writer),
-		cmocka_unit_test(test_start_failures),
-		cmocka_unit_test(test_threads_and_fork),
+		AT_TEST(test_other_file_served),
+		AT_TEST(test_flush_restarts_writer),
+		AT_TEST(test_start_failures),
+		AT_TEST(test_threads_and_fork),
 		cmocka_unit_test(test_encoder_matches_msgpack_c),
-		cmocka_unit_test(test_send_to_ring),
+		TU_TEST(test_send_to_ring),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

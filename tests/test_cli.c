@@ -191,16 +191,23 @@ static void cont_writer(struct tu_ring *t)
 
 /* ---- help and version -------------------------------------------------------------- */
 
-static void test_help_version(void **state)
+/* The program (g_cli) says "PROG X.Y.Z" to --version, and exits 0. */
+static void assert_version(const char *prog)
 {
-	(void)state;
 	struct run r;
 	char want[64];
-	snprintf(want, sizeof(want), "shmring %d.%d.%d\n", SHMRING_VERSION_MAJOR,
+	snprintf(want, sizeof(want), "%s %d.%d.%d\n", prog, SHMRING_VERSION_MAJOR,
 		 SHMRING_VERSION_MINOR, SHMRING_VERSION_PATCH);
 	assert_int_equal(RUN(&r, NULL, "--version"), 0);
 	assert_string_equal(r.out, want);
 	run_free(&r);
+}
+
+static void test_help_version(void **state)
+{
+	(void)state;
+	assert_version("shmring");
+	struct run r;
 	static const char *const cmds[] = { "ls", "stat", "peek", "send", "flush", "rm", "gc", "metrics" };
 	const size_t ncmds = sizeof(cmds) / sizeof(cmds[0]);
 	const char *top[] = { "--help", "help" };
@@ -245,17 +252,14 @@ static json_t *ls_find(json_t *arr, const char *name)
 
 static void test_ls(void **state)
 {
-	(void)state;
-	struct tu_ring t;
-	tu_ring_init(&t, "cli-ls");
-	shmring *h;
+	struct tu_ring *t = *state;
 	struct shmring_options o = { .capacity = 64, .slot_size = 256 };
-	assert_int_equal(shmring_open(t.name, &o, &h), 0);
+	assert_int_equal(shmring_open(t->name, &o, &t->r), 0);
 
 	struct run r;
 	assert_int_equal(RUN(&r, NULL, "ls"), 0);
 	assert_non_null(strstr(r.out, "NAME"));
-	const char *row = strstr(r.out, t.name);
+	const char *row = strstr(r.out, t->name);
 	assert_non_null(row);
 	assert_non_null(strstr(row, " 64 "));
 	assert_non_null(strstr(row, " 256 "));
@@ -264,7 +268,7 @@ static void test_ls(void **state)
 	assert_int_equal(RUN(&r, NULL, "ls", "--json"), 0);
 	json_t *arr = parse(r.out);
 	assert_true(json_is_array(arr));
-	json_t *e = ls_find(arr, t.name);
+	json_t *e = ls_find(arr, t->name);
 	assert_non_null(e);
 	assert_int_equal(json_integer_value(json_object_get(e, "capacity")), 64);
 	assert_int_equal(json_integer_value(json_object_get(e, "slot_size")), 256);
@@ -276,26 +280,24 @@ static void test_ls(void **state)
 	run_free(&r);
 
 	/* Once a writer serves it: alive, its pid and the file it writes. */
-	assert_true(tu_writer_start(&t, NULL, NULL) > 0);
+	assert_true(tu_writer_start(t, NULL, NULL) > 0);
 	char real[PATH_MAX];
-	assert_non_null(realpath(t.out, real));
+	assert_non_null(realpath(t->out, real));
 	assert_int_equal(RUN(&r, NULL, "ls", "--json"), 0);
 	arr = parse(r.out);
-	e = ls_find(arr, t.name);
+	e = ls_find(arr, t->name);
 	assert_non_null(e);
 	assert_true(json_is_true(json_object_get(e, "writer_alive")));
-	assert_int_equal(json_integer_value(json_object_get(e, "writer_pid")), t.writer);
+	assert_int_equal(json_integer_value(json_object_get(e, "writer_pid")), t->writer);
 	assert_string_equal(json_string_value(json_object_get(e, "out_path")), real);
 	json_decref(arr);
 	run_free(&r);
 	assert_int_equal(RUN(&r, NULL, "ls"), 0);
-	row = strstr(r.out, t.name);
+	row = strstr(r.out, t->name);
 	assert_non_null(row);
 	assert_non_null(strstr(row, real));
 	run_free(&r);
 
-	shmring_close(h);
-	tu_ring_cleanup(&t);
 }
 
 /* ---- stat -------------------------------------------------------------------------- */
@@ -324,27 +326,22 @@ static void check_stats_json(json_t *o, const char *name, const char *out, const
 
 static void test_stat(void **state)
 {
-	(void)state;
-	struct tu_ring t;
-	tu_ring_init(&t, "cli-stat");
-	assert_true(tu_writer_start(&t, "64", "256") > 0);
-	shmring *h;
-	assert_int_equal(shmring_attach(t.name, &h), 0);
+	struct tu_ring *t = *state;
+	assert_true(tu_writer_start(t, "64", "256") > 0);
+	assert_int_equal(shmring_attach(t->name, &t->r), 0);
+	shmring *h = t->r;
+	tu_send_records(h, 1, 0, 5, 10);
 	msgpack_sbuffer sb;
 	msgpack_sbuffer_init(&sb);
-	for (int i = 0; i < 5; i++) {
-		tu_pack_record(&sb, 1, i, 10);
-		assert_int_equal(shmring_send(h, sb.data, sb.size), 0);
-	}
 	tu_pack_record(&sb, 1, 99, 5000); /* larger than max_record (4088) */
 	assert_int_equal(shmring_send(h, sb.data, sb.size), -EMSGSIZE);
 	assert_int_equal(shmring_flush(h), 0);
 	msgpack_sbuffer_destroy(&sb);
 	char real[PATH_MAX];
-	assert_non_null(realpath(t.out, real));
+	assert_non_null(realpath(t->out, real));
 
 	struct run r;
-	assert_int_equal(RUN(&r, NULL, "stat", t.name, "--json"), 0);
+	assert_int_equal(RUN(&r, NULL, "stat", t->name, "--json"), 0);
 	struct shmring_stats st;
 	assert_int_equal(shmring_stats(h, &st), 0);
 	assert_int_equal(st.sent, 6);
@@ -352,18 +349,18 @@ static void test_stat(void **state)
 	assert_int_equal(st.dropped_oversize, 1);
 	assert_int_equal(st.producers, 1); /* the command did not attach as a producer */
 	json_t *o = parse(r.out);
-	check_stats_json(o, t.name, real, &st);
+	check_stats_json(o, t->name, real, &st);
 	json_decref(o);
 	run_free(&r);
 
-	assert_int_equal(RUN(&r, NULL, "stat", t.name), 0);
+	assert_int_equal(RUN(&r, NULL, "stat", t->name), 0);
 	assert_non_null(strstr(r.out, "dropped_oversize  1\n"));
 	assert_non_null(strstr(r.out, "written           5\n"));
 	assert_non_null(strstr(r.out, real));
 	run_free(&r);
 
 	/* --watch: one JSON object per refresh; both spellings of the interval. */
-	assert_int_equal(RUN(&r, NULL, "stat", "--json", "--watch", "0.05", "--count", "3", t.name), 0);
+	assert_int_equal(RUN(&r, NULL, "stat", "--json", "--watch", "0.05", "--count", "3", t->name), 0);
 	json_t *lines = split_lines(r.out);
 	assert_int_equal(json_array_size(lines), 3);
 	for (size_t i = 0; i < 3; i++) {
@@ -388,18 +385,18 @@ static void test_stat(void **state)
 		}
 		json_object_del(o, "time");
 		json_object_del(o, "rates");
-		check_stats_json(o, t.name, real, &st);
+		check_stats_json(o, t->name, real, &st);
 		json_decref(o);
 	}
 	json_decref(lines);
 	run_free(&r);
-	assert_int_equal(RUN(&r, NULL, "stat", t.name, "--watch=0.05", "-c", "2"), 0);
+	assert_int_equal(RUN(&r, NULL, "stat", t->name, "--watch=0.05", "-c", "2"), 0);
 	const char *second = strstr(r.out, "rates");
 	assert_non_null(second);
 	assert_non_null(strstr(second + 1, "rates"));
 	assert_non_null(strstr(r.out, "written 0.0/s"));
 	run_free(&r);
-	assert_int_equal(RUN(&r, NULL, "stat", t.name, "--watch=0"), 2);
+	assert_int_equal(RUN(&r, NULL, "stat", t->name, "--watch=0"), 2);
 	run_free(&r);
 
 	/* The ring removed while watched: said so, exit 1 (not a stale view forever). */
@@ -407,17 +404,15 @@ static void test_stat(void **state)
 	assert_true(rm >= 0);
 	if (rm == 0) {
 		tu_sleep_ms(200);
-		_exit(shmring_unlink(t.name) ? 1 : 0);
+		_exit(shmring_unlink(t->name) ? 1 : 0);
 	}
-	assert_int_equal(RUN(&r, NULL, "stat", "--json", "--watch", "0.02", "--count", "250", t.name), 1);
+	assert_int_equal(RUN(&r, NULL, "stat", "--json", "--watch", "0.02", "--count", "250", t->name), 1);
 	assert_non_null(strstr(r.err, "removed while being watched"));
 	run_free(&r);
 	int rst;
 	assert_int_equal(waitpid(rm, &rst, 0), rm);
 	assert_true(WIFEXITED(rst) && WEXITSTATUS(rst) == 0);
 
-	shmring_close(h);
-	tu_ring_cleanup(&t);
 }
 
 /* ---- peek -------------------------------------------------------------------------- */
@@ -436,12 +431,10 @@ static void snapshot(const char *name, uint64_t **words, struct shmring_stats *s
 
 static void test_peek(void **state)
 {
-	(void)state;
-	struct tu_ring t;
-	tu_ring_init(&t, "cli-peek");
-	start_stopped_writer(&t, "64", "256");
-	shmring *h;
-	assert_int_equal(shmring_attach(t.name, &h), 0);
+	struct tu_ring *t = *state;
+	start_stopped_writer(t, "64", "256");
+	assert_int_equal(shmring_attach(t->name, &t->r), 0);
+	shmring *h = t->r;
 	msgpack_sbuffer sb;
 	msgpack_sbuffer_init(&sb);
 	json_t *want = json_array();
@@ -470,11 +463,11 @@ static void test_peek(void **state)
 	uint64_t *w0, *w1;
 	struct shmring_stats s0, s1;
 	size_t nw;
-	snapshot(t.name, &w0, &s0, &nw);
+	snapshot(t->name, &w0, &s0, &nw);
 	assert_int_equal(s0.pending, 6);
 
 	struct run r, r2;
-	assert_int_equal(RUN(&r, NULL, "peek", t.name, "-n", "100"), 0);
+	assert_int_equal(RUN(&r, NULL, "peek", t->name, "-n", "100"), 0);
 	json_t *lines = split_lines(r.out);
 	assert_int_equal(json_array_size(lines), 6);
 	for (size_t i = 0; i < 6; i++) {
@@ -487,30 +480,30 @@ static void test_peek(void **state)
 		json_decref(v);
 	}
 	/* The default count is 10; -n 2 gives the first two; -n 0 nothing. */
-	assert_int_equal(RUN(&r2, NULL, "peek", t.name), 0);
+	assert_int_equal(RUN(&r2, NULL, "peek", t->name), 0);
 	assert_string_equal(r2.out, r.out);
 	run_free(&r2);
-	assert_int_equal(RUN(&r2, NULL, "peek", "-n", "2", t.name), 0);
+	assert_int_equal(RUN(&r2, NULL, "peek", "-n", "2", t->name), 0);
 	const char *third = strchr(strchr(r.out, '\n') + 1, '\n') + 1;
 	assert_int_equal(r2.out_len, (size_t)(third - r.out));
 	assert_memory_equal(r2.out, r.out, r2.out_len);
 	run_free(&r2);
-	assert_int_equal(RUN(&r2, NULL, "peek", t.name, "-n", "0"), 0);
+	assert_int_equal(RUN(&r2, NULL, "peek", t->name, "-n", "0"), 0);
 	assert_int_equal(r2.out_len, 0);
 	run_free(&r2);
 
 	/* Nothing in the ring moved: every slot word, head, tail and counter. */
-	snapshot(t.name, &w1, &s1, &nw);
+	snapshot(t->name, &w1, &s1, &nw);
 	assert_memory_equal(w0, w1, nw * sizeof(uint64_t));
 	assert_memory_equal(&s0, &s1, sizeof(s0));
 	free(w0);
 	free(w1);
 
 	/* The writer, resumed, writes exactly the lines peek showed. */
-	shmring_close(h);
-	cont_writer(&t);
-	assert_int_equal(tu_writer_stop(&t), 0);
-	FILE *f = fopen(t.out, "r");
+	tu_close(t);
+	cont_writer(t);
+	assert_int_equal(tu_writer_stop(t), 0);
+	FILE *f = fopen(t->out, "r");
 	assert_non_null(f);
 	char file[65536];
 	size_t n = fread(file, 1, sizeof(file) - 1, f);
@@ -520,7 +513,6 @@ static void test_peek(void **state)
 	run_free(&r);
 	json_decref(lines);
 	json_decref(want);
-	tu_ring_cleanup(&t);
 }
 
 /* ---- send and flush ---------------------------------------------------------------- */
@@ -535,12 +527,10 @@ static const char *const k_args[] = {
 
 static void test_send(void **state)
 {
-	(void)state;
-	struct tu_ring t;
-	tu_ring_init(&t, "cli-send");
-	assert_true(tu_writer_start(&t, NULL, NULL) > 0);
+	struct tu_ring *t = *state;
+	assert_true(tu_writer_start(t, NULL, NULL) > 0);
 	struct run r;
-	const char *argv[N_ARGS + 3] = { "send", t.name };
+	const char *argv[N_ARGS + 3] = { "send", t->name };
 	for (size_t i = 0; i < N_ARGS; i++)
 		argv[2 + i] = k_args[i];
 	argv[2 + N_ARGS] = NULL;
@@ -548,13 +538,13 @@ static void test_send(void **state)
 	assert_int_equal(r.err_len, 0);
 	run_free(&r);
 	const char *in = "{\"from\":\"stdin\",\"i\":1}\n\n{\"from\":\"stdin\",\"i\":2}\r\n  \n[1,2,3]";
-	assert_int_equal(RUN(&r, in, "send", t.name), 0);
+	assert_int_equal(RUN(&r, in, "send", t->name), 0);
 	run_free(&r);
-	assert_int_equal(RUN(&r, NULL, "flush", t.name), 0);
+	assert_int_equal(RUN(&r, NULL, "flush", t->name), 0);
 	run_free(&r);
 
 	long bad;
-	json_t *got = tu_read_jsonl(t.out, &bad);
+	json_t *got = tu_read_jsonl(t->out, &bad);
 	assert_non_null(got);
 	assert_int_equal(json_array_size(got), N_ARGS + 3);
 	for (size_t i = 0; i < N_ARGS; i++) {
@@ -570,7 +560,7 @@ static void test_send(void **state)
 	}
 	json_decref(got);
 	/* Key order is kept: the object's line is its text. */
-	FILE *f = fopen(t.out, "r");
+	FILE *f = fopen(t->out, "r");
 	char line[4096];
 	int found = 0;
 	while (fgets(line, sizeof(line), f))
@@ -579,11 +569,11 @@ static void test_send(void **state)
 	assert_true(found);
 
 	/* Invalid JSON: the others are still sent; exit 1 and the counts. */
-	assert_int_equal(RUN(&r, NULL, "send", t.name, "{\"ok\":1}", "{bad", "[1,"), 1);
+	assert_int_equal(RUN(&r, NULL, "send", t->name, "{\"ok\":1}", "{bad", "[1,"), 1);
 	assert_non_null(strstr(r.err, "argument 2: invalid JSON"));
 	assert_non_null(strstr(r.err, "2 of 3 records not sent: 2 invalid"));
 	run_free(&r);
-	assert_int_equal(RUN(&r, "{\"ok\":2}\nnot json\n", "send", t.name), 1);
+	assert_int_equal(RUN(&r, "{\"ok\":2}\nnot json\n", "send", t->name), 1);
 	assert_non_null(strstr(r.err, "line 2: invalid JSON"));
 	assert_non_null(strstr(r.err, "1 of 2 records not sent: 1 invalid"));
 	run_free(&r);
@@ -594,92 +584,84 @@ static void test_send(void **state)
 	big[sizeof(big) - 3] = '"';
 	big[sizeof(big) - 2] = '\n';
 	big[sizeof(big) - 1] = 0;
-	assert_int_equal(RUN(&r, big, "send", t.name), 1);
+	assert_int_equal(RUN(&r, big, "send", t->name), 1);
 	assert_non_null(strstr(r.err, "1 of 1 records not sent: 0 invalid, 1 dropped (0 ring full, 1 oversize)"));
 	run_free(&r);
-	assert_int_equal(RUN(&r, NULL, "flush", t.name), 0);
+	assert_int_equal(RUN(&r, NULL, "flush", t->name), 0);
 	run_free(&r);
-	got = tu_read_jsonl(t.out, &bad);
+	got = tu_read_jsonl(t->out, &bad);
 	assert_int_equal(json_array_size(got), N_ARGS + 5);
 	assert_int_equal(json_integer_value(json_object_get(json_array_get(got, N_ARGS + 3), "ok")), 1);
 	assert_int_equal(json_integer_value(json_object_get(json_array_get(got, N_ARGS + 4), "ok")), 2);
 	json_decref(got);
-	tu_ring_cleanup(&t);
 }
 
 static void test_flush_codes(void **state)
 {
-	(void)state;
-	struct tu_ring t;
-	tu_ring_init(&t, "cli-flush");
-	shmring *h;
-	assert_int_equal(shmring_open(t.name, NULL, &h), 0);
+	struct tu_ring *t = *state;
+	assert_int_equal(shmring_open(t->name, NULL, &t->r), 0);
 	struct run r;
-	assert_int_equal(RUN(&r, NULL, "flush", t.name), 3); /* no writer */
+	assert_int_equal(RUN(&r, NULL, "flush", t->name), 3); /* no writer */
 	assert_non_null(strstr(r.err, "no live writer"));
 	run_free(&r);
-	assert_true(tu_writer_start(&t, NULL, NULL) > 0);
-	assert_int_equal(RUN(&r, NULL, "send", t.name, "1"), 0);
+	assert_true(tu_writer_start(t, NULL, NULL) > 0);
+	assert_int_equal(RUN(&r, NULL, "send", t->name, "1"), 0);
 	run_free(&r);
-	assert_int_equal(RUN(&r, NULL, "flush", t.name), 0);
+	assert_int_equal(RUN(&r, NULL, "flush", t->name), 0);
 	assert_int_equal(r.err_len, 0);
 	run_free(&r);
-	assert_int_equal(kill(t.writer, SIGSTOP), 0);
+	assert_int_equal(kill(t->writer, SIGSTOP), 0);
 	int st;
-	assert_int_equal(waitpid(t.writer, &st, WUNTRACED), t.writer);
-	assert_int_equal(RUN(&r, NULL, "flush", t.name), 4); /* stopped writer: timed out */
+	assert_int_equal(waitpid(t->writer, &st, WUNTRACED), t->writer);
+	assert_int_equal(RUN(&r, NULL, "flush", t->name), 4); /* stopped writer: timed out */
 	assert_non_null(strstr(r.err, "not confirmed"));
 	run_free(&r);
-	cont_writer(&t);
-	assert_int_equal(RUN(&r, NULL, "flush", t.name), 0);
+	cont_writer(t);
+	assert_int_equal(RUN(&r, NULL, "flush", t->name), 0);
 	run_free(&r);
-	shmring_close(h);
-	tu_ring_cleanup(&t);
 }
 
 /* ---- rm ---------------------------------------------------------------------------- */
 
 static void test_rm(void **state)
 {
-	(void)state;
-	struct tu_ring t;
-	tu_ring_init(&t, "cli-rm");
-	assert_true(tu_writer_start(&t, NULL, NULL) > 0);
+	struct tu_ring *t = *state;
+	assert_true(tu_writer_start(t, NULL, NULL) > 0);
 	struct run r;
-	assert_int_equal(RUN(&r, NULL, "rm", t.name), 1);
+	assert_int_equal(RUN(&r, NULL, "rm", t->name), 1);
 	assert_non_null(strstr(r.err, "live writer"));
-	assert_true(shm_exists(t.name));
+	assert_true(shm_exists(t->name));
 	run_free(&r);
 
 	/* Leftover flush semaphores of this ring go; those of other rings stay, including
 	 * ring "NAME.f.x", whose semaphore names start like ours. */
 	char mine[256], other[256], lookalike[256];
-	snprintf(mine, sizeof(mine), "/shmring.%s.f.7.1.0", t.name);
-	snprintf(other, sizeof(other), "/shmring.%sx.f.7.1.0", t.name);
-	snprintf(lookalike, sizeof(lookalike), "/shmring.%s.f.x.f.7.1.0", t.name);
+	snprintf(mine, sizeof(mine), "/shmring.%s.f.7.1.0", t->name);
+	snprintf(other, sizeof(other), "/shmring.%sx.f.7.1.0", t->name);
+	snprintf(lookalike, sizeof(lookalike), "/shmring.%s.f.x.f.7.1.0", t->name);
 	const char *sems[] = { mine, other, lookalike };
 	for (int i = 0; i < 3; i++) {
 		sem_t *s = sem_open(sems[i], O_CREAT, 0600, 0);
 		assert_true(s != SEM_FAILED);
 		sem_close(s);
 	}
-	assert_int_equal(RUN(&r, NULL, "rm", "--force", t.name), 0);
+	assert_int_equal(RUN(&r, NULL, "rm", "--force", t->name), 0);
 	char said[64];
-	snprintf(said, sizeof(said), "stopped writer pid %d\n", (int)t.writer);
+	snprintf(said, sizeof(said), "stopped writer pid %d\n", (int)t->writer);
 	assert_string_equal(r.out, said);
 	run_free(&r);
-	assert_false(shm_exists(t.name));
+	assert_false(shm_exists(t->name));
 	/* --force stopped the writer (SIGTERM: it exits 0), so none serves a ring no one sees. */
 	int wst = 0;
 	pid_t got = 0;
 	for (int i = 0; i < 200 && got == 0; i++) {
-		got = waitpid(t.writer, &wst, WNOHANG);
+		got = waitpid(t->writer, &wst, WNOHANG);
 		if (!got)
 			tu_sleep_ms(5);
 	}
-	assert_int_equal(got, t.writer);
+	assert_int_equal(got, t->writer);
 	assert_true(WIFEXITED(wst) && WEXITSTATUS(wst) == 0);
-	t.writer = 0;
+	t->writer = 0;
 	assert_false(sem_exists(mine));
 	assert_true(sem_exists(other));
 	assert_true(sem_exists(lookalike));
@@ -687,16 +669,15 @@ static void test_rm(void **state)
 	sem_unlink(lookalike);
 
 	/* After the writer stopped: removed without --force. */
-	assert_true(tu_writer_start(&t, NULL, NULL) > 0);
-	assert_int_equal(tu_writer_stop(&t), 0);
-	assert_true(shm_exists(t.name));
-	assert_int_equal(RUN(&r, NULL, "rm", t.name), 0);
+	assert_true(tu_writer_start(t, NULL, NULL) > 0);
+	assert_int_equal(tu_writer_stop(t), 0);
+	assert_true(shm_exists(t->name));
+	assert_int_equal(RUN(&r, NULL, "rm", t->name), 0);
 	run_free(&r);
-	assert_false(shm_exists(t.name));
-	assert_int_equal(RUN(&r, NULL, "rm", t.name), 1);
+	assert_false(shm_exists(t->name));
+	assert_int_equal(RUN(&r, NULL, "rm", t->name), 1);
 	assert_non_null(strstr(r.err, "not found"));
 	run_free(&r);
-	tu_ring_cleanup(&t);
 }
 
 /* ---- inspection is read-only ------------------------------------------------------- */
@@ -747,58 +728,50 @@ static const char *sample(const char *text, const char *fam, const char *name);
  * the object's bytes nor its mtime and ctime: gc ages rings by ctime. */
 static void test_inspect_readonly(void **state)
 {
-	(void)state;
-	struct tu_ring t;
-	tu_ring_init(&t, "cli-ro");
-	shmring *h;
+	struct tu_ring *t = *state;
 	struct shmring_options o = { .capacity = 64, .slot_size = 256, .mode = 0644 };
-	assert_int_equal(shmring_open(t.name, &o, &h), 0);
-	start_stopped_writer(&t, NULL, NULL);
-	msgpack_sbuffer sb;
-	msgpack_sbuffer_init(&sb);
-	for (int i = 0; i < 3; i++) {
-		tu_pack_record(&sb, 1, i, 10);
-		assert_int_equal(shmring_send(h, sb.data, sb.size), 0);
-	}
-	msgpack_sbuffer_destroy(&sb);
-	shmring_close(h);
+	assert_int_equal(shmring_open(t->name, &o, &t->r), 0);
+	shmring *h = t->r;
+	start_stopped_writer(t, NULL, NULL);
+	tu_send_records(h, 1, 0, 3, 10);
+	tu_close(t);
 
 	struct stat before, after;
 	size_t n0, n1;
-	assert_int_equal(stat(shm_path(t.name), &before), 0);
-	char *b0 = file_bytes(shm_path(t.name), &n0);
+	assert_int_equal(stat(shm_path(t->name), &before), 0);
+	char *b0 = file_bytes(shm_path(t->name), &n0);
 	tu_sleep_ms(20); /* a change would now show in the nanosecond times */
 	char dir[] = "/tmp/shmring-cli-XXXXXX", cli[64] = "";
 	for (int pass = 0; pass < 2; pass++) {
 		if (pass == 1 && !as_nobody_begin(dir, cli, sizeof(cli)))
 			break;
 		struct run r;
-		assert_int_equal(RUN(&r, NULL, "stat", t.name), 0);
+		assert_int_equal(RUN(&r, NULL, "stat", t->name), 0);
 		assert_non_null(strstr(r.out, "pending           3\n"));
 		run_free(&r);
-		assert_int_equal(RUN(&r, NULL, "stat", "--json", "--watch", "0.01", "--count", "2", t.name), 0);
+		assert_int_equal(RUN(&r, NULL, "stat", "--json", "--watch", "0.01", "--count", "2", t->name), 0);
 		run_free(&r);
 		assert_int_equal(RUN(&r, NULL, "ls", "--json"), 0);
 		json_t *arr = parse(r.out);
-		json_t *e = ls_find(arr, t.name);
+		json_t *e = ls_find(arr, t->name);
 		assert_non_null(e);
 		assert_int_equal(json_integer_value(json_object_get(e, "pending")), 3);
 		assert_true(json_is_true(json_object_get(e, "writer_alive")));
 		json_decref(arr);
 		run_free(&r);
-		assert_int_equal(RUN(&r, NULL, "peek", t.name), 0);
+		assert_int_equal(RUN(&r, NULL, "peek", t->name), 0);
 		arr = split_lines(r.out);
 		assert_int_equal(json_array_size(arr), 3);
 		json_decref(arr);
 		run_free(&r);
-		assert_int_equal(RUN(&r, NULL, "metrics", t.name), 0);
-		assert_string_equal(sample(r.out, "shmring_pending_records", t.name), "3");
+		assert_int_equal(RUN(&r, NULL, "metrics", t->name), 0);
+		assert_string_equal(sample(r.out, "shmring_pending_records", t->name), "3");
 		run_free(&r);
 	}
 	if (cli[0])
 		as_nobody_end(dir, cli);
-	assert_int_equal(stat(shm_path(t.name), &after), 0);
-	char *b1 = file_bytes(shm_path(t.name), &n1);
+	assert_int_equal(stat(shm_path(t->name), &after), 0);
+	char *b1 = file_bytes(shm_path(t->name), &n1);
 	assert_int_equal(after.st_mtim.tv_sec, before.st_mtim.tv_sec);
 	assert_int_equal(after.st_mtim.tv_nsec, before.st_mtim.tv_nsec);
 	assert_int_equal(after.st_ctim.tv_sec, before.st_ctim.tv_sec);
@@ -807,8 +780,7 @@ static void test_inspect_readonly(void **state)
 	assert_memory_equal(b1, b0, n0);
 	free(b0);
 	free(b1);
-	cont_writer(&t);
-	tu_ring_cleanup(&t);
+	cont_writer(t);
 }
 
 /* ---- option values ------------------------------------------------------------------ */
@@ -828,19 +800,17 @@ static void expect_usage(const char *opt, const char *has, const char *const *ar
 
 static void test_numbers(void **state)
 {
-	(void)state;
-	struct tu_ring t;
-	tu_ring_init(&t, "cli-num");
-	shmring *h;
+	struct tu_ring *t = *state;
 	struct shmring_options o = { .capacity = 64, .slot_size = 256 };
-	assert_int_equal(shmring_open(t.name, &o, &h), 0);
+	shmring *h;
+	assert_int_equal(shmring_open(t->name, &o, &h), 0);
 	shmring_close(h);
 
 	/* gc --min-age: seconds, or a number with s/m/h/d; "abc" was 0 and removed all. */
 	const char *bad_ages[] = { "abc", "", "10x", "-1", "1e3", "0x10", " 5", "5 ", "1.5.2", "m", "inf" };
 	for (size_t i = 0; i < sizeof(bad_ages) / sizeof(bad_ages[0]); i++)
 		USAGE("--min-age", "not a duration", "gc", "--min-age", bad_ages[i]);
-	assert_true(shm_exists(t.name));
+	assert_true(shm_exists(t->name));
 	const char *good_ages[] = { "0", "30", "1.5m", "2h", "1d", "10s", "0.5" };
 	struct run r;
 	for (size_t i = 0; i < sizeof(good_ages) / sizeof(good_ages[0]); i++) {
@@ -848,50 +818,44 @@ static void test_numbers(void **state)
 		run_free(&r);
 	}
 	/* stat and peek */
-	USAGE("--watch", "not a duration", "stat", "--watch", "abc", t.name);
-	USAGE("--watch", "not a duration", "stat", "--watch=1x", t.name);
-	USAGE("--watch", "out of range", "stat", "--watch", "0", t.name);
-	USAGE("--count", "not a whole number", "stat", "--watch", "--count", "2x", t.name);
-	USAGE("--count", "out of range", "stat", "--watch", "--count", "0", t.name);
-	USAGE("--count", "not a whole number", "peek", "-n", "abc", t.name);
-	USAGE("--count", "not a whole number", "peek", "-n", "-1", t.name);
-	assert_int_equal(RUN(&r, NULL, "stat", "--json", "--watch", "10ms", "--count", "1", t.name), 2);
+	USAGE("--watch", "not a duration", "stat", "--watch", "abc", t->name);
+	USAGE("--watch", "not a duration", "stat", "--watch=1x", t->name);
+	USAGE("--watch", "out of range", "stat", "--watch", "0", t->name);
+	USAGE("--count", "not a whole number", "stat", "--watch", "--count", "2x", t->name);
+	USAGE("--count", "out of range", "stat", "--watch", "--count", "0", t->name);
+	USAGE("--count", "not a whole number", "peek", "-n", "abc", t->name);
+	USAGE("--count", "not a whole number", "peek", "-n", "-1", t->name);
+	assert_int_equal(RUN(&r, NULL, "stat", "--json", "--watch", "10ms", "--count", "1", t->name), 2);
 	run_free(&r);
-	assert_int_equal(RUN(&r, NULL, "stat", "--json", "--watch", "0.01s", "--count", "1", t.name), 0);
+	assert_int_equal(RUN(&r, NULL, "stat", "--json", "--watch", "0.01s", "--count", "1", t->name), 0);
 	run_free(&r);
 
 	/* shmring-writer: each numeric option, one line each, no usage dump. */
 	g_cli = SHMRING_WRITER_PATH;
 	const char *w = "--ring";
-	USAGE("--capacity", "capacity must be a power of two (4 ... 1048576)", w, t.name, "--out", t.out,
+	USAGE("--capacity", "capacity must be a power of two (4 ... 1048576)", w, t->name, "--out", t->out,
 	      "--capacity", "1000");
-	USAGE("--capacity", "not a whole number", w, t.name, "--out", t.out, "--capacity", "4k");
-	USAGE("--slot-size", "multiple of 64", w, t.name, "--out", t.out, "--slot-size", "100");
-	USAGE("whole pages", "4096", w, t.name, "--out", t.out, "--capacity", "4", "--slot-size", "64");
-	USAGE("--stall-timeout", "not a whole number", w, t.name, "--out", t.out, "--stall-timeout", "5x");
-	USAGE("--batch-bytes", "not a whole number", w, t.name, "--out", t.out, "--batch-bytes", "-1");
-	USAGE("--exit-when-idle", "not a duration", w, t.name, "--out", t.out, "--exit-when-idle", "abc");
-	USAGE("--max-bytes", "not a whole number", w, t.name, "--out", t.out, "--max-bytes", "1k");
-	USAGE("--keep", "out of range", w, t.name, "--out", t.out, "--keep", "0");
-	USAGE("--bogus", "try shmring-writer --help", w, t.name, "--out", t.out, "--bogus");
-	USAGE("--capacity", "needs a value", w, t.name, "--out", t.out, "--capacity");
-	USAGE("--out", "required", w, t.name);
-	USAGE("'extra'", "unexpected", w, t.name, "--out", t.out, "extra");
-	char want[64];
-	snprintf(want, sizeof(want), "shmring-writer %d.%d.%d\n", SHMRING_VERSION_MAJOR,
-		 SHMRING_VERSION_MINOR, SHMRING_VERSION_PATCH);
-	assert_int_equal(RUN(&r, NULL, "--version"), 0);
-	assert_string_equal(r.out, want);
-	run_free(&r);
+	USAGE("--capacity", "not a whole number", w, t->name, "--out", t->out, "--capacity", "4k");
+	USAGE("--slot-size", "multiple of 64", w, t->name, "--out", t->out, "--slot-size", "100");
+	USAGE("whole pages", "4096", w, t->name, "--out", t->out, "--capacity", "4", "--slot-size", "64");
+	USAGE("--stall-timeout", "not a whole number", w, t->name, "--out", t->out, "--stall-timeout", "5x");
+	USAGE("--batch-bytes", "not a whole number", w, t->name, "--out", t->out, "--batch-bytes", "-1");
+	USAGE("--exit-when-idle", "not a duration", w, t->name, "--out", t->out, "--exit-when-idle", "abc");
+	USAGE("--max-bytes", "not a whole number", w, t->name, "--out", t->out, "--max-bytes", "1k");
+	USAGE("--keep", "out of range", w, t->name, "--out", t->out, "--keep", "0");
+	USAGE("--bogus", "try shmring-writer --help", w, t->name, "--out", t->out, "--bogus");
+	USAGE("--capacity", "needs a value", w, t->name, "--out", t->out, "--capacity");
+	USAGE("--out", "required", w, t->name);
+	USAGE("'extra'", "unexpected", w, t->name, "--out", t->out, "extra");
+	assert_version("shmring-writer");
 	/* Another geometry than the existing ring's: served as it is, with a warning that
 	 * tells both. */
-	assert_int_equal(RUN(&r, NULL, w, t.name, "--out", t.out, "--capacity", "128",
+	assert_int_equal(RUN(&r, NULL, w, t->name, "--out", t->out, "--capacity", "128",
 			     "--exit-when-idle", "0.2"), 0);
 	if (!strstr(r.err, "exists with capacity 64, slot size 256; asked for capacity 128, slot size 256"))
 		fail_msg("no geometry warning: %s", r.err);
 	run_free(&r);
 	g_cli = SHMRING_CLI_PATH;
-	tu_ring_cleanup(&t);
 }
 
 /* ---- metrics ------------------------------------------------------------------------ */
@@ -958,46 +922,38 @@ static void send_some(const char *name, int n)
 {
 	shmring *h;
 	assert_int_equal(shmring_attach(name, &h), 0);
-	msgpack_sbuffer sb;
-	msgpack_sbuffer_init(&sb);
-	for (int i = 0; i < n; i++) {
-		tu_pack_record(&sb, 1, i, 10);
-		assert_int_equal(shmring_send(h, sb.data, sb.size), 0);
-	}
-	msgpack_sbuffer_destroy(&sb);
+	tu_send_records(h, 1, 0, n, 10);
 	assert_int_equal(tu_flush(h), 0);
 	shmring_close(h);
 }
 
 static void test_metrics(void **state)
 {
-	(void)state;
-	struct tu_ring t;
-	tu_ring_init(&t, "cli-metrics");
+	struct tu_ring *t = *state;
 	char prom[300], cliout[300];
-	snprintf(prom, sizeof(prom), "%s/shmring.prom", t.dir);
-	snprintf(cliout, sizeof(cliout), "%s/cli.prom", t.dir);
+	snprintf(prom, sizeof(prom), "%s/shmring.prom", t->dir);
+	snprintf(cliout, sizeof(cliout), "%s/cli.prom", t->dir);
 	const char *extra[] = { "--metrics-file", prom, "--metrics-interval", "0.1", NULL };
-	assert_true(tu_writer_start_with(&t, "64", "256", extra) > 0);
-	send_some(t.name, 5);
+	assert_true(tu_writer_start_with(t, "64", "256", extra) > 0);
+	send_some(t->name, 5);
 
 	struct run r;
-	assert_int_equal(RUN(&r, NULL, "metrics", t.name), 0);
+	assert_int_equal(RUN(&r, NULL, "metrics", t->name), 0);
 	for (size_t i = 0; i < sizeof(metric_families) / sizeof(metric_families[0]); i++) {
 		char type[128];
 		snprintf(type, sizeof(type), "# TYPE %s %s\n", metric_families[i],
 			 strstr(metric_families[i], "_total") ? "counter" : "gauge");
 		assert_non_null(strstr(r.out, type));
-		assert_true(sample(r.out, metric_families[i], t.name)[0] != 0);
+		assert_true(sample(r.out, metric_families[i], t->name)[0] != 0);
 	}
-	assert_string_equal(sample(r.out, "shmring_written_total", t.name), "5");
-	assert_string_equal(sample(r.out, "shmring_sent_total", t.name), "5");
-	assert_string_equal(sample(r.out, "shmring_capacity_slots", t.name), "64");
-	assert_string_equal(sample(r.out, "shmring_writer_alive", t.name), "1");
+	assert_string_equal(sample(r.out, "shmring_written_total", t->name), "5");
+	assert_string_equal(sample(r.out, "shmring_sent_total", t->name), "5");
+	assert_string_equal(sample(r.out, "shmring_capacity_slots", t->name), "64");
+	assert_string_equal(sample(r.out, "shmring_writer_alive", t->name), "1");
 	char pid[32];
-	snprintf(pid, sizeof(pid), "%d", (int)t.writer);
-	assert_string_equal(sample(r.out, "shmring_writer_pid", t.name), pid);
-	assert_string_equal(sample(r.out, "shmring_writer_errno", t.name), "0");
+	snprintf(pid, sizeof(pid), "%d", (int)t->writer);
+	assert_string_equal(sample(r.out, "shmring_writer_pid", t->name), pid);
+	assert_string_equal(sample(r.out, "shmring_writer_errno", t->name), "0");
 	FILE *f = fopen(cliout, "w");
 	assert_non_null(f);
 	fputs(r.out, f);
@@ -1005,27 +961,27 @@ static void test_metrics(void **state)
 	run_free(&r);
 	/* Every ring when none is named; a name that is not a ring is an error. */
 	assert_int_equal(RUN(&r, NULL, "metrics"), 0);
-	assert_string_equal(sample(r.out, "shmring_written_total", t.name), "5");
+	assert_string_equal(sample(r.out, "shmring_written_total", t->name), "5");
 	run_free(&r);
-	assert_int_equal(RUN(&r, NULL, "metrics", t.name, "no-such-ring-here"), 1);
-	assert_string_equal(sample(r.out, "shmring_written_total", t.name), "5");
+	assert_int_equal(RUN(&r, NULL, "metrics", t->name, "no-such-ring-here"), 1);
+	assert_string_equal(sample(r.out, "shmring_written_total", t->name), "5");
 	assert_non_null(strstr(r.err, "no-such-ring-here: not found"));
 	run_free(&r);
 
 	/* The writer's file, rewritten every 0.1 s; at exit it says the writer is gone. */
-	char *text = wait_metrics_file(prom, "shmring_written_total", t.name, "5");
+	char *text = wait_metrics_file(prom, "shmring_written_total", t->name, "5");
 	assert_non_null(text);
-	assert_string_equal(sample(text, "shmring_writer_alive", t.name), "1");
+	assert_string_equal(sample(text, "shmring_writer_alive", t->name), "1");
 	free(text);
 	int pc = promtool_check(cliout);
 	if (pc != 77) {
 		assert_int_equal(pc, 0);
 		assert_int_equal(promtool_check(prom), 0);
 	}
-	assert_int_equal(tu_writer_stop(&t), 0);
+	assert_int_equal(tu_writer_stop(t), 0);
 	text = read_text(prom);
 	assert_non_null(text);
-	assert_string_equal(sample(text, "shmring_writer_alive", t.name), "0");
+	assert_string_equal(sample(text, "shmring_writer_alive", t->name), "0");
 	free(text);
 	char tmp[320];
 	snprintf(tmp, sizeof(tmp), "%s.tmp", prom);
@@ -1035,10 +991,9 @@ static void test_metrics(void **state)
 
 	/* A metrics file that cannot be written is logged, never fatal. */
 	const char *bad[] = { "--metrics-file", "/proc/no-such-dir/shmring.prom", "--metrics-interval", "0.05", NULL };
-	assert_true(tu_writer_start_with(&t, NULL, NULL, bad) > 0);
-	send_some(t.name, 2);
-	assert_int_equal(tu_writer_stop(&t), 0);
-	tu_ring_cleanup(&t);
+	assert_true(tu_writer_start_with(t, NULL, NULL, bad) > 0);
+	send_some(t->name, 2);
+	assert_int_equal(tu_writer_stop(t), 0);
 	if (pc == 77)
 		skip(); /* the rest passed; promtool is not installed */
 }
@@ -1083,24 +1038,22 @@ static char *http_get(int port, const char *path)
 /* node_exporter's textfile collector serves the writer's --metrics-file. */
 static void test_node_exporter(void **state)
 {
-	(void)state;
+	struct tu_ring *t = *state;
 	const char *ne = "/usr/bin/prometheus-node-exporter";
 	if (access(ne, X_OK) != 0)
 		skip();
-	struct tu_ring t;
-	tu_ring_init(&t, "cli-nodeexp");
 	char prom[300];
-	snprintf(prom, sizeof(prom), "%s/shmring.prom", t.dir);
+	snprintf(prom, sizeof(prom), "%s/shmring.prom", t->dir);
 	const char *extra[] = { "--metrics-file", prom, "--metrics-interval", "0.1", NULL };
-	assert_true(tu_writer_start_with(&t, "64", "256", extra) > 0);
-	send_some(t.name, 3);
-	char *text = wait_metrics_file(prom, "shmring_written_total", t.name, "3");
+	assert_true(tu_writer_start_with(t, "64", "256", extra) > 0);
+	send_some(t->name, 3);
+	char *text = wait_metrics_file(prom, "shmring_written_total", t->name, "3");
 	assert_non_null(text);
 	free(text);
 
 	int port = free_port();
 	char dir_arg[300], listen_arg[64];
-	snprintf(dir_arg, sizeof(dir_arg), "--collector.textfile.directory=%s", t.dir);
+	snprintf(dir_arg, sizeof(dir_arg), "--collector.textfile.directory=%s", t->dir);
 	snprintf(listen_arg, sizeof(listen_arg), "--web.listen-address=127.0.0.1:%d", port);
 	pid_t pid = fork();
 	assert_true(pid >= 0);
@@ -1123,13 +1076,12 @@ static void test_node_exporter(void **state)
 	kill(pid, SIGTERM);
 	waitpid(pid, NULL, 0);
 	assert_non_null(body);
-	if (!strstr(body, "200 OK") || strcmp(sample(body, "shmring_written_total", t.name), "3") ||
-	    strcmp(sample(body, "shmring_writer_alive", t.name), "1"))
+	if (!strstr(body, "200 OK") || strcmp(sample(body, "shmring_written_total", t->name), "3") ||
+	    strcmp(sample(body, "shmring_writer_alive", t->name), "1"))
 		fail_msg("node_exporter did not serve the ring's metrics: %.2000s", body);
 	free(body);
-	assert_int_equal(tu_writer_stop(&t), 0);
+	assert_int_equal(tu_writer_stop(t), 0);
 	unlink(prom);
-	tu_ring_cleanup(&t);
 }
 
 /* ---- errors ------------------------------------------------------------------------ */
@@ -1150,20 +1102,18 @@ static void expect_error(const char *name, const char *cause, const char *cmd, c
 
 static void test_errors(void **state)
 {
-	(void)state;
-	struct tu_ring t;
-	tu_ring_init(&t, "cli-err");
+	struct tu_ring *t = *state;
 	/* A ring that does not exist: said so, and never created by any command. */
-	expect_error(t.name, "not found", "stat", NULL);
-	expect_error(t.name, "not found", "stat", "--json");
-	expect_error(t.name, "not found", "peek", NULL);
-	expect_error(t.name, "not found", "send", "1");
-	expect_error(t.name, "not found", "flush", NULL);
-	expect_error(t.name, "not found", "rm", NULL);
+	expect_error(t->name, "not found", "stat", NULL);
+	expect_error(t->name, "not found", "stat", "--json");
+	expect_error(t->name, "not found", "peek", NULL);
+	expect_error(t->name, "not found", "send", "1");
+	expect_error(t->name, "not found", "flush", NULL);
+	expect_error(t->name, "not found", "rm", NULL);
 	struct run r;
 	assert_int_equal(RUN(&r, NULL, "ls"), 0);
 	run_free(&r);
-	assert_false(shm_exists(t.name));
+	assert_false(shm_exists(t->name));
 	assert_int_equal(RUN(&r, NULL, "stat", "bad/name"), 1);
 	assert_non_null(strstr(r.err, "shmring: ring bad/name: invalid ring name"));
 	run_free(&r);
@@ -1171,7 +1121,7 @@ static void test_errors(void **state)
 	/* An shm object with our prefix that is not a ring (old enough not to be waited for
 	 * as one still being created). */
 	char shm[256];
-	snprintf(shm, sizeof(shm), "/shmring.%s", t.name);
+	snprintf(shm, sizeof(shm), "/shmring.%s", t->name);
 	int fd = shm_open(shm, O_RDWR | O_CREAT | O_EXCL, 0600);
 	assert_true(fd >= 0);
 	char junk[8192];
@@ -1180,57 +1130,52 @@ static void test_errors(void **state)
 	close(fd);
 	tu_sleep_ms(2100);
 	const char *notring = "not a shmring ring (wrong layout or corrupt)";
-	expect_error(t.name, notring, "stat", NULL);
-	expect_error(t.name, notring, "peek", NULL);
-	expect_error(t.name, notring, "send", "1");
-	expect_error(t.name, notring, "flush", NULL);
+	expect_error(t->name, notring, "stat", NULL);
+	expect_error(t->name, notring, "peek", NULL);
+	expect_error(t->name, notring, "send", "1");
+	expect_error(t->name, notring, "flush", NULL);
 	assert_int_equal(RUN(&r, NULL, "ls", "--json"), 0);
 	json_t *arr = parse(r.out);
-	json_t *e = ls_find(arr, t.name);
+	json_t *e = ls_find(arr, t->name);
 	assert_non_null(e);
 	assert_string_equal(json_string_value(json_object_get(e, "error")), notring);
 	assert_null(json_object_get(e, "capacity"));
 	json_decref(arr);
 	run_free(&r);
-	assert_int_equal(RUN(&r, NULL, "rm", t.name), 0); /* no writer: it can go */
+	assert_int_equal(RUN(&r, NULL, "rm", t->name), 0); /* no writer: it can go */
 	run_free(&r);
-	assert_false(shm_exists(t.name));
+	assert_false(shm_exists(t->name));
 
 	/* A ring whose header says another layout version. */
 	shmring *h;
-	assert_int_equal(shmring_open(t.name, NULL, &h), 0);
+	assert_int_equal(shmring_open(t->name, NULL, &h), 0);
 	shmring_close(h);
 	struct shm_map m;
-	assert_int_equal(shm_map_open(t.name, NULL, SHM_ATTACH, &m), 0);
+	assert_int_equal(shm_map_open(t->name, NULL, SHM_ATTACH, &m), 0);
 	m.hdr->version++;
 	shm_map_close(&m);
-	expect_error(t.name, notring, "stat", NULL);
-	expect_error(t.name, notring, "peek", NULL);
+	expect_error(t->name, notring, "stat", NULL);
+	expect_error(t->name, notring, "peek", NULL);
 
 	/* Permission denied: root is never denied, so as root the program runs as nobody
 	 * against our 0600 ring; otherwise the ring's mode is 0. */
-	shmring_unlink(t.name);
-	assert_int_equal(shmring_open(t.name, NULL, &h), 0);
+	shmring_unlink(t->name);
+	assert_int_equal(shmring_open(t->name, NULL, &h), 0);
 	shmring_close(h);
 	char cli_dir[] = "/tmp/shmring-cli-XXXXXX", cli[64] = "";
 	if (geteuid() == 0) {
-		assert_non_null(mkdtemp(cli_dir));
-		assert_int_equal(chmod(cli_dir, 0755), 0);
-		snprintf(cli, sizeof(cli), "%s/shmring", cli_dir);
-		char cmd[512];
-		snprintf(cmd, sizeof(cmd), "cp '%s' '%s' && chmod 0755 '%s'", SHMRING_CLI_PATH, cli, cli);
-		assert_int_equal(system(cmd), 0);
+		tu_copy_exe(SHMRING_CLI_PATH, cli_dir, "shmring", cli, sizeof(cli));
 		g_cli = cli;
 		g_run_uid = 65534;
 	} else {
-		assert_int_equal(chmod(shm_path(t.name), 0), 0);
+		assert_int_equal(chmod(shm_path(t->name), 0), 0);
 	}
-	expect_error(t.name, "permission denied", "stat", NULL);
-	expect_error(t.name, "permission denied", "peek", NULL);
-	expect_error(t.name, "permission denied", "send", "1");
+	expect_error(t->name, "permission denied", "stat", NULL);
+	expect_error(t->name, "permission denied", "peek", NULL);
+	expect_error(t->name, "permission denied", "send", "1");
 	assert_int_equal(RUN(&r, NULL, "ls", "--json"), 0);
 	arr = parse(r.out);
-	e = ls_find(arr, t.name);
+	e = ls_find(arr, t->name);
 	assert_non_null(e);
 	assert_string_equal(json_string_value(json_object_get(e, "error")), "permission denied");
 	json_decref(arr);
@@ -1241,7 +1186,6 @@ static void test_errors(void **state)
 		unlink(cli);
 		rmdir(cli_dir);
 	}
-	tu_ring_cleanup(&t);
 }
 
 static void quiet_log(enum shmring_log_level level, const char *msg, void *ctx)
@@ -1257,17 +1201,17 @@ int main(void)
 	shmring_set_log(quiet_log, NULL);
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_help_version),
-		cmocka_unit_test(test_ls),
-		cmocka_unit_test(test_stat),
-		cmocka_unit_test(test_peek),
-		cmocka_unit_test(test_send),
-		cmocka_unit_test(test_flush_codes),
-		cmocka_unit_test(test_rm),
-		cmocka_unit_test(test_errors),
-		cmocka_unit_test(test_inspect_readonly),
-		cmocka_unit_test(test_numbers),
-		cmocka_unit_test(test_metrics),
-		cmocka_unit_test(test_node_exporter),
+		TU_TEST_KILL(test_ls),
+		TU_TEST_KILL(test_stat),
+		TU_TEST_KILL(test_peek),
+		TU_TEST_KILL(test_send),
+		TU_TEST_KILL(test_flush_codes),
+		TU_TEST_KILL(test_rm),
+		TU_TEST_KILL(test_errors),
+		TU_TEST_KILL(test_inspect_readonly),
+		TU_TEST_KILL(test_numbers),
+		TU_TEST(test_metrics),
+		TU_TEST(test_node_exporter),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

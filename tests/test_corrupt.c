@@ -47,14 +47,7 @@ static void test_bad_headers(void **state)
 		close(fd);
 		assert_int_equal(shmring_open(t.name, NULL, &r), -EPROTO);
 		/* The writer refuses it too, with a clear message and a non-zero status. */
-		pid_t w = fork();
-		if (w == 0) {
-			freopen("/dev/null", "w", stderr);
-			execl(SHMRING_WRITER_PATH, SHMRING_WRITER_PATH, "--ring", t.name, "--out", t.out, (char *)NULL);
-			_exit(127);
-		}
-		int ws;
-		waitpid(w, &ws, 0);
+		int ws = tu_writer_run(&t, NULL);
 		assert_true(WIFEXITED(ws) && WEXITSTATUS(ws) == 1);
 		tu_ring_cleanup(&t);
 	}
@@ -63,66 +56,47 @@ static void test_bad_headers(void **state)
 /* A ring truncated while the writer has it mapped. */
 static void test_truncated_under_writer(void **state)
 {
-	(void)state;
-	struct tu_ring t;
-	tu_ring_init(&t, "trunc");
-	assert_true(tu_writer_start(&t, "64", "256") > 0);
-	shmring *r;
-	assert_int_equal(shmring_open(t.name, NULL, &r), 0);
-	msgpack_sbuffer sb;
-	msgpack_sbuffer_init(&sb);
-	for (int i = 0; i < 10; i++) {
-		tu_pack_record(&sb, 0, i, 16);
-		assert_int_equal(shmring_send(r, sb.data, sb.size), 0);
-	}
+	struct tu_ring *t = *state;
+	shmring *r = tu_serve(t, "64", "256", NULL);
+	tu_send_records(r, 0, 0, 10, 16);
 	assert_int_equal(tu_flush(r), 0);
-	shmring_close(r);
-	int fd = shm_fd(&t);
+	tu_close(t);
+	int fd = shm_fd(t);
 	assert_int_equal(ftruncate(fd, 4096), 0);
 	close(fd);
 	uint64_t t0 = tu_now_ms();
 	int st;
-	while (waitpid(t.writer, &st, WNOHANG) == 0 && tu_now_ms() - t0 < 5000)
+	while (waitpid(t->writer, &st, WNOHANG) == 0 && tu_now_ms() - t0 < 5000)
 		tu_sleep_ms(10);
 	assert_true(WIFEXITED(st)); /* not killed by SIGBUS */
 	assert_int_equal(WEXITSTATUS(st), 4);
-	t.writer = 0;
+	t->writer = 0;
 	long bad;
-	json_t *arr = tu_read_jsonl(t.out, &bad);
+	json_t *arr = tu_read_jsonl(t->out, &bad);
 	assert_non_null(arr);
 	assert_int_equal(json_array_size(arr), 10);
 	json_decref(arr);
-	msgpack_sbuffer_destroy(&sb);
-	tu_ring_cleanup(&t);
 }
 
 /* Random bytes over slot words, record lengths and data while producers run. */
 static void test_scribbled_slots(void **state)
 {
-	(void)state;
-	struct tu_ring t;
-	tu_ring_init(&t, "scribble");
+	struct tu_ring *t = *state;
 	static const char *args[] = { "--stall-timeout", "100", NULL };
-	assert_true(tu_writer_start_with(&t, "64", "128", args) > 0);
+	assert_true(tu_writer_start_with(t, "64", "128", args) > 0);
 	struct shm_map m;
-	assert_int_equal(shm_map_open(t.name, NULL, SHM_ATTACH, &m), 0);
-	shmring *r;
-	assert_int_equal(shmring_open(t.name, NULL, &r), 0);
+	assert_int_equal(shm_map_open(t->name, NULL, SHM_ATTACH, &m), 0);
+	assert_int_equal(shmring_open(t->name, NULL, &t->r), 0);
+	shmring *r = t->r;
 	/* First, two certain hits while the writer is stopped: an unreadable word at the head
 	 * and a record whose length runs past its slots. */
-	kill(t.writer, SIGSTOP);
-	msgpack_sbuffer sb0;
-	msgpack_sbuffer_init(&sb0);
-	for (int i = 0; i < 3; i++) {
-		tu_pack_record(&sb0, 0, i, 16);
-		assert_int_equal(shmring_send(r, sb0.data, sb0.size), 0);
-	}
+	kill(t->writer, SIGSTOP);
+	tu_send_records(r, 0, 0, 3, 16);
 	uint64_t h0 = atomic_load(&m.hdr->head);
 	atomic_store(&m.words[h0 & (m.g.capacity - 1)], w_make((unsigned)shm_lap(&m.g, h0), 0, 0, 0, 7));
 	uint32_t badlen = 1u << 30;
 	memcpy(m.data + (size_t)((h0 + 1) & (m.g.capacity - 1)) * m.g.slot_size, &badlen, 4);
-	kill(t.writer, SIGCONT);
-	msgpack_sbuffer_destroy(&sb0);
+	kill(t->writer, SIGCONT);
 	pid_t prod = fork();
 	if (prod == 0) {
 		msgpack_sbuffer sb;
@@ -173,16 +147,16 @@ static void test_scribbled_slots(void **state)
 		tu_sleep_ms(5);
 	}
 	assert_true(sent);
-	assert_int_equal(kill(t.writer, 0), 0); /* alive */
+	assert_int_equal(kill(t->writer, 0), 0); /* alive */
 	struct shmring_stats st;
 	shmring_stats(r, &st);
 	assert_true(st.corrupt >= 1 && st.invalid >= 1);
-	shmring_close(r);
+	tu_close(t);
 	shm_map_close(&m);
-	assert_int_equal(tu_writer_stop(&t), 0);
+	assert_int_equal(tu_writer_stop(t), 0);
 	/* Every line of the file is JSON, and the clean record is there. */
 	long bad;
-	json_t *arr = tu_read_jsonl(t.out, &bad);
+	json_t *arr = tu_read_jsonl(t->out, &bad);
 	assert_non_null(arr);
 	size_t k;
 	json_t *v;
@@ -196,15 +170,14 @@ static void test_scribbled_slots(void **state)
 	       (unsigned long long)st.abandoned);
 	json_decref(arr);
 	msgpack_sbuffer_destroy(&sb);
-	tu_ring_cleanup(&t);
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_bad_headers),
-		cmocka_unit_test(test_truncated_under_writer),
-		cmocka_unit_test(test_scribbled_slots),
+		TU_TEST_KILL(test_truncated_under_writer),
+		TU_TEST_KILL(test_scribbled_slots),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

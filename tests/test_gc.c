@@ -28,16 +28,14 @@ static int count_sems(const char *ring)
 
 static void test_writer_removes_dead_semaphores(void **state)
 {
-	(void)state;
-	struct tu_ring t;
-	tu_ring_init(&t, "gcsem");
-	assert_true(tu_writer_start(&t, NULL, NULL) > 0);
+	struct tu_ring *t = *state;
+	assert_true(tu_writer_start(t, NULL, NULL) > 0);
 	int hold[2];
 	assert_int_equal(pipe2(hold, O_CLOEXEC), 0);
 	/* A: flushes, then dies without closing: its semaphore is left behind. */
 	if (fork() == 0) {
 		shmring *r;
-		if (shmring_open(t.name, NULL, &r) || tu_flush(r))
+		if (shmring_open(t->name, NULL, &r) || tu_flush(r))
 			_exit(1);
 		_exit(0);
 	}
@@ -49,7 +47,7 @@ static void test_writer_removes_dead_semaphores(void **state)
 	if (b == 0) {
 		close(hold[1]);
 		shmring *r;
-		if (shmring_open(t.name, NULL, &r) || tu_flush(r))
+		if (shmring_open(t->name, NULL, &r) || tu_flush(r))
 			_exit(1);
 		char c = 1;
 		if (write(ready[1], &c, 1) != 1)
@@ -62,17 +60,15 @@ static void test_writer_removes_dead_semaphores(void **state)
 	}
 	char c;
 	assert_int_equal(read(ready[0], &c, 1), 1);
-	assert_int_equal(count_sems(t.name), 2);
+	assert_int_equal(count_sems(t->name), 2);
 	/* A new writer cleans at start: A's semaphore goes, B's stays. */
-	kill(t.writer, SIGKILL);
-	waitpid(t.writer, NULL, 0);
-	assert_true(tu_writer_start(&t, NULL, NULL) > 0);
-	assert_int_equal(count_sems(t.name), 1);
+	kill(t->writer, SIGKILL);
+	waitpid(t->writer, NULL, 0);
+	assert_true(tu_writer_start(t, NULL, NULL) > 0);
+	assert_int_equal(count_sems(t->name), 1);
 	close(hold[1]);
 	assert_int_equal(tu_wait_children(1), 0);
-	assert_int_equal(count_sems(t.name), 0); /* B closed: its own semaphore is gone */
-	assert_int_equal(tu_writer_stop(&t), 0);
-	tu_ring_cleanup(&t);
+	assert_int_equal(count_sems(t->name), 0); /* B closed: its own semaphore is gone */
 }
 
 static int exists(const char *name)
@@ -115,7 +111,7 @@ static void test_gc_rings(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_writer_removes_dead_semaphores),
+		TU_TEST(test_writer_removes_dead_semaphores),
 		cmocka_unit_test(test_gc_rings),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

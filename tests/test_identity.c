@@ -75,13 +75,7 @@ static pid_t victim(shmring *r, int point, int how, int acked)
 /* Fill the ring with `n` acknowledged one-slot records from this process (producer 1). */
 static void fill(shmring *r, int n)
 {
-	msgpack_sbuffer sb;
-	msgpack_sbuffer_init(&sb);
-	for (int i = 0; i < n; i++) {
-		tu_pack_record(&sb, 1, i, 40);
-		assert_int_equal(shmring_send(r, sb.data, sb.size), 0);
-	}
-	msgpack_sbuffer_destroy(&sb);
+	tu_send_records(r, 1, 0, n, 40);
 }
 
 /* Lines per producer, checked by jansson; every acknowledged record is present. */
@@ -171,13 +165,9 @@ static void test_killed_waiting(void **s) { (void)s; run_point(SHM_TP_WAIT, 1, 1
 /* The same from outside, with no hook: SIGKILL a send_wait blocked on a full ring. */
 static void test_sigkill_send_wait(void **state)
 {
-	(void)state;
-	struct tu_ring t;
-	tu_ring_init(&t, "identw");
-	assert_true(tu_writer_start(&t, "64", "128") > 0);
-	shmring *r;
-	assert_int_equal(shmring_open(t.name, NULL, &r), 0);
-	kill(t.writer, SIGSTOP);
+	struct tu_ring *t = *state;
+	shmring *r = tu_serve(t, "64", "128", NULL);
+	kill(t->writer, SIGSTOP);
 	fill(r, 64);
 	pid_t pid = fork();
 	if (pid == 0) {
@@ -189,16 +179,13 @@ static void test_sigkill_send_wait(void **state)
 	tu_sleep_ms(200); /* asleep on the futex by now (it would wait 20 s) */
 	kill(pid, SIGKILL);
 	waitpid(pid, NULL, 0);
-	kill(t.writer, SIGCONT);
+	kill(t->writer, SIGCONT);
 	struct shmring_stats st;
 	drain(r, &st);
 	assert_int_equal(st.sent, 64);
 	assert_int_equal(st.written, 64);
 	assert_int_equal(st.dropped_full + st.abandoned + st.pending, 0);
-	check_file(t.out, 0, 64, &st);
-	shmring_close(r);
-	tu_writer_stop(&t);
-	tu_ring_cleanup(&t);
+	check_file(t->out, 0, 64, &st);
 }
 
 /* ---- item: a full ring yields only to a running writer ---------------------------- */
@@ -233,12 +220,10 @@ static int full_sends(shmring *r, _Atomic uint64_t *beat)
 
 static void test_yield_policy(void **state)
 {
-	(void)state;
-	struct tu_ring t;
-	tu_ring_init(&t, "yield");
+	struct tu_ring *t = *state;
 	struct shmring_options o = { .capacity = 64, .slot_size = 128 };
-	shmring *r;
-	assert_int_equal(shmring_open(t.name, &o, &r), 0);
+	assert_int_equal(shmring_open(t->name, &o, &t->r), 0);
+	shmring *r = t->r;
 	fill(r, 64);
 	struct shm_hdr *h = shm_ring_map(r)->hdr;
 	/* No writer has ever served: no yield. */
@@ -256,32 +241,27 @@ static void test_yield_policy(void **state)
 	atomic_store(&h->writer_beat_ns, shm_now_ns() - 50000000ull);
 	assert_int_equal(full_sends(r, NULL), 0);
 	/* A real writer, stopped: its beat goes stale within 20 ms. */
-	assert_true(tu_writer_start(&t, "64", "128") > 0);
+	assert_true(tu_writer_start(t, "64", "128") > 0);
 	assert_int_equal(tu_flush(r), 0);
-	kill(t.writer, SIGSTOP);
+	kill(t->writer, SIGSTOP);
 	fill(r, 64);
 	tu_sleep_ms(60);
 	assert_int_equal(full_sends(r, NULL), 0);
-	kill(t.writer, SIGCONT);
+	kill(t->writer, SIGCONT);
 	struct shmring_stats st;
 	drain(r, &st);
 	assert_int_equal(st.dropped_full, 5000);
 	assert_int_equal(st.written, 128);
 	assert_int_equal(st.sent, 5128);
-	shmring_close(r);
-	tu_writer_stop(&t);
-	tu_ring_cleanup(&t);
 }
 
 /* The invariant checker itself: it passes a ring at rest and names what is broken. */
 static void test_ring_valid(void **state)
 {
-	(void)state;
-	struct tu_ring t;
-	tu_ring_init(&t, "valid");
+	struct tu_ring *t = *state;
 	struct shmring_options o = { .capacity = 64, .slot_size = 128 };
-	shmring *r;
-	assert_int_equal(shmring_open(t.name, &o, &r), 0);
+	assert_int_equal(shmring_open(t->name, &o, &t->r), 0);
+	shmring *r = t->r;
 	struct shm_map *m = shm_ring_map(r);
 	char why[160];
 	assert_int_equal(shm_ring_valid(m, why, sizeof(why)), 0);
@@ -307,8 +287,6 @@ static void test_ring_valid(void **state)
 	assert_int_equal(shm_ring_valid(m, why, sizeof(why)), -EPROTO);
 	atomic_store(&m->hdr->progress_seq, 0);
 	assert_int_equal(shm_ring_valid(m, why, sizeof(why)), 0);
-	shmring_close(r);
-	tu_ring_cleanup(&t);
 }
 
 static void quiet(enum shmring_log_level l, const char *msg, void *ctx)
@@ -332,9 +310,9 @@ int main(void)
 		cmocka_unit_test(test_killed_full),
 		cmocka_unit_test(test_killed_dropped),
 		cmocka_unit_test(test_killed_waiting),
-		cmocka_unit_test(test_sigkill_send_wait),
-		cmocka_unit_test(test_yield_policy),
-		cmocka_unit_test(test_ring_valid),
+		TU_TEST_KILL(test_sigkill_send_wait),
+		TU_TEST_KILL(test_yield_policy),
+		TU_TEST_KILL(test_ring_valid),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

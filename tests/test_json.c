@@ -163,6 +163,16 @@ static void test_int_widths(void **state)
 	expect_json(RAW("\xd3\x00\x00\x00\x00\x00\x00\x00\x00"), "0");
 }
 
+/* The msgpack item tag, then v big-endian in n bytes (n <= 8), gives want. */
+static void expect_be(uint8_t tag, uint64_t v, int n, const char *want)
+{
+	uint8_t in[9] = { tag };
+
+	for (int j = 0; j < n; j++)
+		in[1 + j] = (uint8_t)(v >> (8 * (n - 1 - j)));
+	expect_json(in, (size_t)n + 1, want);
+}
+
 /* Every digit count, either side of each power of ten, both signs. */
 static void test_int_digits(void **state)
 {
@@ -173,21 +183,15 @@ static void test_int_digits(void **state)
 		uint64_t vals[3] = { p - 1, p, p + 1 };
 
 		for (int i = 0; i < 3; i++) {
-			uint8_t in[9] = { 0xcf };
 			char want[32];
 
-			for (int j = 0; j < 8; j++)
-				in[1 + j] = (uint8_t)(vals[i] >> (56 - 8 * j));
 			snprintf(want, sizeof(want), "%" PRIu64, vals[i]);
-			expect_json(in, 9, want);
+			expect_be(0xcf, vals[i], 8, want);
 			if (vals[i] <= INT64_MAX) {
 				int64_t neg = -(int64_t)vals[i];
 
-				in[0] = 0xd3;
-				for (int j = 0; j < 8; j++)
-					in[1 + j] = (uint8_t)((uint64_t)neg >> (56 - 8 * j));
 				snprintf(want, sizeof(want), "%" PRId64, neg);
-				expect_json(in, 9, want);
+				expect_be(0xd3, (uint64_t)neg, 8, want);
 			}
 		}
 	}
@@ -195,24 +199,18 @@ static void test_int_digits(void **state)
 
 static void f64_case(double v, const char *want)
 {
-	uint8_t in[9] = { 0xcb };
 	uint64_t u;
 
 	memcpy(&u, &v, 8);
-	for (int j = 0; j < 8; j++)
-		in[1 + j] = (uint8_t)(u >> (56 - 8 * j));
-	expect_json(in, 9, want);
+	expect_be(0xcb, u, 8, want);
 }
 
 static void f32_case(float v, const char *want)
 {
-	uint8_t in[5] = { 0xca };
 	uint32_t u;
 
 	memcpy(&u, &v, 4);
-	for (int j = 0; j < 4; j++)
-		in[1 + j] = (uint8_t)(u >> (24 - 8 * j));
-	expect_json(in, 5, want);
+	expect_be(0xca, u, 4, want);
 }
 
 static void test_floats(void **state)

@@ -18,39 +18,38 @@ static mode_t mode_of(const char *path)
 	return stat(path, &st) == 0 ? st.st_mode & 0777 : (mode_t)-1;
 }
 
-static void test_default_modes(void **state)
+/* The flush semaphores of ring name in /dev/shm: each must have the mode; how many. */
+static int sems_of(const char *name, mode_t mode)
 {
-	(void)state;
-	struct tu_ring t;
-	tu_ring_init(&t, "perm");
-	mode_t old = umask(0); /* the defaults must not depend on a permissive umask */
-	assert_true(tu_writer_start(&t, NULL, NULL) > 0);
-	shmring *r;
-	assert_int_equal(shmring_open(t.name, NULL, &r), 0);
-	assert_int_equal(tu_flush(r), 0);
-	char p[600];
-	snprintf(p, sizeof(p), "/dev/shm/shmring.%s", t.name);
-	assert_int_equal(mode_of(p), 0600);
-	assert_int_equal(mode_of(t.out), 0600);
-	assert_int_equal(mode_of(t.dir), 0700);
-	/* The flush semaphore, kept in the handle's pool until close. */
 	DIR *d = opendir("/dev/shm");
 	struct dirent *de;
-	char pre[160];
-	snprintf(pre, sizeof(pre), "sem.shmring.%s.f.", t.name);
+	char pre[160], p[600];
+	snprintf(pre, sizeof(pre), "sem.shmring.%s.f.", name);
 	int sems = 0;
 	while ((de = readdir(d)))
 		if (!strncmp(de->d_name, pre, strlen(pre))) {
 			snprintf(p, sizeof(p), "/dev/shm/%s", de->d_name);
-			assert_int_equal(mode_of(p), 0600);
+			assert_int_equal(mode_of(p), mode);
 			sems++;
 		}
 	closedir(d);
-	assert_int_equal(sems, 1);
+	return sems;
+}
+
+static void test_default_modes(void **state)
+{
+	struct tu_ring *t = *state;
+	mode_t old = umask(0); /* the defaults must not depend on a permissive umask */
+	shmring *r = tu_serve(t, NULL, NULL, NULL);
+	assert_int_equal(tu_flush(r), 0);
+	char p[600];
+	snprintf(p, sizeof(p), "/dev/shm/shmring.%s", t->name);
+	assert_int_equal(mode_of(p), 0600);
+	assert_int_equal(mode_of(t->out), 0600);
+	assert_int_equal(mode_of(t->dir), 0700);
+	/* The flush semaphore, kept in the handle's pool until close. */
+	assert_int_equal(sems_of(t->name, 0600), 1);
 	umask(old);
-	shmring_close(r);
-	assert_int_equal(tu_writer_stop(&t), 0);
-	tu_ring_cleanup(&t);
 }
 
 /* Another user: refused on a 0600 ring, admitted on a 0666 one. Needs root to switch. */
@@ -88,19 +87,17 @@ static void test_other_user(void **state)
  * producer; inspecting changes neither its bytes nor its timestamps. */
 static void test_inspect_read_only(void **state)
 {
-	(void)state;
 	if (geteuid() != 0)
 		skip();
-	struct tu_ring t;
-	tu_ring_init(&t, "inspect");
+	struct tu_ring *t = *state;
 	struct shmring_options o = { .capacity = 64, .slot_size = 128, .mode = 0644 };
-	shmring *r;
-	assert_int_equal(shmring_open(t.name, &o, &r), 0);
+	assert_int_equal(shmring_open(t->name, &o, &t->r), 0);
+	shmring *r = t->r;
 	char rec[1] = { (char)0xc0 };
 	for (int i = 0; i < 3; i++)
 		assert_int_equal(shmring_send(r, rec, 1), 0);
 	char p[600];
-	snprintf(p, sizeof(p), "/dev/shm/shmring.%s", t.name);
+	snprintf(p, sizeof(p), "/dev/shm/shmring.%s", t->name);
 	struct stat before, after;
 	assert_int_equal(stat(p, &before), 0);
 	/* Bytes too: a copy of the object before, compared after. */
@@ -117,9 +114,9 @@ static void test_inspect_read_only(void **state)
 			_exit(10);
 		shmring *x;
 		struct shmring_stats st;
-		if (shmring_attach(t.name, &x) != -EACCES)
+		if (shmring_attach(t->name, &x) != -EACCES)
 			_exit(11);
-		if (shmring_inspect(t.name, &st) != 0)
+		if (shmring_inspect(t->name, &st) != 0)
 			_exit(12);
 		if (st.pending != 3 || st.sent != 3 || st.capacity != 64 || st.writer_alive)
 			_exit(13);
@@ -139,8 +136,6 @@ static void test_inspect_read_only(void **state)
 	assert_memory_equal(b0, b1, size);
 	free(b0);
 	free(b1);
-	shmring_close(r);
-	tu_ring_cleanup(&t);
 }
 
 /*
@@ -150,35 +145,25 @@ static void test_inspect_read_only(void **state)
  */
 static void test_flush_other_user_writer(void **state)
 {
-	(void)state;
+	struct tu_ring *t = *state;
 	if (geteuid() != 0) {
 		fprintf(stderr, "skipped: needs root (to run the writer as nobody)\n");
 		skip();
 	}
-	struct tu_ring t;
-	tu_ring_init(&t, "semmode");
 	/* The writer as nobody, from a copy nobody can reach (the build tree may not be). */
 	char wdir[] = "/tmp/shmring-semmode-XXXXXX", wpath[64];
-	assert_non_null(mkdtemp(wdir));
-	assert_int_equal(chmod(wdir, 0755), 0);
-	snprintf(wpath, sizeof(wpath), "%s/shmring-writer", wdir);
-	char cmd[512];
-	snprintf(cmd, sizeof(cmd), "cp '%s' '%s' && chmod 0755 '%s'", SHMRING_WRITER_PATH, wpath, wpath);
-	assert_int_equal(system(cmd), 0);
+	tu_copy_exe(SHMRING_WRITER_PATH, wdir, "shmring-writer", wpath, sizeof(wpath));
 	mode_t old = umask(022);
-	shmring *r;
 	struct shmring_options o = { .mode = 0666 };
-	assert_int_equal(shmring_open(t.name, &o, &r), 0);
+	assert_int_equal(shmring_open(t->name, &o, &t->r), 0);
+	shmring *r = t->r;
 	pid_t w = fork();
 	if (w == 0) {
 		if (setgroups(0, NULL) || setgid(65534) || setuid(65534))
 			_exit(10);
-		if (!getenv("SHMRING_TEST_VERBOSE"))
-			freopen("/dev/null", "w", stderr);
-		execl(wpath, wpath, "--ring", t.name, "--out", t.out, (char *)NULL);
-		_exit(127);
+		tu_exec_writer(wpath, t, NULL, NULL, NULL);
 	}
-	t.writer = w;
+	t->writer = w;
 	tu_track(w, NULL);
 	struct shmring_stats st;
 	for (int i = 0; i < 400; i++) {
@@ -199,49 +184,24 @@ static void test_flush_other_user_writer(void **state)
 	}
 	assert_true(fast >= 7);
 	/* The semaphore has the ring's mode, whatever the umask. */
-	DIR *d = opendir("/dev/shm");
-	struct dirent *de;
-	char pre[160], p[600];
-	snprintf(pre, sizeof(pre), "sem.shmring.%s.f.", t.name);
-	int sems = 0;
-	while ((de = readdir(d)))
-		if (!strncmp(de->d_name, pre, strlen(pre))) {
-			snprintf(p, sizeof(p), "/dev/shm/%s", de->d_name);
-			assert_int_equal(mode_of(p), 0666);
-			sems++;
-		}
-	closedir(d);
-	assert_int_equal(sems, 1);
+	assert_int_equal(sems_of(t->name, 0666), 1);
 	umask(old);
-	shmring_close(r);
-	assert_int_equal(tu_writer_stop(&t), 0);
 	unlink(wpath);
 	rmdir(wdir);
-	tu_ring_cleanup(&t);
 }
 
 /* A symlink planted at the output path: the writer refuses to write through it. */
 static void test_no_follow(void **state)
 {
-	(void)state;
-	struct tu_ring t;
-	tu_ring_init(&t, "nofollow");
-	mkdir(t.dir, 0700);
+	struct tu_ring *t = *state;
+	mkdir(t->dir, 0700);
 	char target[300];
-	snprintf(target, sizeof(target), "%s/target", t.dir);
-	assert_int_equal(symlink(target, t.out), 0);
-	pid_t w = fork();
-	if (w == 0) {
-		freopen("/dev/null", "w", stderr);
-		execl(SHMRING_WRITER_PATH, SHMRING_WRITER_PATH, "--ring", t.name, "--out", t.out, (char *)NULL);
-		_exit(127);
-	}
-	int st;
-	waitpid(w, &st, 0);
+	snprintf(target, sizeof(target), "%s/target", t->dir);
+	assert_int_equal(symlink(target, t->out), 0);
+	int st = tu_writer_run(t, NULL);
 	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 1);
 	assert_int_equal(access(target, F_OK), -1);
-	unlink(t.out);
-	tu_ring_cleanup(&t);
+	unlink(t->out);
 }
 
 /* A uid or gid that names nobody here (so that no real account is touched). */
@@ -323,46 +283,37 @@ static void __attribute__((noreturn)) producer_as_nobody(const char *ring, gid_t
  * in G): B sends and flushes, every record is written. Needs root to switch users. */
 static void test_group_writer(void **state)
 {
-	(void)state;
+	struct tu_ring *t = *state;
 	if (geteuid() != 0) {
 		fprintf(stderr, "skipped: switching users needs root\n");
 		skip();
 	}
 	unsigned g = unused_id(1, 64999), a = unused_id(0, 64999);
 	assert_true(g && a);
-	struct tu_ring t;
-	tu_ring_init(&t, "group");
 	/* A copy of the writer that user A can run (the build tree may be closed to it). */
-	char dir[] = "/tmp/shmring-perms-XXXXXX", exe[64], cmd[512], gs[16];
-	assert_non_null(mkdtemp(dir));
-	assert_int_equal(chmod(dir, 0755), 0);
-	snprintf(exe, sizeof(exe), "%s/shmring-writer", dir);
-	snprintf(cmd, sizeof(cmd), "cp '%s' '%s' && chmod 0755 '%s'", SHMRING_WRITER_PATH, exe, exe);
-	assert_int_equal(system(cmd), 0);
+	char dir[] = "/tmp/shmring-perms-XXXXXX", exe[64], gs[16];
+	tu_copy_exe(SHMRING_WRITER_PATH, dir, "shmring-writer", exe, sizeof(exe));
 	snprintf(gs, sizeof(gs), "%u", g);
 	pid_t w = fork();
 	if (w == 0) {
 		gid_t groups[1] = { (gid_t)g };
 		if (setgroups(1, groups) || setgid((gid_t)a) || setuid((uid_t)a))
 			_exit(10);
-		if (!getenv("SHMRING_TEST_VERBOSE"))
-			freopen("/dev/null", "w", stderr);
-		execl(exe, exe, "--ring", t.name, "--out", t.out, "--mode", "0660", "--group", gs,
-		      (char *)NULL);
-		_exit(127);
+		const char *args[] = { "--mode", "0660", "--group", gs, NULL };
+		tu_exec_writer(exe, t, NULL, NULL, args);
 	}
-	t.writer = w;
+	t->writer = w;
 	tu_track(w, NULL);
 	shmring *r = NULL;
 	struct shmring_stats st = { 0 };
 	for (int i = 0; i < 400 && !(st.writer_alive && st.writer_pid == w); i++) {
-		if (r || shmring_attach(t.name, &r) == 0)
+		if (r || shmring_attach(t->name, &r) == 0)
 			shmring_stats(r, &st);
 		tu_sleep_ms(5);
 	}
 	assert_true(st.writer_alive && st.writer_pid == w);
 	char p[600];
-	snprintf(p, sizeof(p), "/dev/shm/shmring.%s", t.name);
+	snprintf(p, sizeof(p), "/dev/shm/shmring.%s", t->name);
 	struct stat rs;
 	assert_int_equal(stat(p, &rs), 0);
 	assert_int_equal(rs.st_mode & 0777, 0660);
@@ -372,16 +323,16 @@ static void test_group_writer(void **state)
 	const long N = 3000;
 	pid_t c = fork();
 	if (c == 0)
-		producer_as_nobody(t.name, (gid_t)g, N);
+		producer_as_nobody(t->name, (gid_t)g, N);
 	int cs;
 	waitpid(c, &cs, 0);
 	assert_true(WIFEXITED(cs));
 	assert_int_equal(WEXITSTATUS(cs), 0);
 	shmring_close(r);
-	assert_int_equal(tu_writer_stop(&t), 0);
+	assert_int_equal(tu_writer_stop(t), 0);
 
 	long bad;
-	json_t *arr = tu_read_jsonl(t.out, &bad);
+	json_t *arr = tu_read_jsonl(t->out, &bad);
 	assert_non_null(arr);
 	assert_int_equal(json_array_size(arr), N);
 	char *seen = calloc((size_t)N, 1);
@@ -397,29 +348,19 @@ static void test_group_writer(void **state)
 	json_decref(arr);
 	unlink(exe);
 	rmdir(dir);
-	tu_ring_cleanup(&t);
 }
 
 /* --group by name, --mode applied to an existing ring; bad values are usage errors. */
 static void test_group_options(void **state)
 {
-	(void)state;
+	struct tu_ring *t = *state;
 	static const char *bad[][2] = {
 		{ "--mode", "660x" }, { "--mode", "0460" }, { "--mode", "4660" }, { "--mode", "" },
 		{ "--group", "no-such-group-shmring" }, { "--group", "4294967295" },
 	};
-	struct tu_ring t;
-	tu_ring_init(&t, "grpopt");
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		pid_t w = fork();
-		if (w == 0) {
-			freopen("/dev/null", "w", stderr);
-			execl(SHMRING_WRITER_PATH, SHMRING_WRITER_PATH, "--ring", t.name, "--out", t.out,
-			      bad[i][0], bad[i][1], (char *)NULL);
-			_exit(127);
-		}
-		int st;
-		waitpid(w, &st, 0);
+		const char *opt[] = { bad[i][0], bad[i][1], NULL };
+		int st = tu_writer_run(t, opt);
 		assert_true(WIFEXITED(st));
 		assert_int_equal(WEXITSTATUS(st), 2);
 	}
@@ -428,32 +369,29 @@ static void test_group_options(void **state)
 	struct group *gr = getgrgid(65534);
 	if (!gr)
 		skip();
-	shmring *r;
-	assert_int_equal(shmring_open(t.name, NULL, &r), 0); /* exists, 0600, group root */
+	assert_int_equal(shmring_open(t->name, NULL, &t->r), 0); /* exists, 0600, group root */
+	shmring *r = t->r;
 	static const char *args[] = { "--mode", "0640", "--group", NULL, NULL };
 	args[3] = gr->gr_name;
-	assert_true(tu_writer_start_with(&t, NULL, NULL, args) > 0);
+	assert_true(tu_writer_start_with(t, NULL, NULL, args) > 0);
 	char p[600];
-	snprintf(p, sizeof(p), "/dev/shm/shmring.%s", t.name);
+	snprintf(p, sizeof(p), "/dev/shm/shmring.%s", t->name);
 	gid_t g = 0;
 	assert_int_equal(stat_of(p, &g), 0640);
 	assert_int_equal(g, 65534);
 	assert_int_equal(tu_flush(r), 0);
-	shmring_close(r);
-	assert_int_equal(tu_writer_stop(&t), 0);
-	tu_ring_cleanup(&t);
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_default_modes),
+		TU_TEST(test_default_modes),
 		cmocka_unit_test(test_other_user),
-		cmocka_unit_test(test_inspect_read_only),
-		cmocka_unit_test(test_no_follow),
-		cmocka_unit_test(test_flush_other_user_writer),
-		cmocka_unit_test(test_group_writer),
-		cmocka_unit_test(test_group_options),
+		TU_TEST_KILL(test_inspect_read_only),
+		TU_TEST_KILL(test_no_follow),
+		TU_TEST(test_flush_other_user_writer),
+		TU_TEST(test_group_writer),
+		TU_TEST(test_group_options),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -33,12 +33,8 @@ static size_t make_rec(uint8_t *buf, size_t size, int p, uint32_t i)
 
 static void test_every_size(void **state)
 {
-	(void)state;
-	struct tu_ring t;
-	tu_ring_init(&t, "sizes");
-	assert_true(tu_writer_start(&t, "64", "64") > 0);
-	shmring *r;
-	assert_int_equal(shmring_open(t.name, NULL, &r), 0);
+	struct tu_ring *t = *state;
+	shmring *r = tu_serve(t, "64", "64", NULL);
 	struct shmring_stats st;
 	shmring_stats(r, &st);
 	const size_t max = st.max_record; /* 16 slots of 64 - 8 */
@@ -77,7 +73,7 @@ static void test_every_size(void **state)
 	assert_int_equal(tu_wait_children(P), 0);
 	assert_int_equal(tu_flush(r), 0);
 	long bad;
-	json_t *arr = tu_read_jsonl(t.out, &bad);
+	json_t *arr = tu_read_jsonl(t->out, &bad);
 	assert_non_null(arr);
 	/* bin → base64 string: decode each and check it byte for byte. */
 	uint32_t next[3] = { 0, 0, 0 };
@@ -125,19 +121,12 @@ static void test_every_size(void **state)
 	assert_int_equal(st.written, 3 * 3006);
 	assert_int_equal(st.dropped_oversize, 3);
 	assert_int_equal(st.sent, st.written + st.dropped_full + st.dropped_oversize + st.abandoned + st.pending);
-	shmring_close(r);
-	assert_int_equal(tu_writer_stop(&t), 0);
-	tu_ring_cleanup(&t);
 }
 
 static void test_reserve_commit_abort_overflow(void **state)
 {
-	(void)state;
-	struct tu_ring t;
-	tu_ring_init(&t, "reserve");
-	assert_true(tu_writer_start(&t, "64", "256") > 0);
-	shmring *r;
-	assert_int_equal(shmring_open(t.name, NULL, &r), 0);
+	struct tu_ring *t = *state;
+	shmring *r = tu_serve(t, "64", "256", NULL);
 	struct shmring_reservation res;
 	/* committed */
 	assert_int_equal(shmring_reserve(r, 100, &res), 0);
@@ -163,7 +152,7 @@ static void test_reserve_commit_abort_overflow(void **state)
 	assert_int_equal(shmring_reserve(r, 1u << 20, &res), -EMSGSIZE);
 	assert_int_equal(tu_flush(r), 0);
 	long bad;
-	json_t *arr = tu_read_jsonl(t.out, &bad);
+	json_t *arr = tu_read_jsonl(t->out, &bad);
 	assert_non_null(arr);
 	assert_int_equal(json_array_size(arr), 2);
 	assert_string_equal(json_string_value(json_object_get(json_array_get(arr, 0), "k")), "v");
@@ -176,22 +165,15 @@ static void test_reserve_commit_abort_overflow(void **state)
 	assert_int_equal(st.aborted, 1);
 	assert_int_equal(st.dropped_oversize, 2);
 	assert_int_equal(st.pending, 0);
-	shmring_close(r);
-	assert_int_equal(tu_writer_stop(&t), 0);
-	tu_ring_cleanup(&t);
 }
 
 static void test_send_wait(void **state)
 {
-	(void)state;
-	struct tu_ring t;
-	tu_ring_init(&t, "wait");
-	assert_true(tu_writer_start(&t, "64", "64") > 0);
-	shmring *r;
-	assert_int_equal(shmring_open(t.name, NULL, &r), 0);
+	struct tu_ring *t = *state;
+	shmring *r = tu_serve(t, "64", "64", NULL);
 	uint8_t rec[20];
 	make_rec(rec, sizeof(rec), 0, 0);
-	kill(t.writer, SIGSTOP);
+	kill(t->writer, SIGSTOP);
 	for (int i = 0; i < 64; i++)
 		assert_int_equal(shmring_send(r, rec, sizeof(rec)), 0);
 	/* Stopped writer: returns -EAGAIN after the timeout, never early, never hangs. */
@@ -204,7 +186,7 @@ static void test_send_wait(void **state)
 	pid_t c = fork();
 	if (c == 0) {
 		tu_sleep_ms(100);
-		kill(t.writer, SIGCONT);
+		kill(t->writer, SIGCONT);
 		_exit(0);
 	}
 	t0 = tu_now_ms();
@@ -218,17 +200,14 @@ static void test_send_wait(void **state)
 	assert_int_equal(st.written, 65);
 	assert_int_equal(st.dropped_full, 2);
 	assert_int_equal(st.sent, 67);
-	shmring_close(r);
-	assert_int_equal(tu_writer_stop(&t), 0);
-	tu_ring_cleanup(&t);
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_reserve_commit_abort_overflow),
-		cmocka_unit_test(test_send_wait),
-		cmocka_unit_test(test_every_size),
+		TU_TEST(test_reserve_commit_abort_overflow),
+		TU_TEST(test_send_wait),
+		TU_TEST(test_every_size),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -49,13 +49,9 @@ static long check_records(const char *path, int P, long M, size_t pad_mod)
 }
 
 /* P forked producers × M records through a writer: exactly P·M lines, in order. */
-static void run_pm(int P, long M, const char *cap, const char *slot, size_t pad_mod)
+static void run_pm(struct tu_ring *t, int P, long M, const char *cap, const char *slot, size_t pad_mod)
 {
-	struct tu_ring t;
-	tu_ring_init(&t, "pm");
-	assert_true(tu_writer_start(&t, cap, slot) > 0);
-	shmring *r;
-	assert_int_equal(shmring_open(t.name, NULL, &r), 0);
+	shmring *r = tu_serve(t, cap, slot, NULL);
 	for (int p = 0; p < P; p++) {
 		if (fork() == 0) {
 			msgpack_sbuffer sb;
@@ -64,20 +60,15 @@ static void run_pm(int P, long M, const char *cap, const char *slot, size_t pad_
 				size_t pad = pad_mod ? (size_t)(i % (long)pad_mod) : 16;
 				tu_pack_record(&sb, p, i, pad);
 				/* Never blocks; retry on a full ring so the count is exact. */
-				int rc;
-				while ((rc = shmring_send(r, sb.data, sb.size)) == -EAGAIN)
-					sched_yield();
-				if (rc)
+				if (tu_send_all(r, &sb))
 					_exit(1);
 			}
-			int rc = tu_flush(r);
-			shmring_close(r);
-			_exit(rc == 0 ? 0 : 2);
+			tu_child_exit(r, 2);
 		}
 	}
 	assert_int_equal(tu_wait_children(P), 0);
 	assert_int_equal(tu_flush(r), 0);
-	assert_int_equal(check_records(t.out, P, M, pad_mod), (long)P * M);
+	assert_int_equal(check_records(t->out, P, M, pad_mod), (long)P * M);
 	struct shmring_stats st;
 	assert_int_equal(shmring_stats(r, &st), 0);
 	/* Retried sends count as drops: sent = written + dropped exactly. */
@@ -86,34 +77,25 @@ static void run_pm(int P, long M, const char *cap, const char *slot, size_t pad_
 	assert_int_equal(st.pending, 0);
 	assert_int_equal(st.invalid, 0);
 	assert_int_equal(st.corrupt, 0);
-	shmring_close(r);
-	assert_int_equal(tu_writer_stop(&t), 0);
-	tu_ring_cleanup(&t);
 }
 
 static void test_producers_records(void **state)
 {
-	(void)state;
-	run_pm(4, 20000, NULL, NULL, 0);
+	run_pm(*state, 4, 20000, NULL, NULL, 0);
 }
 
 /* Records spanning several slots, wrapping past the end of a small ring. */
 static void test_spanning_wrap(void **state)
 {
-	(void)state;
-	run_pm(3, 4000, "64", "64", 700); /* pads 0..699 bytes: 1 to 12 slots of 64 */
+	run_pm(*state, 3, 4000, "64", "64", 700); /* pads 0..699 bytes: 1 to 12 slots of 64 */
 }
 
 /* As soon as flush returns 0 in a process, every record any process sent before its
  * sentinel is in the file. */
 static void test_flush_barrier(void **state)
 {
-	(void)state;
-	struct tu_ring t;
-	tu_ring_init(&t, "flush");
-	assert_true(tu_writer_start(&t, NULL, NULL) > 0);
-	shmring *r;
-	assert_int_equal(shmring_open(t.name, NULL, &r), 0);
+	struct tu_ring *t = *state;
+	shmring *r = tu_serve(t, NULL, NULL, NULL);
 	enum { P = 3 };
 	pid_t kids[P];
 	for (int p = 0; p < P; p++) {
@@ -124,9 +106,7 @@ static void test_flush_barrier(void **state)
 			msgpack_sbuffer_init(&sb);
 			for (long i = 0; i < 3000; i++) {
 				tu_pack_record(&sb, p, i, 16);
-				int sr;
-				while ((sr = shmring_send(r, sb.data, sb.size)) == -EAGAIN)
-					sched_yield();
+				int sr = tu_send_all(r, &sb);
 				if (sr != 0) { /* e.g. -ECANCELED: stalled past the stall timeout */
 					fprintf(stderr, "send of producer %d at %ld: %s\n", p, i, strerror(-sr));
 					_exit(5);
@@ -142,7 +122,7 @@ static void test_flush_barrier(void **state)
 					 * a partial last line is theirs, in progress (this made a
 					 * child exit 3 once, under ASan). */
 					long bad;
-					json_t *arr = tu_read_jsonl_ex(t.out, &bad, 1);
+					json_t *arr = tu_read_jsonl_ex(t->out, &bad, 1);
 					if (!arr) {
 						fprintf(stderr, "producer %d: line %ld of the file is not JSON\n", p, bad);
 						_exit(3);
@@ -171,54 +151,45 @@ static void test_flush_barrier(void **state)
 			st[p] = -1;
 	for (int p = 0; p < P; p++)
 		assert_int_equal(st[p], 0); /* 0x200: exit 2 ... 0x500: exit 5 */
-	shmring_close(r);
-	assert_int_equal(tu_writer_stop(&t), 0);
-	tu_ring_cleanup(&t);
 }
 
 /* No writer: -ENOTCONN at once. Writer stopped: -ETIMEDOUT after about 100 ms. */
 static void test_flush_no_writer_and_stopped(void **state)
 {
-	(void)state;
-	struct tu_ring t;
-	tu_ring_init(&t, "nowriter");
-	shmring *r;
-	assert_int_equal(shmring_open(t.name, NULL, &r), 0);
+	struct tu_ring *t = *state;
+	assert_int_equal(shmring_open(t->name, NULL, &t->r), 0);
+	shmring *r = t->r;
 	uint64_t t0 = tu_now_ms();
 	assert_int_equal(shmring_flush(r), -ENOTCONN);
 	assert_true(tu_now_ms() - t0 < 20);
-	assert_true(tu_writer_start(&t, NULL, NULL) > 0);
+	assert_true(tu_writer_start(t, NULL, NULL) > 0);
 	assert_int_equal(tu_flush(r), 0);
-	kill(t.writer, SIGSTOP);
+	kill(t->writer, SIGSTOP);
 	t0 = tu_now_ms();
 	assert_int_equal(shmring_flush(r), -ETIMEDOUT);
 	uint64_t dt = tu_now_ms() - t0;
 	assert_true(dt >= 95 && dt < 400);
-	kill(t.writer, SIGCONT);
+	kill(t->writer, SIGCONT);
 	/* The late confirmation of the timed-out flush must not end this one early, and
 	 * this one is confirmed. */
 	assert_int_equal(tu_flush(r), 0);
 	/* A killed writer: flush answers -ENOTCONN, at once. */
-	kill(t.writer, SIGKILL);
-	waitpid(t.writer, NULL, 0);
-	t.writer = 0;
+	kill(t->writer, SIGKILL);
+	waitpid(t->writer, NULL, 0);
+	t->writer = 0;
 	t0 = tu_now_ms();
 	assert_int_equal(shmring_flush(r), -ENOTCONN);
 	assert_true(tu_now_ms() - t0 < 20);
-	shmring_close(r);
-	tu_ring_cleanup(&t);
 }
 
 /* Writer stopped, capacity C: C+X sends → exactly X dropped, seen by another process. */
 static void test_full_ring(void **state)
 {
-	(void)state;
-	struct tu_ring t;
-	tu_ring_init(&t, "full");
-	assert_true(tu_writer_start(&t, "256", "256") > 0);
-	kill(t.writer, SIGSTOP);
-	shmring *r;
-	assert_int_equal(shmring_open(t.name, NULL, &r), 0);
+	struct tu_ring *t = *state;
+	assert_true(tu_writer_start(t, "256", "256") > 0);
+	kill(t->writer, SIGSTOP);
+	assert_int_equal(shmring_open(t->name, NULL, &t->r), 0);
+	shmring *r = t->r;
 	const int C = 256, X = 37;
 	msgpack_sbuffer sb;
 	msgpack_sbuffer_init(&sb);
@@ -237,7 +208,7 @@ static void test_full_ring(void **state)
 	pid_t c = fork();
 	if (c == 0) {
 		shmring *r2;
-		if (shmring_attach(t.name, &r2))
+		if (shmring_attach(t->name, &r2))
 			_exit(1);
 		struct shmring_stats st;
 		shmring_stats(r2, &st);
@@ -245,24 +216,19 @@ static void test_full_ring(void **state)
 		      st.pending == (uint64_t)C && st.tail - st.head == (uint64_t)C ? 0 : 2);
 	}
 	assert_int_equal(tu_wait_children(1), 0);
-	kill(t.writer, SIGCONT);
+	kill(t->writer, SIGCONT);
 	assert_int_equal(tu_flush(r), 0);
-	assert_int_equal(check_records(t.out, 1, C, 0), C);
+	assert_int_equal(check_records(t->out, 1, C, 0), C);
 	msgpack_sbuffer_destroy(&sb);
-	shmring_close(r);
-	assert_int_equal(tu_writer_stop(&t), 0);
-	tu_ring_cleanup(&t);
 }
 
 /* Oversize, bad names, bad options, a foreign object. */
 static void test_errors(void **state)
 {
-	(void)state;
-	struct tu_ring t;
-	tu_ring_init(&t, "err");
+	struct tu_ring *t = *state;
 	shmring *r;
 	struct shmring_options o = { .capacity = 64, .slot_size = 64 };
-	assert_int_equal(shmring_open(t.name, &o, &r), 0);
+	assert_int_equal(shmring_open(t->name, &o, &r), 0);
 	struct shmring_stats st;
 	assert_int_equal(shmring_stats(r, &st), 0);
 	assert_int_equal(st.max_record, 16 * 64 - 8);
@@ -314,43 +280,35 @@ static void test_errors(void **state)
 		assert_true(tu_now_ms() - t0 < 3000);
 		shm_unlink(shm);
 	}
-	tu_ring_cleanup(&t);
 }
 
 /* Permissions: default 0600, or the mode asked for, whatever the umask. */
 static void test_mode(void **state)
 {
-	(void)state;
-	struct tu_ring t;
-	tu_ring_init(&t, "mode");
+	struct tu_ring *t = *state;
 	mode_t old = umask(077);
 	shmring *r;
 	struct shmring_options o = { .mode = 0640 };
-	assert_int_equal(shmring_open(t.name, &o, &r), 0);
+	assert_int_equal(shmring_open(t->name, &o, &r), 0);
 	char path[256];
-	snprintf(path, sizeof(path), "/dev/shm/shmring.%s", t.name);
+	snprintf(path, sizeof(path), "/dev/shm/shmring.%s", t->name);
 	struct stat st;
 	assert_int_equal(stat(path, &st), 0);
 	assert_int_equal(st.st_mode & 0777, 0640);
 	shmring_close(r);
-	shmring_unlink(t.name);
-	assert_int_equal(shmring_open(t.name, NULL, &r), 0);
+	shmring_unlink(t->name);
+	assert_int_equal(shmring_open(t->name, NULL, &r), 0);
 	assert_int_equal(stat(path, &st), 0);
 	assert_int_equal(st.st_mode & 0777, 0600);
 	umask(old);
 	shmring_close(r);
-	tu_ring_cleanup(&t);
 }
 
 /* One handle opened before fork() keeps working in the children, for send and flush. */
 static void test_fork_shared_handle(void **state)
 {
-	(void)state;
-	struct tu_ring t;
-	tu_ring_init(&t, "fork");
-	assert_true(tu_writer_start(&t, NULL, NULL) > 0);
-	shmring *r;
-	assert_int_equal(shmring_open(t.name, NULL, &r), 0);
+	struct tu_ring *t = *state;
+	shmring *r = tu_serve(t, NULL, NULL, NULL);
 	msgpack_sbuffer sb;
 	msgpack_sbuffer_init(&sb);
 	tu_pack_record(&sb, 0, 0, 16);
@@ -365,8 +323,7 @@ static void test_fork_shared_handle(void **state)
 			msgpack_sbuffer_init(&s2);
 			for (long i = 0; i < 1000; i++) {
 				tu_pack_record(&s2, p + base, i, 16);
-				while (shmring_send(r, s2.data, s2.size) == -EAGAIN)
-					sched_yield();
+				tu_send_all(r, &s2);
 			}
 			int rc = tu_flush(r);
 			shmring_close(r);
@@ -385,7 +342,7 @@ static void test_fork_shared_handle(void **state)
 	assert_int_equal(shmring_send(r, sb.data, sb.size), 0);
 	assert_int_equal(tu_flush(r), 0);
 	long bad;
-	json_t *arr = tu_read_jsonl(t.out, &bad);
+	json_t *arr = tu_read_jsonl(t->out, &bad);
 	assert_non_null(arr);
 	assert_int_equal(json_array_size(arr), 2 + 8 * 1000);
 	json_decref(arr);
@@ -397,12 +354,10 @@ static void test_fork_shared_handle(void **state)
 	TU_ASSERT_SETTLED(st);
 	/* No semaphore of any child is left behind. */
 	char cmd[256];
-	snprintf(cmd, sizeof(cmd), "ls /dev/shm | grep -c 'sem.shmring.%s' >/dev/null", t.name);
+	snprintf(cmd, sizeof(cmd), "ls /dev/shm | grep -c 'sem.shmring.%s' >/dev/null", t->name);
 	msgpack_sbuffer_destroy(&sb);
-	shmring_close(r);
+	tu_close(t);
 	assert_int_not_equal(system(cmd), 0);
-	assert_int_equal(tu_writer_stop(&t), 0);
-	tu_ring_cleanup(&t);
 }
 
 struct thr_arg { shmring *r; int p; long M; int flush_rc; uint64_t full; };
@@ -428,12 +383,8 @@ static void *thr_send(void *a)
 /* Many threads sending and flushing through one handle at once. */
 static void test_threads(void **state)
 {
-	(void)state;
-	struct tu_ring t;
-	tu_ring_init(&t, "thr");
-	assert_true(tu_writer_start(&t, NULL, NULL) > 0);
-	shmring *r;
-	assert_int_equal(shmring_open(t.name, NULL, &r), 0);
+	struct tu_ring *t = *state;
+	shmring *r = tu_serve(t, NULL, NULL, NULL);
 	enum { T = 8 };
 	pthread_t th[T];
 	struct thr_arg a[T];
@@ -446,7 +397,7 @@ static void test_threads(void **state)
 	for (int i = 0; i < T; i++)
 		assert_int_equal(a[i].flush_rc, 0);
 	assert_int_equal(tu_flush(r), 0);
-	assert_int_equal(check_records(t.out, T, 5000, 0), T * 5000);
+	assert_int_equal(check_records(t->out, T, 5000, 0), T * 5000);
 	/* The ring's counts agree with the threads' own: every send answered 0 once and
 	 * -EAGAIN `full` times. A second round of new threads (whose pthread_t may reuse the
 	 * first round's) must keep it so. */
@@ -470,57 +421,34 @@ static void test_threads(void **state)
 		for (int i = 0; i < T; i++)
 			pthread_join(th[i], NULL);
 		assert_int_equal(tu_flush(r), 0);
-		assert_int_equal(check_records(t.out, 2 * T, 5000, 0), 2 * T * 5000);
+		assert_int_equal(check_records(t->out, 2 * T, 5000, 0), 2 * T * 5000);
 	}
-	shmring_close(r);
-	assert_int_equal(tu_writer_stop(&t), 0);
-	tu_ring_cleanup(&t);
 }
 
 /* A second writer on a served ring exits 3; SIGTERM drains what is in the ring. */
 static void test_writer_exclusive_and_drain(void **state)
 {
-	(void)state;
-	struct tu_ring t;
-	tu_ring_init(&t, "excl");
-	assert_true(tu_writer_start(&t, NULL, NULL) > 0);
-	pid_t w2 = fork();
-	if (w2 == 0) {
-		freopen("/dev/null", "w", stderr);
-		execl(SHMRING_WRITER_PATH, SHMRING_WRITER_PATH, "--ring", t.name, "--out", t.out, (char *)NULL);
-		_exit(127);
-	}
-	int st;
-	waitpid(w2, &st, 0);
+	struct tu_ring *t = *state;
+	assert_true(tu_writer_start(t, NULL, NULL) > 0);
+	int st = tu_writer_run(t, NULL); /* a second writer */
 	assert_true(WIFEXITED(st));
 	assert_int_equal(WEXITSTATUS(st), 3);
 	/* Stop the writer, fill part of the ring, then SIGTERM: all of it gets written. */
-	kill(t.writer, SIGSTOP);
-	shmring *r;
-	assert_int_equal(shmring_open(t.name, NULL, &r), 0);
-	msgpack_sbuffer sb;
-	msgpack_sbuffer_init(&sb);
-	for (int i = 0; i < 1000; i++) {
-		tu_pack_record(&sb, 0, i, 16);
-		assert_int_equal(shmring_send(r, sb.data, sb.size), 0);
-	}
-	assert_int_equal(tu_writer_stop(&t), 0);
-	assert_int_equal(check_records(t.out, 1, 1000, 0), 1000);
-	msgpack_sbuffer_destroy(&sb);
-	shmring_close(r);
-	tu_ring_cleanup(&t);
+	kill(t->writer, SIGSTOP);
+	assert_int_equal(shmring_open(t->name, NULL, &t->r), 0);
+	tu_send_records(t->r, 0, 0, 1000, 16);
+	assert_int_equal(tu_writer_stop(t), 0);
+	assert_int_equal(check_records(t->out, 1, 1000, 0), 1000);
 }
 
 /* Opening makes the ring's page table entries, writable: a first lap of sends takes no
  * page fault (without MADV_POPULATE_WRITE it took one per 4 KiB page: 512 here). */
 static void test_no_faults_on_first_lap(void **state)
 {
-	(void)state;
-	struct tu_ring t;
-	tu_ring_init(&t, "faults");
+	struct tu_ring *t = *state;
 	struct shmring_options o = { .capacity = 4096, .slot_size = 512 };
-	shmring *r;
-	assert_int_equal(shmring_open(t.name, &o, &r), 0);
+	assert_int_equal(shmring_open(t->name, &o, &t->r), 0);
+	shmring *r = t->r;
 	msgpack_sbuffer sb;
 	msgpack_sbuffer_init(&sb);
 	tu_pack_record(&sb, 0, 0, 300);
@@ -537,27 +465,22 @@ static void test_no_faults_on_first_lap(void **state)
 	/* (Under a sanitizer the ring's shadow memory faults in lazily: not countable.) */
 	assert_true(b.ru_minflt - a.ru_minflt < 32);
 #endif
-	shmring_close(r);
-	tu_ring_cleanup(&t);
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_errors),
-		cmocka_unit_test(test_mode),
-		cmocka_unit_test(test_producers_records),
-		cmocka_unit_test(test_spanning_wrap),
-		cmocka_unit_test(test_flush_barrier),
-		cmocka_unit_test(test_flush_no_writer_and_stopped),
-		cmocka_unit_test(test_full_ring),
-		cmocka_unit_test(test_fork_shared_handle),
-		cmocka_unit_test(test_threads),
-		cmocka_unit_test(test_writer_exclusive_and_drain),
-		cmocka_unit_test(test_no_faults_on_first_lap),
+		TU_TEST_KILL(test_errors),
+		TU_TEST_KILL(test_mode),
+		TU_TEST(test_producers_records),
+		TU_TEST(test_spanning_wrap),
+		TU_TEST(test_flush_barrier),
+		TU_TEST_KILL(test_flush_no_writer_and_stopped),
+		TU_TEST(test_full_ring),
+		TU_TEST(test_fork_shared_handle),
+		TU_TEST(test_threads),
+		TU_TEST_KILL(test_writer_exclusive_and_drain),
+		TU_TEST_KILL(test_no_faults_on_first_lap),
 	};
-	/* SHMRING_TEST_FILTER=test_flush_barrier runs one test (e.g. in a loop). */
-	if (getenv("SHMRING_TEST_FILTER"))
-		cmocka_set_test_filter(getenv("SHMRING_TEST_FILTER"));
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return TU_RUN_TESTS(tests); /* SHMRING_TEST_FILTER=test_flush_barrier: one test */
 }

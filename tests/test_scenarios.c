@@ -17,25 +17,7 @@
  * -1 if a line is out of place or not JSON, else fills got[p]. */
 static int count_lines(const char *path, int P, long *got)
 {
-	long bad;
-	json_t *arr = tu_read_jsonl(path, &bad);
-	if (!arr)
-		return -1;
-	memset(got, 0, sizeof(long) * (size_t)P);
-	size_t k;
-	json_t *v;
-	int rc = 0;
-	json_array_foreach(arr, k, v) {
-		long p = (long)json_integer_value(json_object_get(v, "p"));
-		long i = (long)json_integer_value(json_object_get(v, "i"));
-		if (p < 0 || p >= P || i != got[p]) {
-			rc = -1;
-			break;
-		}
-		got[p]++;
-	}
-	json_decref(arr);
-	return rc;
+	return tu_count_records(path, P, got, 1, -1) < 0 ? -1 : 0;
 }
 
 /* Children blocked on a pipe until the parent closes its end: all start at once. */
@@ -60,60 +42,48 @@ static void gate_open(struct gate *g)
  * the file. */
 static void test_flush_50(void **state)
 {
-	(void)state;
 	enum { N = 50 };
-	struct tu_ring t;
-	tu_ring_init(&t, "flush50");
-	assert_true(tu_writer_start(&t, NULL, NULL) > 0);
+	struct tu_ring *t = *state;
+	assert_true(tu_writer_start(t, NULL, NULL) > 0);
 	struct gate g;
 	gate_init(&g);
 	for (int p = 0; p < N; p++) {
 		if (fork() == 0) {
-			shmring *r;
-			if (shmring_open(t.name, NULL, &r))
-				_exit(1);
+			shmring *r = tu_child_open(t->name);
 			msgpack_sbuffer sb;
 			msgpack_sbuffer_init(&sb);
 			tu_pack_record(&sb, p, 0, 16);
 			gate_wait(&g);
 			if (shmring_send(r, sb.data, sb.size))
 				_exit(2);
-			int rc = tu_flush(r);
-			shmring_close(r);
-			_exit(rc ? 3 : 0);
+			tu_child_exit(r, 3);
 		}
 	}
 	tu_sleep_ms(200); /* let them all reach the gate */
 	gate_open(&g);
 	assert_int_equal(tu_wait_children(N), 0);
 	long got[N];
-	assert_int_equal(count_lines(t.out, N, got), 0);
+	assert_int_equal(count_lines(t->out, N, got), 0);
 	for (int p = 0; p < N; p++)
 		assert_int_equal(got[p], 1);
-	assert_int_equal(tu_writer_stop(&t), 0);
-	tu_ring_cleanup(&t);
 }
 
 /* The producer table full (1023 entries held, as by 1023 live producers): new producers
  * share the last, unlocked entry. Their sends are still counted and delivered. */
 static void test_overflow_entry(void **state)
 {
-	(void)state;
 	enum { P = 3, M = 2000 };
-	struct tu_ring t;
-	tu_ring_init(&t, "overflow");
-	assert_true(tu_writer_start(&t, NULL, NULL) > 0);
+	struct tu_ring *t = *state;
+	assert_true(tu_writer_start(t, NULL, NULL) > 0);
 	char shm[160];
-	snprintf(shm, sizeof(shm), "/shmring.%s", t.name);
+	snprintf(shm, sizeof(shm), "/shmring.%s", t->name);
 	int fd = shm_open(shm, O_RDWR | O_CLOEXEC, 0);
 	assert_true(fd >= 0);
 	for (unsigned i = 0; i < SHM_MAX_PRODUCERS - 1; i++)
 		assert_int_equal(shm_lock_try(fd, SHM_LOCK_PRODUCER(i)), 0);
 	for (int p = 0; p < P; p++) {
 		if (fork() == 0) {
-			shmring *r;
-			if (shmring_open(t.name, NULL, &r))
-				_exit(1);
+			shmring *r = tu_child_open(t->name);
 			/* No entry of its own: none bears its pid (registration stores it). */
 			struct shm_hdr *h = shm_ring_map(r)->hdr;
 			for (unsigned i = 0; i < SHM_MAX_PRODUCERS; i++)
@@ -123,9 +93,7 @@ static void test_overflow_entry(void **state)
 			msgpack_sbuffer_init(&sb);
 			for (long i = 0; i < M; i++) {
 				tu_pack_record(&sb, p, i, 16);
-				int rc;
-				while ((rc = shmring_send(r, sb.data, sb.size)) == -EAGAIN)
-					sched_yield();
+				int rc = tu_send_all(r, &sb);
 				if (rc) {
 					fprintf(stderr, "overflow producer %d: send %ld: %s\n", p, i, strerror(-rc));
 					_exit(2);
@@ -139,11 +107,11 @@ static void test_overflow_entry(void **state)
 		}
 	}
 	assert_int_equal(tu_wait_children(P), 0);
-	shmring *r;
-	assert_int_equal(shmring_open(t.name, NULL, &r), 0);
+	assert_int_equal(shmring_open(t->name, NULL, &t->r), 0);
+	shmring *r = t->r;
 	assert_int_equal(tu_flush(r), 0);
 	long got[P];
-	assert_int_equal(count_lines(t.out, P, got), 0);
+	assert_int_equal(count_lines(t->out, P, got), 0);
 	for (int p = 0; p < P; p++)
 		assert_int_equal(got[p], M);
 	struct shmring_stats st;
@@ -154,10 +122,8 @@ static void test_overflow_entry(void **state)
 	struct shm_map *m = shm_ring_map(r);
 	struct shm_producer *ov = &m->hdr->producers[SHM_MAX_PRODUCERS - 1];
 	assert_true(atomic_load(&ov->flushes) >= (uint64_t)P + 1);
-	shmring_close(r);
+	tu_close(t);
 	close(fd);
-	assert_int_equal(tu_writer_stop(&t), 0);
-	tu_ring_cleanup(&t);
 }
 
 /* fork() while another thread of the process is between claim and publish: the child
@@ -198,13 +164,9 @@ static void *send_loop(void *a)
 
 static void test_fork_inside_send(void **state)
 {
-	(void)state;
 	enum { FORKS = 8, M = 100 };
-	struct tu_ring t;
-	tu_ring_init(&t, "forksend");
-	assert_true(tu_writer_start(&t, NULL, NULL) > 0);
-	shmring *r;
-	assert_int_equal(shmring_open(t.name, NULL, &r), 0);
+	struct tu_ring *t = *state;
+	shmring *r = tu_serve(t, NULL, NULL, NULL);
 	g_parent = getpid();
 	shm_test_hook = hold_in_send;
 	struct sender s = { r, 20000, 0 };
@@ -221,15 +183,10 @@ static void test_fork_inside_send(void **state)
 			msgpack_sbuffer_init(&sb);
 			for (long i = 0; i < M; i++) {
 				tu_pack_record(&sb, 1 + f, i, 16);
-				int rc;
-				while ((rc = shmring_send(r, sb.data, sb.size)) == -EAGAIN)
-					sched_yield();
-				if (rc)
+				if (tu_send_all(r, &sb))
 					_exit(1);
 			}
-			int rc = tu_flush(r);
-			shmring_close(r);
-			_exit(rc ? 2 : 0);
+			tu_child_exit(r, 2);
 		}
 		atomic_store(&g_forked, 1);
 		assert_true(c > 0);
@@ -240,36 +197,29 @@ static void test_fork_inside_send(void **state)
 	assert_int_equal(tu_wait_children(FORKS), 0);
 	assert_int_equal(tu_flush(r), 0);
 	long got[1 + FORKS];
-	assert_int_equal(count_lines(t.out, 1 + FORKS, got), 0);
+	assert_int_equal(count_lines(t->out, 1 + FORKS, got), 0);
 	assert_int_equal(got[0], 20000);
 	for (int f = 1; f <= FORKS; f++)
 		assert_int_equal(got[f], M);
 	struct shmring_stats st;
 	assert_int_equal(shmring_stats(r, &st), 0);
 	TU_ASSERT_SETTLED(st);
-	shmring_close(r);
-	assert_int_equal(tu_writer_stop(&t), 0);
-	tu_ring_cleanup(&t);
 }
 
 /* The writer stopped (SIGSTOP) for 5 s while two producers send, then continued: every
  * acknowledged record is in the file, in order; every other one is counted dropped. */
 static void test_writer_stopped_5s(void **state)
 {
-	(void)state;
 	enum { P = 2 };
-	struct tu_ring t;
-	tu_ring_init(&t, "sigstop");
-	assert_true(tu_writer_start(&t, "1024", "256") > 0);
+	struct tu_ring *t = *state;
+	assert_true(tu_writer_start(t, "1024", "256") > 0);
 	/* Per producer: records accepted and dropped, in shared memory. */
 	long *acc = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	assert_true(acc != MAP_FAILED);
 	_Atomic int *stop = (_Atomic int *)&acc[2 * P];
 	for (int p = 0; p < P; p++) {
 		if (fork() == 0) {
-			shmring *r;
-			if (shmring_open(t.name, NULL, &r))
-				_exit(1);
+			shmring *r = tu_child_open(t->name);
 			msgpack_sbuffer sb;
 			msgpack_sbuffer_init(&sb);
 			long i = 0, drops = 0;
@@ -289,37 +239,33 @@ static void test_writer_stopped_5s(void **state)
 			}
 			acc[p] = i;
 			acc[P + p] = drops;
-			int rc = tu_flush(r);
-			shmring_close(r);
-			_exit(rc ? 3 : 0);
+			tu_child_exit(r, 3);
 		}
 	}
 	tu_sleep_ms(300);
-	assert_int_equal(kill(t.writer, SIGSTOP), 0);
+	assert_int_equal(kill(t->writer, SIGSTOP), 0);
 	tu_sleep_ms(5000);
-	assert_int_equal(kill(t.writer, SIGCONT), 0);
+	assert_int_equal(kill(t->writer, SIGCONT), 0);
 	tu_sleep_ms(500);
 	atomic_store(stop, 1);
 	assert_int_equal(tu_wait_children(P), 0);
 	long got[P], drops = 0;
-	assert_int_equal(count_lines(t.out, P, got), 0);
+	assert_int_equal(count_lines(t->out, P, got), 0);
 	for (int p = 0; p < P; p++) {
 		assert_int_equal(got[p], acc[p]);
 		drops += acc[P + p];
 	}
 	assert_true(drops > 0); /* the ring did fill while the writer was stopped */
-	shmring *r;
-	assert_int_equal(shmring_attach(t.name, &r), 0);
+	assert_int_equal(shmring_attach(t->name, &t->r), 0);
+	shmring *r = t->r;
 	struct shmring_stats st;
 	assert_int_equal(shmring_stats(r, &st), 0);
 	assert_int_equal(st.dropped_full, (uint64_t)drops);
 	assert_int_equal(st.written, (uint64_t)(acc[0] + acc[1]));
 	assert_int_equal(st.abandoned, 0);
 	TU_ASSERT_SETTLED(st);
-	shmring_close(r);
+	tu_close(t);
 	munmap(acc, 4096);
-	assert_int_equal(tu_writer_stop(&t), 0);
-	tu_ring_cleanup(&t);
 }
 
 /* Two writers started on one (new) ring at the same instant: exactly one serves, the
@@ -336,11 +282,7 @@ static void test_two_writers_at_once(void **state)
 		for (int k = 0; k < 2; k++) {
 			if ((w[k] = fork()) == 0) {
 				gate_wait(&g);
-				if (!getenv("SHMRING_TEST_VERBOSE"))
-					freopen("/dev/null", "w", stderr);
-				execl(SHMRING_WRITER_PATH, SHMRING_WRITER_PATH, "--ring", t.name, "--out",
-				      t.out, (char *)NULL);
-				_exit(127);
+				tu_exec_writer(SHMRING_WRITER_PATH, &t, NULL, NULL, NULL);
 			}
 			tu_track(w[k], NULL);
 		}
@@ -360,8 +302,8 @@ static void test_two_writers_at_once(void **state)
 		assert_int_equal(WEXITSTATUS(st), 3);
 		/* The other serves: it holds the lock and has published its pid. */
 		t.writer = w[1 - loser];
-		shmring *r;
-		assert_int_equal(shmring_attach(t.name, &r), 0);
+		assert_int_equal(shmring_attach(t.name, &t.r), 0);
+		shmring *r = t.r;
 		struct shmring_stats s;
 		for (int i = 0; i < 400; i++) {
 			if (shmring_stats(r, &s) == 0 && s.writer_alive && s.writer_pid == t.writer)
@@ -373,9 +315,7 @@ static void test_two_writers_at_once(void **state)
 		char rec[1] = { (char)0xc0 };
 		assert_int_equal(shmring_send(r, rec, 1), 0);
 		assert_int_equal(tu_flush(r), 0);
-		shmring_close(r);
-		assert_int_equal(tu_writer_stop(&t), 0);
-		tu_ring_cleanup(&t);
+		tu_ring_done(&t);
 	}
 }
 
@@ -383,10 +323,8 @@ static void test_two_writers_at_once(void **state)
  * works (no fd needed) and flush says -EMFILE (its semaphore needs one); never a crash. */
 static void test_no_fd_left(void **state)
 {
-	(void)state;
-	struct tu_ring t;
-	tu_ring_init(&t, "nofile");
-	assert_true(tu_writer_start(&t, NULL, NULL) > 0);
+	struct tu_ring *t = *state;
+	assert_true(tu_writer_start(t, NULL, NULL) > 0);
 	pid_t c = fork();
 	if (c == 0) {
 		struct rlimit rl = { 64, 64 };
@@ -398,10 +336,10 @@ static void test_no_fd_left(void **state)
 		if (errno != EMFILE || last < 0)
 			_exit(11);
 		shmring *r = NULL;
-		if (shmring_open(t.name, NULL, &r) != -EMFILE || r)
+		if (shmring_open(t->name, NULL, &r) != -EMFILE || r)
 			_exit(12);
 		close(last); /* one for the ring */
-		if (shmring_open(t.name, NULL, &r))
+		if (shmring_open(t->name, NULL, &r))
 			_exit(13);
 		char rec[1] = { (char)0xc0 };
 		if (shmring_send(r, rec, 1))
@@ -421,26 +359,23 @@ static void test_no_fd_left(void **state)
 	assert_int_equal(WEXITSTATUS(st), 0);
 	/* The record sent before the failed flush is in the file: its flush only failed to
 	 * wait, the record was never at stake. */
-	assert_int_equal(tu_writer_stop(&t), 0);
+	assert_int_equal(tu_writer_stop(t), 0);
 	long bad;
-	json_t *arr = tu_read_jsonl(t.out, &bad);
+	json_t *arr = tu_read_jsonl(t->out, &bad);
 	assert_non_null(arr);
 	assert_int_equal(json_array_size(arr), 1);
 	json_decref(arr);
-	tu_ring_cleanup(&t);
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_flush_50),
-		cmocka_unit_test(test_overflow_entry),
-		cmocka_unit_test(test_fork_inside_send),
-		cmocka_unit_test(test_writer_stopped_5s),
+		TU_TEST(test_flush_50),
+		TU_TEST(test_overflow_entry),
+		TU_TEST(test_fork_inside_send),
+		TU_TEST(test_writer_stopped_5s),
 		cmocka_unit_test(test_two_writers_at_once),
-		cmocka_unit_test(test_no_fd_left),
+		TU_TEST_KILL(test_no_fd_left),
 	};
-	if (getenv("SHMRING_TEST_FILTER"))
-		cmocka_set_test_filter(getenv("SHMRING_TEST_FILTER"));
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return TU_RUN_TESTS(tests);
 }

@@ -55,22 +55,7 @@ static int flush_retry(shmring *r, unsigned ms)
 /* Count lines per producer; -1 if any line is not a clean record. */
 static long count_lines(const char *path, long *per, int P)
 {
-	long bad;
-	json_t *arr = tu_read_jsonl(path, &bad);
-	if (!arr)
-		return -1;
-	memset(per, 0, sizeof(long) * (size_t)P);
-	size_t k;
-	json_t *v;
-	json_array_foreach(arr, k, v) {
-		json_t *jp = json_object_get(v, "p"), *js = json_object_get(v, "s");
-		if (!json_is_integer(jp) || !json_is_string(js) || json_string_length(js) != g_pad)
-			return -1;
-		per[json_integer_value(jp)]++;
-	}
-	long n = (long)json_array_size(arr);
-	json_decref(arr);
-	return n;
+	return tu_count_records(path, P, per, 0, (long)g_pad);
 }
 
 static void check_identity(shmring *r)
@@ -80,6 +65,19 @@ static void check_identity(shmring *r)
 	assert_int_equal(st.pending, 0);
 	TU_ASSERT_SETTLED(st);
 	TU_ASSERT_RING_VALID(r);
+}
+
+/* The file holds `lines` records, `first` of them of producer 0; one record was
+ * abandoned and the counters balance. */
+static void assert_lines_one_abandoned(shmring *r, const char *out, long lines, long first)
+{
+	long per[2];
+	assert_int_equal(count_lines(out, per, 2), lines);
+	assert_int_equal(per[0], first);
+	struct shmring_stats s;
+	shmring_stats(r, &s);
+	assert_int_equal(s.abandoned, 1);
+	check_identity(r);
 }
 
 /* Full capacity: with the writer stopped, exactly `slots` one-slot records fit; then they
@@ -102,13 +100,9 @@ static void assert_full_capacity(shmring *r, pid_t writer, int slots)
 }
 
 /* A producer killed mid-copy (phase 2) or right after its claim (phase 1). */
-static void killed(int phase)
+static void killed(struct tu_ring *t, int phase)
 {
-	struct tu_ring t;
-	tu_ring_init(&t, "killed");
-	assert_true(tu_writer_start_with(&t, "64", "256", stall_args) > 0);
-	shmring *r;
-	assert_int_equal(shmring_open(t.name, NULL, &r), 0);
+	shmring *r = tu_serve(t, "64", "256", stall_args);
 	pid_t a = fork();
 	if (a == 0) {
 		g_fire_at = 3, g_fire_phase = phase, g_action = 0;
@@ -122,29 +116,19 @@ static void killed(int phase)
 	/* Others go on: more than a lap of records through the 64-slot ring. */
 	send_n(r, 1, 0, 500);
 	assert_int_equal(flush_retry(r, 2000), 0);
-	long per[2];
-	assert_int_equal(count_lines(t.out, per, 2), 3 + 500);
-	assert_int_equal(per[0], 3);
-	struct shmring_stats s;
-	shmring_stats(r, &s);
-	assert_int_equal(s.abandoned, 1);
-	check_identity(r);
-	assert_full_capacity(r, t.writer, 64); /* the ring keeps its capacity */
-	shmring_close(r);
-	assert_int_equal(tu_writer_stop(&t), 0);
-	tu_ring_cleanup(&t);
+	assert_lines_one_abandoned(r, t->out, 3 + 500, 3);
+	assert_full_capacity(r, t->writer, 64); /* the ring keeps its capacity */
 }
 
-static void test_killed_after_claim(void **s) { (void)s; killed(1); }
-static void test_killed_mid_copy(void **s) { (void)s; killed(2); }
+static void test_killed_after_claim(void **s) { killed(*s, 1); }
+static void test_killed_mid_copy(void **s) { killed(*s, 2); }
 
 /* A producer that dies holding five slots costs exactly its record, and the ring keeps
  * all 64 slots. */
 static void test_killed_holding_five_slots(void **s)
 {
-	(void)s;
 	g_pad = 1100;
-	killed(2);
+	killed(*s, 2);
 	g_pad = 40;
 }
 
@@ -153,12 +137,8 @@ static void test_killed_holding_five_slots(void **s)
  * record is not written (never torn, never over another), and the ring goes on. */
 static void test_stopped_mid_copy(void **state)
 {
-	(void)state;
-	struct tu_ring t;
-	tu_ring_init(&t, "stopped");
-	assert_true(tu_writer_start_with(&t, "64", "256", stall_args) > 0);
-	shmring *r;
-	assert_int_equal(shmring_open(t.name, NULL, &r), 0);
+	struct tu_ring *t = *state;
+	shmring *r = tu_serve(t, "64", "256", stall_args);
 	int pfd[2];
 	assert_int_equal(pipe(pfd), 0);
 	pid_t a = fork();
@@ -187,7 +167,7 @@ static void test_stopped_mid_copy(void **state)
 	assert_int_equal(flush_retry(r, 3000), 0);
 	assert_true(tu_now_ms() - t0 < 2000);
 	long per[2];
-	assert_int_equal(count_lines(t.out, per, 2), 200);
+	assert_int_equal(count_lines(t->out, per, 2), 200);
 	kill(a, SIGCONT);
 	char res[2] = { 0, 0 };
 	assert_int_equal(read(pfd[0], res, 2), 2);
@@ -196,27 +176,15 @@ static void test_stopped_mid_copy(void **state)
 	assert_int_equal(tu_wait_children(1), 0);
 	send_n(r, 1, 200, 300); /* the released run is reused */
 	assert_int_equal(flush_retry(r, 2000), 0);
-	assert_int_equal(count_lines(t.out, per, 2), 20 + 500);
-	assert_int_equal(per[0], 20);
-	struct shmring_stats s;
-	shmring_stats(r, &s);
-	assert_int_equal(s.abandoned, 1);
-	check_identity(r);
-	assert_full_capacity(r, t.writer, 64); /* again, once the quarantine is released */
-	shmring_close(r);
-	assert_int_equal(tu_writer_stop(&t), 0);
-	tu_ring_cleanup(&t);
+	assert_lines_one_abandoned(r, t->out, 20 + 500, 20);
+	assert_full_capacity(r, t->writer, 64); /* again, once the quarantine is released */
 }
 
 /* A flusher killed holding its sentinel costs only its sentinel. */
 static void test_killed_flusher(void **state)
 {
-	(void)state;
-	struct tu_ring t;
-	tu_ring_init(&t, "kflush");
-	assert_true(tu_writer_start_with(&t, "64", "256", stall_args) > 0);
-	shmring *r;
-	assert_int_equal(shmring_open(t.name, NULL, &r), 0);
+	struct tu_ring *t = *state;
+	shmring *r = tu_serve(t, "64", "256", stall_args);
 	pid_t a = fork();
 	if (a == 0) {
 		g_fire_at = 0, g_fire_phase = 3, g_action = 0;
@@ -228,27 +196,20 @@ static void test_killed_flusher(void **state)
 	send_n(r, 1, 0, 300);
 	assert_int_equal(flush_retry(r, 2000), 0);
 	long per[2];
-	assert_int_equal(count_lines(t.out, per, 2), 300);
+	assert_int_equal(count_lines(t->out, per, 2), 300);
 	struct shmring_stats s;
 	shmring_stats(r, &s);
 	assert_int_equal(s.abandoned, 0); /* a sentinel is not a record */
 	check_identity(r);
-	shmring_close(r);
-	assert_int_equal(tu_writer_stop(&t), 0);
-	tu_ring_cleanup(&t);
 }
 
 /* --mark-losses: the file tells its own gaps, with exact counts, before the next line. */
 static void test_mark_losses(void **state)
 {
-	(void)state;
-	struct tu_ring t;
-	tu_ring_init(&t, "marks");
+	struct tu_ring *t = *state;
 	static const char *args[] = { "--stall-timeout", "200", "--mark-losses", NULL };
-	assert_true(tu_writer_start_with(&t, "64", "256", args) > 0);
-	shmring *r;
-	assert_int_equal(shmring_open(t.name, NULL, &r), 0);
-	kill(t.writer, SIGSTOP);
+	shmring *r = tu_serve(t, "64", "256", args);
+	kill(t->writer, SIGSTOP);
 	msgpack_sbuffer sb;
 	msgpack_sbuffer_init(&sb);
 	for (int i = 0; i < 74; i++) {
@@ -258,7 +219,7 @@ static void test_mark_losses(void **state)
 	static char big[64 * 256];
 	big[0] = (char)0xc0;
 	assert_int_equal(shmring_send(r, big, sizeof(big)), -EMSGSIZE);
-	kill(t.writer, SIGCONT);
+	kill(t->writer, SIGCONT);
 	assert_int_equal(flush_retry(r, 2000), 0);
 	pid_t a = fork();
 	if (a == 0) {
@@ -271,7 +232,7 @@ static void test_mark_losses(void **state)
 	send_n(r, 1, 64, 1);
 	assert_int_equal(flush_retry(r, 2000), 0);
 	long bad;
-	json_t *arr = tu_read_jsonl(t.out, &bad);
+	json_t *arr = tu_read_jsonl(t->out, &bad);
 	assert_non_null(arr);
 	assert_int_equal(json_array_size(arr), 1 + 64 + 1 + 1);
 	json_t *m1 = json_object_get(json_array_get(arr, 0), "shmring_lost");
@@ -289,20 +250,17 @@ static void test_mark_losses(void **state)
 	assert_int_equal(json_integer_value(json_object_get(json_array_get(arr, 66), "i")), 64);
 	json_decref(arr);
 	msgpack_sbuffer_destroy(&sb);
-	shmring_close(r);
-	assert_int_equal(tu_writer_stop(&t), 0);
-	tu_ring_cleanup(&t);
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_killed_after_claim),
-		cmocka_unit_test(test_killed_mid_copy),
-		cmocka_unit_test(test_killed_holding_five_slots),
-		cmocka_unit_test(test_stopped_mid_copy),
-		cmocka_unit_test(test_killed_flusher),
-		cmocka_unit_test(test_mark_losses),
+		TU_TEST(test_killed_after_claim),
+		TU_TEST(test_killed_mid_copy),
+		TU_TEST(test_killed_holding_five_slots),
+		TU_TEST(test_stopped_mid_copy),
+		TU_TEST(test_killed_flusher),
+		TU_TEST(test_mark_losses),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -18,18 +18,6 @@
 
 static char g_no_tmpfs[256]; /* why the tmpfs tests cannot run, or "" */
 
-static void send_range(shmring *r, long from, long to)
-{
-	msgpack_sbuffer sb;
-	msgpack_sbuffer_init(&sb);
-	for (long i = from; i < to; i++) {
-		tu_pack_record(&sb, 0, i, 100);
-		while (shmring_send(r, sb.data, sb.size) == -EAGAIN)
-			tu_sleep_ms(1);
-	}
-	msgpack_sbuffer_destroy(&sb);
-}
-
 /* Flush until confirmed (a failing output makes it -EIO until the disk recovers). */
 static int flush_within(shmring *r, unsigned ms)
 {
@@ -77,6 +65,18 @@ static struct shmring_stats stats_of(shmring *r)
 	struct shmring_stats st;
 	assert_int_equal(shmring_stats(r, &st), 0);
 	return st;
+}
+
+/* The end of a recovery: no writer error, `written` records written (-1: not checked),
+ * none pending, the counters balance. */
+static void assert_recovered(shmring *r, long written)
+{
+	struct shmring_stats st = stats_of(r);
+	assert_int_equal(st.writer_errno, 0);
+	if (written >= 0)
+		assert_int_equal(st.written, written);
+	assert_int_equal(st.pending, 0);
+	TU_ASSERT_SETTLED(st);
 }
 
 /* Wait (up to 5 s) until the writer reports err; returns the stats then. */
@@ -228,10 +228,24 @@ static void fs_mount(struct small_fs *fs, struct tu_ring *t, size_t room)
 	}
 }
 
-static void fs_umount(struct small_fs *fs)
+/* A writer on t whose output is on a small tmpfs with `room` bytes left (fs_mount);
+ * skipped where no tmpfs can be mounted. The test's teardown is teardown_fs. */
+static shmring *serve_on_small_fs(struct tu_ring *t, struct small_fs *fs, size_t room)
 {
-	umount2(fs->dir, MNT_DETACH);
-	rmdir(fs->dir);
+	if (g_no_tmpfs[0])
+		skip();
+	fs_mount(fs, t, room);
+	return tu_serve(t, NULL, NULL, NULL);
+}
+
+/* Teardown of the tests on a small tmpfs: the writer stopped (exit 0), then the tmpfs
+ * (t->dir, fs_mount) unmounted, then the ring removed. */
+static int teardown_fs(void **state)
+{
+	struct tu_ring *t = *state;
+	int rc = tu_end(t, 1);
+	umount2(t->dir, MNT_DETACH);
+	return tu_teardown_kill(state) ? -1 : rc;
 }
 
 /* Disk full: seen in stats, text, CLI and flush (-EIO); SIGTERM stops the writer within
@@ -239,19 +253,12 @@ static void fs_umount(struct small_fs *fs)
  * left exactly once, in order, and the counters balance. */
 static void test_enospc_stop_then_new_writer(void **state)
 {
-	(void)state;
-	if (g_no_tmpfs[0])
-		skip();
-	struct tu_ring t;
+	struct tu_ring *t = *state;
 	struct small_fs fs;
-	tu_ring_init(&t, "enospc");
-	fs_mount(&fs, &t, 40 * 1024);
-	assert_true(tu_writer_start(&t, NULL, NULL) > 0);
-	shmring *r;
-	assert_int_equal(shmring_attach(t.name, &r), 0);
-	send_range(r, 0, 100); /* a first batch that fits: the failing one starts past 0 */
+	shmring *r = serve_on_small_fs(t, &fs, 40 * 1024);
+	tu_send_range(r, 0, 100); /* a first batch that fits: the failing one starts past 0 */
 	assert_int_equal(tu_flush(r), 0);
-	send_range(r, 100, N_SMALL);
+	tu_send_range(r, 100, N_SMALL);
 	struct shmring_stats st = wait_writer_errno(r, ENOSPC);
 	assert_int_equal(st.writer_error_op, SHMRING_WOP_WRITE);
 	struct timespec now;
@@ -260,73 +267,54 @@ static void test_enospc_stop_then_new_writer(void **state)
 	assert_true(st.writer_error_since_ns <= now_ns && now_ns - st.writer_error_since_ns < 30000000000ull);
 	assert_true(st.writer_alive);
 	assert_true(st.pending > 0);
-	assert_error_text(r, t.out, "write", ENOSPC);
+	assert_error_text(r, t->out, "write", ENOSPC);
 	char text[PATH_MAX + 128];
 	shmring_writer_error(r, text, sizeof(text));
-	assert_cli_reports(t.name, text);
+	assert_cli_reports(t->name, text);
 	assert_int_equal(shmring_flush(r), -EIO);
 
-	assert_term_fast(&t);
+	assert_term_fast(t);
 	long *is = calloc(N_SMALL, sizeof(long));
-	long before = read_is(t.out, is, N_SMALL); /* whole lines only: the partial batch was cut */
+	long before = read_is(t->out, is, N_SMALL); /* whole lines only: the partial batch was cut */
 	assert_true(before >= 100 && before < N_SMALL);
 	free(is);
-	assert_file_is(t.out, 0, before);
+	assert_file_is(t->out, 0, before);
 	st = stats_of(r);
 	assert_false(st.writer_alive);
 	assert_int_equal(st.writer_errno, ENOSPC); /* the stopped writer's reason stays visible */
 
 	assert_int_equal(unlink(fs.filler), 0); /* space comes back */
-	assert_true(tu_writer_start(&t, NULL, NULL) > 0);
+	assert_true(tu_writer_start(t, NULL, NULL) > 0);
 	assert_int_equal(flush_within(r, 10000), 0);
-	assert_file_is(t.out, 0, N_SMALL);
+	assert_file_is(t->out, 0, N_SMALL);
 	st = stats_of(r);
 	assert_int_equal(st.writer_errno, 0);
 	assert_int_equal(st.writer_error_op, 0);
 	assert_int_equal(st.writer_error_since_ns, 0);
 	assert_int_equal(shmring_writer_error(r, text, sizeof(text)), 0);
 	assert_string_equal(text, "");
-	assert_cli_clear(t.name);
+	assert_cli_clear(t->name);
 	assert_int_equal(st.pending, 0);
 	assert_int_equal(st.written, N_SMALL);
 	TU_ASSERT_SETTLED(st);
-	shmring_close(r);
-	assert_int_equal(tu_writer_stop(&t), 0);
-	fs_umount(&fs);
-	tu_ring_cleanup(&t);
 }
 
 /* Disk full, then space freed while the same writer keeps retrying: it resumes by itself
  * from the first byte not written, nothing lost or doubled, the error cleared. */
 static void test_enospc_recovers_in_place(void **state)
 {
-	(void)state;
-	if (g_no_tmpfs[0])
-		skip();
-	struct tu_ring t;
+	struct tu_ring *t = *state;
 	struct small_fs fs;
-	tu_ring_init(&t, "enospc2");
-	fs_mount(&fs, &t, 40 * 1024);
-	assert_true(tu_writer_start(&t, NULL, NULL) > 0);
-	shmring *r;
-	assert_int_equal(shmring_attach(t.name, &r), 0);
-	send_range(r, 0, N_SMALL);
+	shmring *r = serve_on_small_fs(t, &fs, 40 * 1024);
+	tu_send_range(r, 0, N_SMALL);
 	wait_writer_errno(r, ENOSPC);
 	assert_int_equal(shmring_flush(r), -EIO);
 	assert_int_equal(unlink(fs.filler), 0);
 	assert_int_equal(flush_within(r, 5000), 0); /* retried within a second */
-	send_range(r, N_SMALL, N_SMALL + 100);
+	tu_send_range(r, N_SMALL, N_SMALL + 100);
 	assert_int_equal(flush_within(r, 5000), 0);
-	assert_file_is(t.out, 0, N_SMALL + 100);
-	struct shmring_stats st = stats_of(r);
-	assert_int_equal(st.writer_errno, 0);
-	assert_int_equal(st.pending, 0);
-	assert_int_equal(st.written, N_SMALL + 100);
-	TU_ASSERT_SETTLED(st);
-	shmring_close(r);
-	assert_int_equal(tu_writer_stop(&t), 0);
-	fs_umount(&fs);
-	tu_ring_cleanup(&t);
+	assert_file_is(t->out, 0, N_SMALL + 100);
+	assert_recovered(r, N_SMALL + 100);
 }
 
 /* The operator frees space by removing the output file: the writer sees PATH gone, opens
@@ -335,45 +323,30 @@ static void test_enospc_recovers_in_place(void **state)
  * line. */
 static void test_enospc_output_removed(void **state)
 {
-	(void)state;
-	if (g_no_tmpfs[0])
-		skip();
-	struct tu_ring t;
+	struct tu_ring *t = *state;
 	struct small_fs fs;
-	tu_ring_init(&t, "enospc3");
-	fs_mount(&fs, &t, 0); /* the output itself fills the disk */
-	assert_true(tu_writer_start(&t, NULL, NULL) > 0);
-	shmring *r;
-	assert_int_equal(shmring_attach(t.name, &r), 0);
+	shmring *r = serve_on_small_fs(t, &fs, 0); /* the output itself fills the disk */
 	/* Batches of 100 (~13 KB) until one fails: 256 KiB hold ~2000 records. */
 	long N = 0;
 	int rc = 0;
 	while (N < 4000 && rc != -EIO) {
-		send_range(r, N, N + 100);
+		tu_send_range(r, N, N + 100);
 		N += 100;
 		rc = tu_flush(r);
 		assert_true(rc == 0 || rc == -EIO);
 	}
 	assert_int_equal(rc, -EIO);
 	wait_writer_errno(r, ENOSPC);
-	assert_int_equal(unlink(t.out), 0);
+	assert_int_equal(unlink(t->out), 0);
 	assert_int_equal(flush_within(r, 5000), 0);
 	long *is = calloc((size_t)N, sizeof(long));
-	long n = read_is(t.out, is, N);
+	long n = read_is(t->out, is, N);
 	assert_true(n > 0 && n < N);
 	long first = is[0];
 	free(is);
 	assert_true(first > 0);
-	assert_file_is(t.out, first, N);
-	struct shmring_stats st = stats_of(r);
-	assert_int_equal(st.writer_errno, 0);
-	assert_int_equal(st.written, N); /* the removed file's lines were written, then removed */
-	assert_int_equal(st.pending, 0);
-	TU_ASSERT_SETTLED(st);
-	shmring_close(r);
-	assert_int_equal(tu_writer_stop(&t), 0);
-	fs_umount(&fs);
-	tu_ring_cleanup(&t);
+	assert_file_is(t->out, first, N);
+	assert_recovered(r, N); /* the removed file's lines were written, then removed */
 }
 
 /* File size limit (RLIMIT_FSIZE, SIGXFSZ ignored): EFBIG shown, flush -EIO, SIGTERM
@@ -381,93 +354,56 @@ static void test_enospc_output_removed(void **state)
  * writes the rest exactly once. */
 static void test_efbig_stop_then_new_writer(void **state)
 {
-	(void)state;
-	struct tu_ring t;
-	tu_ring_init(&t, "efbig");
-	shmring *r = NULL;
-	/* Created here: the limit would stop the writer from sizing a new shm object. */
-	assert_int_equal(shmring_open(t.name, NULL, &r), 0);
-	pid_t w = fork();
-	if (w == 0) {
-		struct rlimit rl = { 20000, 20000 };
-		setrlimit(RLIMIT_FSIZE, &rl);
-		signal(SIGXFSZ, SIG_IGN); /* write(2) then fails with EFBIG instead */
-		if (!getenv("SHMRING_TEST_VERBOSE"))
-			freopen("/dev/null", "w", stderr);
-		execl(SHMRING_WRITER_PATH, SHMRING_WRITER_PATH, "--ring", t.name, "--out", t.out, (char *)NULL);
-		_exit(127);
-	}
-	t.writer = w;
-	tu_track(w, NULL);
-	struct shmring_stats s0;
-	for (int i = 0; i < 400; i++) {
-		if (shmring_stats(r, &s0) == 0 && s0.writer_alive && s0.writer_pid == w)
-			break;
-		tu_sleep_ms(5);
-	}
-	assert_true(s0.writer_alive);
-	send_range(r, 0, 100);
+	struct tu_ring *t = *state;
+	pid_t w = tu_writer_start_limited(t, 20000, 20000);
+	assert_true(w > 0);
+	shmring *r = t->r;
+	tu_send_range(r, 0, 100);
 	assert_int_equal(tu_flush(r), 0);
-	send_range(r, 100, N_SMALL);
+	tu_send_range(r, 100, N_SMALL);
 	struct shmring_stats st = wait_writer_errno(r, EFBIG);
 	assert_int_equal(st.writer_error_op, SHMRING_WOP_WRITE);
-	assert_error_text(r, t.out, "write", EFBIG);
+	assert_error_text(r, t->out, "write", EFBIG);
 	assert_int_equal(shmring_flush(r), -EIO);
-	assert_term_fast(&t);
+	assert_term_fast(t);
 	struct stat sb;
-	assert_int_equal(stat(t.out, &sb), 0);
+	assert_int_equal(stat(t->out, &sb), 0);
 	assert_true(sb.st_size > 0 && sb.st_size < 20000); /* the partial batch was cut off */
 	long *is = calloc(N_SMALL, sizeof(long));
-	long before = read_is(t.out, is, N_SMALL);
+	long before = read_is(t->out, is, N_SMALL);
 	free(is);
 	assert_true(before >= 100 && before < N_SMALL);
-	assert_file_is(t.out, 0, before);
-	assert_true(tu_writer_start(&t, NULL, NULL) > 0);
+	assert_file_is(t->out, 0, before);
+	assert_true(tu_writer_start(t, NULL, NULL) > 0);
 	assert_int_equal(flush_within(r, 10000), 0);
-	assert_file_is(t.out, 0, N_SMALL);
-	st = stats_of(r);
-	assert_int_equal(st.writer_errno, 0);
-	assert_int_equal(st.pending, 0);
-	TU_ASSERT_SETTLED(st);
-	shmring_close(r);
-	assert_int_equal(tu_writer_stop(&t), 0);
-	tu_ring_cleanup(&t);
+	assert_file_is(t->out, 0, N_SMALL);
+	assert_recovered(r, -1);
 }
 
 /* The output removed, then replaced (renamed away, another file put at PATH), without a
  * SIGHUP: each is noticed before the next batch; no record goes to the removed file. */
 static void test_output_removed_or_replaced(void **state)
 {
-	(void)state;
-	struct tu_ring t;
-	tu_ring_init(&t, "gone");
-	assert_true(tu_writer_start(&t, NULL, NULL) > 0);
-	shmring *r;
-	assert_int_equal(shmring_attach(t.name, &r), 0);
-	send_range(r, 0, 100);
+	struct tu_ring *t = *state;
+	shmring *r = tu_serve(t, NULL, NULL, NULL);
+	tu_send_range(r, 0, 100);
 	assert_int_equal(tu_flush(r), 0);
-	assert_int_equal(unlink(t.out), 0);
-	send_range(r, 100, 200);
+	assert_int_equal(unlink(t->out), 0);
+	tu_send_range(r, 100, 200);
 	assert_int_equal(tu_flush(r), 0);
-	assert_file_is(t.out, 100, 200); /* recreated; 100..199 none lost */
+	assert_file_is(t->out, 100, 200); /* recreated; 100..199 none lost */
 	char old[300];
-	snprintf(old, sizeof(old), "%s.old", t.out);
-	assert_int_equal(rename(t.out, old), 0);
-	int fd = open(t.out, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600); /* the replacement */
+	snprintf(old, sizeof(old), "%s.old", t->out);
+	assert_int_equal(rename(t->out, old), 0);
+	int fd = open(t->out, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600); /* the replacement */
 	assert_true(fd >= 0);
 	close(fd);
-	send_range(r, 200, 300);
+	tu_send_range(r, 200, 300);
 	assert_int_equal(tu_flush(r), 0);
 	assert_file_is(old, 100, 200);
-	assert_file_is(t.out, 200, 300);
-	struct shmring_stats st = stats_of(r);
-	assert_int_equal(st.written, 300);
-	assert_int_equal(st.writer_errno, 0);
-	TU_ASSERT_SETTLED(st);
+	assert_file_is(t->out, 200, 300);
+	assert_recovered(r, 300);
 	unlink(old);
-	shmring_close(r);
-	assert_int_equal(tu_writer_stop(&t), 0);
-	tu_ring_cleanup(&t);
 }
 
 /* PATH cannot be opened (its folder replaced by a file): at start the writer exits 1 and
@@ -476,58 +412,42 @@ static void test_output_removed_or_replaced(void **state)
  * records reach the new file, none lost. */
 static void test_open_fails(void **state)
 {
-	(void)state;
-	struct tu_ring t;
-	tu_ring_init(&t, "open");
-	shmring *r;
-	assert_int_equal(shmring_open(t.name, NULL, &r), 0);
-	int fd = open(t.dir, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600); /* a file, not a folder */
+	struct tu_ring *t = *state;
+	assert_int_equal(shmring_open(t->name, NULL, &t->r), 0);
+	shmring *r = t->r;
+	int fd = open(t->dir, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600); /* a file, not a folder */
 	assert_true(fd >= 0);
 	close(fd);
-	pid_t w = fork();
-	if (w == 0) {
-		if (!getenv("SHMRING_TEST_VERBOSE"))
-			freopen("/dev/null", "w", stderr);
-		execl(SHMRING_WRITER_PATH, SHMRING_WRITER_PATH, "--ring", t.name, "--out", t.out, (char *)NULL);
-		_exit(127);
-	}
-	int st;
-	assert_int_equal(waitpid(w, &st, 0), w);
+	int st = tu_writer_run(t, NULL);
 	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 1);
 	struct shmring_stats s = stats_of(r);
 	assert_false(s.writer_alive);
 	assert_int_equal(s.writer_error_op, SHMRING_WOP_OPEN);
 	assert_int_equal(s.writer_errno, ENOTDIR);
 	char want[PATH_MAX + 128], got[PATH_MAX + 128];
-	snprintf(want, sizeof(want), "open %s: %s", t.out, strerror(ENOTDIR));
+	snprintf(want, sizeof(want), "open %s: %s", t->out, strerror(ENOTDIR));
 	assert_int_equal(shmring_writer_error(r, got, sizeof(got)), (int)strlen(want));
 	assert_string_equal(got, want);
-	assert_int_equal(unlink(t.dir), 0);
+	assert_int_equal(unlink(t->dir), 0);
 
-	assert_true(tu_writer_start(&t, NULL, NULL) > 0);
+	assert_true(tu_writer_start(t, NULL, NULL) > 0);
 	s = stats_of(r);
 	assert_int_equal(s.writer_errno, 0); /* a new writer starts clean */
-	send_range(r, 0, 100);
+	tu_send_range(r, 0, 100);
 	assert_int_equal(tu_flush(r), 0);
-	assert_int_equal(unlink(t.out), 0);
-	assert_int_equal(rmdir(t.dir), 0);
-	fd = open(t.dir, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	assert_int_equal(unlink(t->out), 0);
+	assert_int_equal(rmdir(t->dir), 0);
+	fd = open(t->dir, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	assert_true(fd >= 0);
 	close(fd);
-	send_range(r, 100, 200);
+	tu_send_range(r, 100, 200);
 	wait_writer_errno(r, ENOTDIR);
 	assert_int_equal(stats_of(r).writer_error_op, SHMRING_WOP_OPEN);
 	assert_int_equal(shmring_flush(r), -EIO);
-	assert_int_equal(unlink(t.dir), 0); /* the writer makes the folder again */
+	assert_int_equal(unlink(t->dir), 0); /* the writer makes the folder again */
 	assert_int_equal(flush_within(r, 5000), 0);
-	assert_file_is(t.out, 100, 200);
-	s = stats_of(r);
-	assert_int_equal(s.writer_errno, 0);
-	assert_int_equal(s.written, 200);
-	TU_ASSERT_SETTLED(s);
-	shmring_close(r);
-	assert_int_equal(tu_writer_stop(&t), 0);
-	tu_ring_cleanup(&t);
+	assert_file_is(t->out, 100, 200);
+	assert_recovered(r, 200);
 }
 
 /* A rotation killed between its renames and the reopen (SHMRING_WRITER_CRASH=1:5): PATH
@@ -535,32 +455,30 @@ static void test_open_fails(void **state)
  * PATH or PATH.k exactly once, in order across the files. */
 static void test_rotation_killed(void **state)
 {
-	(void)state;
-	struct tu_ring t;
-	tu_ring_init(&t, "rotkill");
+	struct tu_ring *t = *state;
 	static const char *args[] = { "--max-bytes", "20000", "--keep", "50", NULL };
 	setenv("SHMRING_WRITER_CRASH", "1:5", 1);
-	assert_true(tu_writer_start_with(&t, NULL, NULL, args) > 0);
+	assert_true(tu_writer_start_with(t, NULL, NULL, args) > 0);
 	unsetenv("SHMRING_WRITER_CRASH");
-	shmring *r;
-	assert_int_equal(shmring_attach(t.name, &r), 0);
+	assert_int_equal(shmring_attach(t->name, &t->r), 0);
+	shmring *r = t->r;
 	long i = 0;
 	int st = 0;
 	pid_t dead = 0;
 	while (i < 5000 && dead == 0) {
-		send_range(r, i, i + 50);
+		tu_send_range(r, i, i + 50);
 		i += 50;
 		int rc = tu_flush(r);
 		assert_true(rc == 0 || rc == -ENOTCONN);
-		dead = waitpid(t.writer, &st, WNOHANG);
+		dead = waitpid(t->writer, &st, WNOHANG);
 	}
 	if (!dead)
 		fail_msg("the writer never reached the crash point");
 	assert_true(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
-	t.writer = 0;
-	assert_int_equal(access(t.out, F_OK), -1); /* renamed away, not yet reopened */
-	assert_true(tu_writer_start_with(&t, NULL, NULL, args) > 0);
-	send_range(r, i, i + 200);
+	t->writer = 0;
+	assert_int_equal(access(t->out, F_OK), -1); /* renamed away, not yet reopened */
+	assert_true(tu_writer_start_with(t, NULL, NULL, args) > 0);
+	tu_send_range(r, i, i + 200);
 	i += 200;
 	assert_int_equal(tu_flush(r), 0);
 	/* Oldest first: PATH.k .. PATH.1, then PATH. */
@@ -569,16 +487,16 @@ static void test_rotation_killed(void **state)
 	char p[300];
 	int k = 50;
 	for (; k >= 1; k--) {
-		snprintf(p, sizeof(p), "%s.%d", t.out, k);
+		snprintf(p, sizeof(p), "%s.%d", t->out, k);
 		if (access(p, F_OK) == 0)
 			break;
 	}
 	assert_true(k >= 2);
 	for (; k >= 0; k--) {
 		if (k)
-			snprintf(p, sizeof(p), "%s.%d", t.out, k);
+			snprintf(p, sizeof(p), "%s.%d", t->out, k);
 		else
-			snprintf(p, sizeof(p), "%s", t.out);
+			snprintf(p, sizeof(p), "%s", t->out);
 		n += read_is(p, is + n, i + 16 - n);
 		unlink(p);
 	}
@@ -590,9 +508,6 @@ static void test_rotation_killed(void **state)
 	struct shmring_stats s = stats_of(r);
 	TU_ASSERT_SETTLED(s);
 	assert_int_equal(s.pending, 0);
-	shmring_close(r);
-	assert_int_equal(tu_writer_stop(&t), 0);
-	tu_ring_cleanup(&t);
 }
 
 /* Whether a small tmpfs can be mounted here; the reason in g_no_tmpfs if not. */
@@ -618,13 +533,13 @@ int main(void)
 {
 	probe_tmpfs();
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_enospc_stop_then_new_writer),
-		cmocka_unit_test(test_enospc_recovers_in_place),
-		cmocka_unit_test(test_enospc_output_removed),
-		cmocka_unit_test(test_efbig_stop_then_new_writer),
-		cmocka_unit_test(test_output_removed_or_replaced),
-		cmocka_unit_test(test_open_fails),
-		cmocka_unit_test(test_rotation_killed),
+		TU_TEST_WITH(test_enospc_stop_then_new_writer, teardown_fs),
+		TU_TEST_WITH(test_enospc_recovers_in_place, teardown_fs),
+		TU_TEST_WITH(test_enospc_output_removed, teardown_fs),
+		TU_TEST(test_efbig_stop_then_new_writer),
+		TU_TEST(test_output_removed_or_replaced),
+		TU_TEST(test_open_fails),
+		TU_TEST(test_rotation_killed),
 	};
 	int rc = cmocka_run_group_tests(tests, NULL, NULL);
 	if (rc == 0 && g_no_tmpfs[0]) {

@@ -12,12 +12,8 @@
 
 static void test_kill_restart(void **state)
 {
-	(void)state;
-	struct tu_ring t;
-	tu_ring_init(&t, "wkill");
-	assert_true(tu_writer_start(&t, "256", "256") > 0);
-	shmring *r;
-	assert_int_equal(shmring_open(t.name, NULL, &r), 0);
+	struct tu_ring *t = *state;
+	shmring *r = tu_serve(t, "256", "256", NULL);
 	enum { P = 3 };
 	/* Producers send until the kill loop is over (stop pipe at EOF), then report how
 	 * many records they sent. */
@@ -58,10 +54,10 @@ static void test_kill_restart(void **state)
 	int kills = 0;
 	for (; kills < 40; kills++) {
 		tu_sleep_ms(5 + rand_r(&seed) % 40);
-		kill(t.writer, SIGKILL);
-		waitpid(t.writer, NULL, 0);
-		t.writer = 0;
-		assert_true(tu_writer_start(&t, NULL, NULL) > 0);
+		kill(t->writer, SIGKILL);
+		waitpid(t->writer, NULL, 0);
+		t->writer = 0;
+		assert_true(tu_writer_start(t, NULL, NULL) > 0);
 	}
 	close(stop[1]);
 	assert_int_equal(tu_wait_children(P), 0);
@@ -76,10 +72,10 @@ static void test_kill_restart(void **state)
 	uint64_t end = tu_now_ms() + 5000;
 	while (shmring_flush(r) != 0 && tu_now_ms() < end)
 		;
-	assert_int_equal(tu_writer_stop(&t), 0);
+	assert_int_equal(tu_writer_stop(t), 0);
 	/* Every line parses (no partial line), each producer's records once, in order. */
 	long bad;
-	json_t *arr = tu_read_jsonl(t.out, &bad);
+	json_t *arr = tu_read_jsonl(t->out, &bad);
 	if (!arr)
 		fail_msg("line %ld of the output is partial or not JSON", bad);
 	long next[3] = { 0, 0, 0 };
@@ -108,8 +104,6 @@ static void test_kill_restart(void **state)
 	TU_ASSERT_RING_VALID(r);
 	printf("# %d writer kills, %llu records, %llu full-ring retries\n", kills,
 	       (unsigned long long)st.written, (unsigned long long)st.dropped_full);
-	shmring_close(r);
-	tu_ring_cleanup(&t);
 }
 
 /* The writer killed at each point of a commit (after the intent, mid-write, after the
@@ -123,10 +117,8 @@ static void test_crash_points(void **state)
 		char env[32];
 		snprintf(env, sizeof(env), "3:%d", point);
 		setenv("SHMRING_WRITER_CRASH", env, 1);
-		assert_true(tu_writer_start(&t, "256", "256") > 0);
+		shmring *r = tu_serve(&t, "256", "256", NULL);
 		unsetenv("SHMRING_WRITER_CRASH");
-		shmring *r;
-		assert_int_equal(shmring_open(t.name, NULL, &r), 0);
 		msgpack_sbuffer sb;
 		msgpack_sbuffer_init(&sb);
 		long i = 0;
@@ -164,9 +156,7 @@ static void test_crash_points(void **state)
 		assert_int_equal(s.written, (uint64_t)i);
 		assert_int_equal(s.pending, 0);
 		msgpack_sbuffer_destroy(&sb);
-		shmring_close(r);
-		assert_int_equal(tu_writer_stop(&t), 0);
-		tu_ring_cleanup(&t);
+		tu_ring_done(&t);
 	}
 }
 
@@ -174,7 +164,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_crash_points),
-		cmocka_unit_test(test_kill_restart),
+		TU_TEST_KILL(test_kill_restart),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -14,18 +14,6 @@
 
 #include "testutil.h"
 
-static void send_range(shmring *r, long from, long to)
-{
-	msgpack_sbuffer sb;
-	msgpack_sbuffer_init(&sb);
-	for (long i = from; i < to; i++) {
-		tu_pack_record(&sb, 0, i, 100);
-		while (shmring_send(r, sb.data, sb.size) == -EAGAIN)
-			tu_sleep_ms(1);
-	}
-	msgpack_sbuffer_destroy(&sb);
-}
-
 /* Append the "i" of every line of path to seen[]; every line must be whole JSON. */
 static long collect(const char *path, char *seen, long n, long *bytes)
 {
@@ -49,25 +37,21 @@ static long collect(const char *path, char *seen, long n, long *bytes)
 
 static void test_rotation(void **state)
 {
-	(void)state;
-	struct tu_ring t;
-	tu_ring_init(&t, "rot");
+	struct tu_ring *t = *state;
 	static const char *args[] = { "--max-bytes", "20000", "--keep", "20", NULL };
-	assert_true(tu_writer_start_with(&t, NULL, NULL, args) > 0);
-	shmring *r;
-	assert_int_equal(shmring_open(t.name, NULL, &r), 0);
+	shmring *r = tu_serve(t, NULL, NULL, args);
 	const long N = 1500; /* ~130 bytes a line: ~195 KB over files of at most 20000 */
 	for (long i = 0; i < N; i += 100) {
-		send_range(r, i, i + 100);
+		tu_send_range(r, i, i + 100);
 		assert_int_equal(tu_flush(r), 0);
 	}
 	char *seen = calloc((size_t)N, 1);
 	long total = 0, bytes, files = 0;
-	total += collect(t.out, seen, N, &bytes);
+	total += collect(t->out, seen, N, &bytes);
 	assert_true(bytes <= 20000);
 	for (int k = 1; k <= 20; k++) {
 		char p[300];
-		snprintf(p, sizeof(p), "%s.%d", t.out, k);
+		snprintf(p, sizeof(p), "%s.%d", t->out, k);
 		if (access(p, F_OK))
 			break;
 		files++;
@@ -78,22 +62,15 @@ static void test_rotation(void **state)
 	assert_true(files >= 9);
 	assert_int_equal(total, N); /* each record once, across the files */
 	free(seen);
-	shmring_close(r);
-	assert_int_equal(tu_writer_stop(&t), 0);
-	tu_ring_cleanup(&t);
 }
 
 /* --seq: an object gets "shmring_seq":POS first, any other value is wrapped, an invalid
  * record's error object is keyed too; positions count from the ring's first record. */
 static void test_seq(void **state)
 {
-	(void)state;
-	struct tu_ring t;
-	tu_ring_init(&t, "seq");
+	struct tu_ring *t = *state;
 	static const char *args[] = { "--seq", NULL };
-	assert_true(tu_writer_start_with(&t, NULL, NULL, args) > 0);
-	shmring *r;
-	assert_int_equal(shmring_open(t.name, NULL, &r), 0);
+	shmring *r = tu_serve(t, NULL, NULL, args);
 	msgpack_sbuffer sb;
 	msgpack_packer pk;
 	msgpack_sbuffer_init(&sb);
@@ -121,7 +98,7 @@ static void test_seq(void **state)
 	msgpack_sbuffer_destroy(&sb);
 	assert_int_equal(tu_flush(r), 0);
 	char buf[4096];
-	int fd = open(t.out, O_RDONLY);
+	int fd = open(t->out, O_RDONLY);
 	assert_true(fd >= 0);
 	ssize_t n = read(fd, buf, sizeof(buf) - 1);
 	close(fd);
@@ -135,52 +112,42 @@ static void test_seq(void **state)
 				   "{\"shmring_seq\":5,\"shmring_error\":";
 	assert_memory_equal(buf, want, sizeof(want) - 1);
 	long bad = 0;
-	json_t *all = tu_read_jsonl(t.out, &bad); /* every line is whole JSON */
+	json_t *all = tu_read_jsonl(t->out, &bad); /* every line is whole JSON */
 	assert_non_null(all);
 	assert_int_equal(json_array_size(all), 6);
 	json_decref(all);
-	shmring_close(r);
-	assert_int_equal(tu_writer_stop(&t), 0);
-	tu_ring_cleanup(&t);
 }
 
 static void test_sighup_reopen(void **state)
 {
-	(void)state;
-	struct tu_ring t;
-	tu_ring_init(&t, "hup");
-	assert_true(tu_writer_start(&t, NULL, NULL) > 0);
-	shmring *r;
-	assert_int_equal(shmring_open(t.name, NULL, &r), 0);
-	send_range(r, 0, 100);
+	struct tu_ring *t = *state;
+	shmring *r = tu_serve(t, NULL, NULL, NULL);
+	tu_send_range(r, 0, 100);
 	assert_int_equal(tu_flush(r), 0);
 	char old[300], old2[300];
-	snprintf(old, sizeof(old), "%s.old", t.out);
-	snprintf(old2, sizeof(old2), "%s.old2", t.out);
+	snprintf(old, sizeof(old), "%s.old", t->out);
+	snprintf(old2, sizeof(old2), "%s.old2", t->out);
 	/* A rename without the signal: noticed before the next batch, which goes to a new
 	 * PATH (the writer stats PATH before each batch). */
-	assert_int_equal(rename(t.out, old), 0);
-	send_range(r, 100, 150);
+	assert_int_equal(rename(t->out, old), 0);
+	tu_send_range(r, 100, 150);
 	assert_int_equal(tu_flush(r), 0);
 	/* logrotate: rename, then signal: PATH is reopened at once, with nothing to write. */
-	assert_int_equal(rename(t.out, old2), 0);
-	kill(t.writer, SIGHUP);
-	for (int i = 0; i < 5000 && access(t.out, F_OK); i++)
+	assert_int_equal(rename(t->out, old2), 0);
+	kill(t->writer, SIGHUP);
+	for (int i = 0; i < 5000 && access(t->out, F_OK); i++)
 		usleep(1000);
-	assert_int_equal(access(t.out, F_OK), 0);
-	send_range(r, 150, 200);
+	assert_int_equal(access(t->out, F_OK), 0);
+	tu_send_range(r, 150, 200);
 	assert_int_equal(tu_flush(r), 0);
 	char *seen = calloc(200, 1);
 	long bytes;
 	assert_int_equal(collect(old, seen, 200, &bytes), 100);
 	assert_int_equal(collect(old2, seen, 200, &bytes), 50);
-	assert_int_equal(collect(t.out, seen, 200, &bytes), 50);
+	assert_int_equal(collect(t->out, seen, 200, &bytes), 50);
 	free(seen);
 	unlink(old);
 	unlink(old2);
-	shmring_close(r);
-	assert_int_equal(tu_writer_stop(&t), 0);
-	tu_ring_cleanup(&t);
 }
 
 static void test_stdout_and_fsync(void **state)
@@ -211,7 +178,7 @@ static void test_stdout_and_fsync(void **state)
 			tu_sleep_ms(5);
 		}
 		assert_non_null(r);
-		send_range(r, 0, 20);
+		tu_send_range(r, 0, 20);
 		assert_int_equal(tu_flush(r), 0);
 		kill(w, SIGTERM);
 		waitpid(w, NULL, 0);
@@ -235,21 +202,12 @@ static void test_stdout_and_fsync(void **state)
 
 static void test_detach_pid_file(void **state)
 {
-	(void)state;
-	struct tu_ring t;
-	tu_ring_init(&t, "detach");
-	mkdir(t.dir, 0700);
+	struct tu_ring *t = *state;
+	mkdir(t->dir, 0700);
 	char pidf[300];
-	snprintf(pidf, sizeof(pidf), "%s/writer.pid", t.dir);
-	pid_t c = fork();
-	if (c == 0) {
-		freopen("/dev/null", "w", stderr);
-		execl(SHMRING_WRITER_PATH, SHMRING_WRITER_PATH, "--ring", t.name, "--out", t.out,
-		      "--detach", "--pid-file", pidf, (char *)NULL);
-		_exit(127);
-	}
-	int st;
-	waitpid(c, &st, 0);
+	snprintf(pidf, sizeof(pidf), "%s/writer.pid", t->dir);
+	const char *args[] = { "--detach", "--pid-file", pidf, NULL };
+	int st = tu_writer_run(t, args);
 	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0); /* returned once serving */
 	FILE *f = fopen(pidf, "r");
 	assert_non_null(f);
@@ -257,20 +215,19 @@ static void test_detach_pid_file(void **state)
 	assert_int_equal(fscanf(f, "%d", &pid), 1);
 	fclose(f);
 	shmring *r;
-	assert_int_equal(shmring_attach(t.name, &r), 0);
+	assert_int_equal(shmring_attach(t->name, &r), 0);
 	struct shmring_stats s;
 	shmring_stats(r, &s);
 	assert_true(s.writer_alive);
 	assert_int_equal(s.writer_pid, pid);
 	assert_int_not_equal(getsid(pid), getsid(0)); /* its own session */
-	send_range(r, 0, 10);
+	tu_send_range(r, 0, 10);
 	assert_int_equal(tu_flush(r), 0);
 	shmring_close(r);
 	kill(pid, SIGTERM);
 	for (int i = 0; i < 200 && kill(pid, 0) == 0; i++)
 		tu_sleep_ms(10);
 	unlink(pidf);
-	tu_ring_cleanup(&t);
 }
 
 /* Run the writer on t with stderr into errf and the extra arguments; returns its pid. */
@@ -303,17 +260,15 @@ static int file_has(const char *path, const char *text)
  * counted before it as new ones. */
 static void test_pid_file_error_old_drops(void **state)
 {
-	(void)state;
-	struct tu_ring t;
-	tu_ring_init(&t, "pidfd");
-	mkdir(t.dir, 0700);
+	struct tu_ring *t = *state;
+	mkdir(t->dir, 0700);
 	char errf[300], pidf[300];
-	snprintf(errf, sizeof(errf), "%s/writer.err", t.dir);
-	snprintf(pidf, sizeof(pidf), "%s/no-such-dir/writer.pid", t.dir);
+	snprintf(errf, sizeof(errf), "%s/writer.err", t->dir);
+	snprintf(pidf, sizeof(pidf), "%s/no-such-dir/writer.pid", t->dir);
 	/* Drops while no writer serves: the small ring fills up. */
 	struct shmring_options o = { .capacity = 64, .slot_size = 64 };
 	shmring *r;
-	assert_int_equal(shmring_open(t.name, &o, &r), 0);
+	assert_int_equal(shmring_open(t->name, &o, &r), 0);
 	char rec[1] = { (char)0xc0 };
 	int dropped = 0;
 	for (int i = 0; i < 200; i++)
@@ -321,7 +276,7 @@ static void test_pid_file_error_old_drops(void **state)
 	assert_true(dropped > 0);
 	assert_true(shmring_dropped_count(r) > 0);
 	int st;
-	waitpid(writer_logged(&t, errf, "--pid-file", pidf), &st, 0);
+	waitpid(writer_logged(t, errf, "--pid-file", pidf), &st, 0);
 	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 1);
 	char want[400];
 	snprintf(want, sizeof(want), "cannot write pid file %s: No such file or directory", pidf);
@@ -329,18 +284,17 @@ static void test_pid_file_error_old_drops(void **state)
 
 	/* The first writer reports nothing as dropped "since last report" that it did not
 	 * see dropped; its drop report runs at once and then every second. */
-	t.writer = writer_logged(&t, errf, "--stall-timeout", "1000");
+	t->writer = writer_logged(t, errf, "--stall-timeout", "1000");
 	struct shmring_stats s = { 0 };
 	for (int i = 0; i < 400 && !(shmring_stats(r, &s) == 0 && s.writer_alive); i++)
 		tu_sleep_ms(5);
 	assert_int_equal(tu_flush(r), 0);
 	tu_sleep_ms(1200);
-	assert_int_equal(tu_writer_stop(&t), 0);
+	assert_int_equal(tu_writer_stop(t), 0);
 	assert_true(file_has(errf, "serving ring"));
 	assert_false(file_has(errf, "dropped since last report"));
 	shmring_close(r);
 	unlink(errf);
-	tu_ring_cleanup(&t);
 }
 
 /* A datagram from the socket within ms, NUL-terminated in buf; its length or -1. */
@@ -359,13 +313,11 @@ static ssize_t recv_within(int fd, char *buf, size_t len, int ms)
  * SIGTERM, through $NOTIFY_SOCKET. */
 static void test_sd_notify(void **state)
 {
-	(void)state;
-	struct tu_ring t;
-	tu_ring_init(&t, "notify");
-	mkdir(t.dir, 0700);
+	struct tu_ring *t = *state;
+	mkdir(t->dir, 0700);
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	char sock[300];
-	snprintf(sock, sizeof(sock), "%s/notify", t.dir);
+	snprintf(sock, sizeof(sock), "%s/notify", t->dir);
 	assert_true(strlen(sock) < sizeof(sa.sun_path));
 	memcpy(sa.sun_path, sock, strlen(sock) + 1);
 	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
@@ -374,11 +326,9 @@ static void test_sd_notify(void **state)
 	pid_t w = fork();
 	if (w == 0) {
 		setenv("NOTIFY_SOCKET", sa.sun_path, 1);
-		freopen("/dev/null", "w", stderr);
-		execl(SHMRING_WRITER_PATH, SHMRING_WRITER_PATH, "--ring", t.name, "--out", t.out, (char *)NULL);
-		_exit(127);
+		tu_exec_writer(SHMRING_WRITER_PATH, t, NULL, NULL, NULL);
 	}
-	t.writer = w;
+	t->writer = w;
 	tu_track(w, NULL);
 	char msg[512], want[64];
 	assert_true(recv_within(fd, msg, sizeof(msg), 10000) > 0);
@@ -387,7 +337,7 @@ static void test_sd_notify(void **state)
 	assert_non_null(strstr(msg, want));
 	/* Ready means serving: the lock is held and the pid published already. */
 	shmring *r;
-	assert_int_equal(shmring_attach(t.name, &r), 0);
+	assert_int_equal(shmring_attach(t->name, &r), 0);
 	struct shmring_stats st;
 	assert_int_equal(shmring_stats(r, &st), 0);
 	assert_true(st.writer_alive);
@@ -396,45 +346,24 @@ static void test_sd_notify(void **state)
 	kill(w, SIGTERM);
 	assert_true(recv_within(fd, msg, sizeof(msg), 10000) > 0);
 	assert_true(strncmp(msg, "STOPPING=1\n", 11) == 0);
-	assert_int_equal(tu_writer_stop(&t), 0);
+	assert_int_equal(tu_writer_stop(t), 0);
 	close(fd);
 	unlink(sa.sun_path);
-	tu_ring_cleanup(&t);
 }
 
 /* A write that fails part-way (file size limit, like a full disk) is retried from the
  * first byte not written: once room comes back, every record is there exactly once. */
 static void test_partial_write_retry(void **state)
 {
-	(void)state;
-	struct tu_ring t;
-	tu_ring_init(&t, "efbig");
-	shmring *r = NULL;
-	/* Created here: the limit would stop the writer from sizing a new shm object. */
-	assert_int_equal(shmring_open(t.name, NULL, &r), 0);
-	pid_t w = fork();
-	if (w == 0) {
-		struct rlimit rl = { 20000, RLIM_INFINITY }; /* soft limit: raised later without privilege */
-		setrlimit(RLIMIT_FSIZE, &rl);
-		signal(SIGXFSZ, SIG_IGN); /* write(2) then fails with EFBIG instead */
-		freopen("/dev/null", "w", stderr);
-		execl(SHMRING_WRITER_PATH, SHMRING_WRITER_PATH, "--ring", t.name, "--out", t.out, (char *)NULL);
-		_exit(127);
-	}
-	t.writer = w;
-	tu_track(w, NULL);
-	struct shmring_stats s0;
-	for (int i = 0; i < 400; i++) {
-		if (shmring_stats(r, &s0) == 0 && s0.writer_alive && s0.writer_pid == w)
-			break;
-		tu_sleep_ms(5);
-	}
-	assert_true(s0.writer_alive);
+	struct tu_ring *t = *state;
+	pid_t w = tu_writer_start_limited(t, 20000, RLIM_INFINITY); /* soft: raised later without privilege */
+	assert_true(w > 0);
+	shmring *r = t->r;
 	const long N = 600; /* ~78 KB of lines against a 20000-byte limit */
-	send_range(r, 0, N);
+	tu_send_range(r, 0, N);
 	tu_sleep_ms(300);      /* the writer hits the limit mid-batch and retries */
 	struct stat st;
-	assert_int_equal(stat(t.out, &st), 0);
+	assert_int_equal(stat(t->out, &st), 0);
 	assert_true(st.st_size <= 20000);
 	struct rlimit big = { RLIM_INFINITY, RLIM_INFINITY }; /* room comes back */
 	assert_int_equal(prlimit(w, RLIMIT_FSIZE, &big, NULL), 0);
@@ -446,27 +375,20 @@ static void test_partial_write_retry(void **state)
 	assert_int_equal(rc, 0);
 	char *seen = calloc((size_t)N, 1);
 	long bytes;
-	assert_int_equal(collect(t.out, seen, N, &bytes), N); /* each once, no partial line */
+	assert_int_equal(collect(t->out, seen, N, &bytes), N); /* each once, no partial line */
 	free(seen);
-	shmring_close(r);
-	assert_int_equal(tu_writer_stop(&t), 0);
-	tu_ring_cleanup(&t);
 }
 
 /* After a record the writer polls for 50 ms (writer_sleeping stays 0: a sender makes no
  * system call), then blocks on its semaphore (writer_sleeping 1; the next sender posts). */
 static void test_idle_poll_then_block(void **state)
 {
-	(void)state;
-	struct tu_ring t;
-	tu_ring_init(&t, "poll");
-	assert_true(tu_writer_start(&t, NULL, NULL) > 0);
-	shmring *r;
-	assert_int_equal(shmring_attach(t.name, &r), 0);
+	struct tu_ring *t = *state;
+	shmring *r = tu_serve(t, NULL, NULL, NULL);
 	_Atomic uint32_t *sleeping = &shm_ring_map(r)->hdr->writer_sleeping;
 	for (int round = 0; round < 3; round++) {
 		uint64_t t0 = shm_now_ns();
-		send_range(r, round, round + 1);
+		tu_send_range(r, round, round + 1);
 		assert_int_equal(tu_flush(r), 0); /* the writer consumed it before this returns */
 		/* The writer consumed the record after t0, so it polls until at least t0 + 50 ms:
 		 * every sample read before t0 + 40 ms must say awake. The time is taken after the
@@ -486,28 +408,25 @@ static void test_idle_poll_then_block(void **state)
 		assert_true(slept);
 	}
 	/* A send to the blocked writer wakes it: the record is written. */
-	send_range(r, 3, 4);
+	tu_send_range(r, 3, 4);
 	assert_int_equal(tu_flush(r), 0);
 	struct shmring_stats st;
 	assert_int_equal(shmring_stats(r, &st), 0);
 	assert_int_equal(st.written, 4);
-	shmring_close(r);
-	assert_int_equal(tu_writer_stop(&t), 0);
-	tu_ring_cleanup(&t);
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_rotation),
-		cmocka_unit_test(test_sighup_reopen),
+		TU_TEST(test_rotation),
+		TU_TEST(test_sighup_reopen),
 		cmocka_unit_test(test_stdout_and_fsync),
-		cmocka_unit_test(test_detach_pid_file),
-		cmocka_unit_test(test_pid_file_error_old_drops),
-		cmocka_unit_test(test_sd_notify),
-		cmocka_unit_test(test_partial_write_retry),
-		cmocka_unit_test(test_idle_poll_then_block),
-		cmocka_unit_test(test_seq),
+		TU_TEST_KILL(test_detach_pid_file),
+		TU_TEST_KILL(test_pid_file_error_old_drops),
+		TU_TEST_KILL(test_sd_notify),
+		TU_TEST(test_partial_write_retry),
+		TU_TEST(test_idle_poll_then_block),
+		TU_TEST(test_seq),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

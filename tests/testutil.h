@@ -1,17 +1,25 @@
 /*
  * testutil.h - shared helpers for the fork-based tests: unique ring names, a writer
- * started from the build tree, reading the JSONL back with an independent parser.
+ * started from the build tree, cmocka fixtures that create and remove both, reading the
+ * JSONL back with an independent parser.
  */
 #ifndef SHMRING_TESTUTIL_H
 #define SHMRING_TESTUTIL_H
 
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
 #include <errno.h>
+#include <sched.h>
 #include <jansson.h>
 #include <msgpack.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -59,12 +67,14 @@ static inline void tu_track(pid_t pid, const char *name);
 			fail_msg("ring not valid at rest: %s", why_); \
 	} while (0)
 
-/* A ring name and an output path unique to this process and call. */
+/* A ring name and an output path unique to this process and call; the writer serving
+ * it and a handle on it, when a test has them (the fixtures below end both). */
 struct tu_ring {
 	char name[96];
 	char out[256];
 	char dir[128];
 	pid_t writer;
+	shmring *r;
 };
 
 static inline void tu_ring_init(struct tu_ring *t, const char *tag)
@@ -75,6 +85,7 @@ static inline void tu_ring_init(struct tu_ring *t, const char *tag)
 	snprintf(t->dir, sizeof(t->dir), "%s/shmring-%s", tmp, t->name);
 	snprintf(t->out, sizeof(t->out), "%s/out.jsonl", t->dir);
 	t->writer = 0;
+	t->r = NULL;
 	shmring_unlink(t->name);
 	tu_track(0, t->name);
 }
@@ -106,36 +117,62 @@ static inline void tu_track(pid_t pid, const char *name)
 		snprintf(tu_names[tu_nnames++], sizeof(tu_names[0]), "%s", name);
 }
 
-/* Start shmring-writer on t: capacity and slot size as strings (or NULL), then extra
- * arguments (a NULL-terminated list, or NULL). Returns its pid once it serves, or -1. */
+/* In a forked child: exec the writer program exe on t with capacity and slot size as
+ * strings (or NULL), then extra arguments (a NULL-terminated list, or NULL); its stderr
+ * goes to /dev/null unless SHMRING_TEST_VERBOSE is set. Never returns. */
+static inline void tu_exec_writer(const char *exe, struct tu_ring *t, const char *cap, const char *slot,
+				  const char *const *extra)
+{
+	const char *argv[16];
+	int n = 0;
+	argv[n++] = exe;
+	argv[n++] = "--ring";
+	argv[n++] = t->name;
+	argv[n++] = "--out";
+	argv[n++] = t->out;
+	if (cap) {
+		argv[n++] = "--capacity";
+		argv[n++] = cap;
+	}
+	if (slot) {
+		argv[n++] = "--slot-size";
+		argv[n++] = slot;
+	}
+	for (int k = 0; extra && extra[k] && n < 15; k++)
+		argv[n++] = extra[k];
+	argv[n] = NULL;
+	if (!getenv("SHMRING_TEST_VERBOSE"))
+		freopen("/dev/null", "w", stderr);
+	execv(exe, (char **)argv);
+	_exit(127);
+}
+
+/* Fork and exec shmring-writer on t (tu_exec_writer). Returns its pid at once (-1 if
+ * fork fails). */
+static inline pid_t tu_writer_spawn(struct tu_ring *t, const char *cap, const char *slot,
+				    const char *const *extra)
+{
+	pid_t pid = fork();
+	if (pid == 0)
+		tu_exec_writer(SHMRING_WRITER_PATH, t, cap, slot, extra);
+	return pid;
+}
+
+/* A writer on t with the extra arguments, run to its end (one that refuses to start, or
+ * a second writer): its wait status, or -1. */
+static inline int tu_writer_run(struct tu_ring *t, const char *const *extra)
+{
+	int st;
+	pid_t pid = tu_writer_spawn(t, NULL, NULL, extra);
+	return pid > 0 && waitpid(pid, &st, 0) == pid ? st : -1;
+}
+
+/* Start shmring-writer on t (tu_writer_spawn) as t->writer. Returns its pid once it
+ * serves, or -1. */
 static inline pid_t tu_writer_start_with(struct tu_ring *t, const char *cap, const char *slot,
 					 const char *const *extra)
 {
-	pid_t pid = fork();
-	if (pid == 0) {
-		const char *argv[16];
-		int n = 0;
-		argv[n++] = SHMRING_WRITER_PATH;
-		argv[n++] = "--ring";
-		argv[n++] = t->name;
-		argv[n++] = "--out";
-		argv[n++] = t->out;
-		if (cap) {
-			argv[n++] = "--capacity";
-			argv[n++] = cap;
-		}
-		if (slot) {
-			argv[n++] = "--slot-size";
-			argv[n++] = slot;
-		}
-		for (int k = 0; extra && extra[k] && n < 15; k++)
-			argv[n++] = extra[k];
-		argv[n] = NULL;
-		if (!getenv("SHMRING_TEST_VERBOSE"))
-			freopen("/dev/null", "w", stderr);
-		execv(argv[0], (char **)argv);
-		_exit(127);
-	}
+	pid_t pid = tu_writer_spawn(t, cap, slot, extra);
 	t->writer = pid;
 	tu_track(pid, NULL);
 	/* Serving = it holds the writer lock and has published its pid. */
@@ -160,6 +197,40 @@ static inline pid_t tu_writer_start_with(struct tu_ring *t, const char *cap, con
 static inline pid_t tu_writer_start(struct tu_ring *t, const char *cap, const char *slot)
 {
 	return tu_writer_start_with(t, cap, slot, NULL);
+}
+
+/* Create the ring (t->r, the writer would need room to size a new shm object), then
+ * start the writer under RLIMIT_FSIZE soft/hard with SIGXFSZ ignored, so that write(2)
+ * fails with EFBIG. Returns its pid once it serves, or -1. */
+static inline pid_t tu_writer_start_limited(struct tu_ring *t, rlim_t soft, rlim_t hard)
+{
+	if (shmring_open(t->name, NULL, &t->r) != 0)
+		return -1;
+	pid_t pid = fork();
+	if (pid == 0) {
+		struct rlimit rl = { soft, hard };
+		setrlimit(RLIMIT_FSIZE, &rl);
+		signal(SIGXFSZ, SIG_IGN);
+		tu_exec_writer(SHMRING_WRITER_PATH, t, NULL, NULL, NULL);
+	}
+	t->writer = pid;
+	tu_track(pid, NULL);
+	for (int i = 0; i < 400; i++) {
+		struct shmring_stats st;
+		if (shmring_stats(t->r, &st) == 0 && st.writer_alive && st.writer_pid == pid)
+			return pid;
+		tu_sleep_ms(5);
+	}
+	return -1;
+}
+
+/* A writer on t (tu_writer_start_with), then a handle on its ring: t->r, returned. */
+static inline shmring *tu_serve(struct tu_ring *t, const char *cap, const char *slot,
+				const char *const *extra)
+{
+	assert_true(tu_writer_start_with(t, cap, slot, extra) > 0);
+	assert_int_equal(shmring_attach(t->name, &t->r), 0);
+	return t->r;
 }
 
 /* A flush that retries while it times out (a slow, loaded or instrumented machine):
@@ -198,6 +269,104 @@ static inline void tu_ring_cleanup(struct tu_ring *t)
 	unlink(t->out);
 	rmdir(t->dir);
 }
+
+/* Close t->r before the end of a test (teardown closes it otherwise). */
+static inline void tu_close(struct tu_ring *t)
+{
+	shmring_close(t->r);
+	t->r = NULL;
+}
+
+/* cmocka fixtures. The state is a struct tu_ring named after the test (TU_TEST passes
+ * the test's name as the initial state). Teardown closes t->r and stops a writer still
+ * running: tu_teardown requires it to exit 0 (it drained), tu_teardown_kill SIGKILLs it,
+ * for tests that stop or break their writer on purpose. TU_TEST_WITH names another
+ * teardown, for a fixture that holds more (one that calls tu_end, then tu_teardown_kill);
+ * tu_setup_as sets up a state of another type, named by its init function. */
+static inline int tu_setup_as(void **state, size_t size, void (*init)(void *t, const char *tag))
+{
+	const char *name = *state ? *state : "fx";
+	char tag[17]; /* paths under $TMPDIR stay short (a socket's must fit sun_path) */
+	snprintf(tag, sizeof(tag), "%s", strncmp(name, "test_", 5) ? name : name + 5);
+	void *t = calloc(1, size);
+	if (!t)
+		return -1;
+	init(t, tag);
+	*state = t;
+	return 0;
+}
+
+static inline void tu_ring_init_any(void *t, const char *tag)
+{
+	tu_ring_init(t, tag);
+}
+
+static inline int tu_setup(void **state)
+{
+	return tu_setup_as(state, sizeof(struct tu_ring), tu_ring_init_any);
+}
+
+/* Close t->r and, when stop, SIGTERM a writer still running: nonzero (with a message)
+ * unless it exited 0. For teardowns of fixtures that hold more than the ring. */
+static inline int tu_end(struct tu_ring *t, int stop)
+{
+	if (t->r)
+		shmring_close(t->r);
+	t->r = NULL;
+	int rc = stop && t->writer > 0 ? tu_writer_stop(t) : 0;
+	if (rc != 0)
+		print_error("the writer exited %d on SIGTERM, not 0\n", rc);
+	return rc;
+}
+
+/* The end of a ring a test made itself (one per round of a loop): as tu_teardown. */
+static inline void tu_ring_done(struct tu_ring *t)
+{
+	assert_int_equal(tu_end(t, 1), 0);
+	tu_ring_cleanup(t);
+}
+
+static inline int tu_teardown_with(void **state, int stop)
+{
+	struct tu_ring *t = *state;
+	int rc = tu_end(t, stop);
+	tu_ring_cleanup(t);
+	free(t);
+	return rc;
+}
+
+static inline int tu_teardown(void **state)
+{
+	return tu_teardown_with(state, 1);
+}
+
+static inline int tu_teardown_kill(void **state)
+{
+	return tu_teardown_with(state, 0);
+}
+
+#define TU_TEST_WITH(f, teardown) cmocka_unit_test_prestate_setup_teardown(f, tu_setup, teardown, (void *)#f)
+#define TU_TEST(f) TU_TEST_WITH(f, tu_teardown)
+#define TU_TEST_KILL(f) TU_TEST_WITH(f, tu_teardown_kill)
+
+/* A copy of the program src that any user can run, dir/leaf in a new folder dir (a
+ * mkdtemp template, filled in), its path in path: for a test that runs it as another
+ * user, to whom the build tree may be closed. The test removes both. */
+static inline void tu_copy_exe(const char *src, char *dir, const char *leaf, char *path, size_t len)
+{
+	assert_non_null(mkdtemp(dir));
+	assert_int_equal(chmod(dir, 0755), 0);
+	snprintf(path, len, "%s/%s", dir, leaf);
+	char cmd[512];
+	snprintf(cmd, sizeof(cmd), "cp '%s' '%s' && chmod 0755 '%s'", src, path, path);
+	assert_int_equal(system(cmd), 0);
+}
+
+/* Run the group; SHMRING_TEST_FILTER=test_name runs only the tests it matches (e.g. one
+ * test in a loop). */
+#define TU_RUN_TESTS(tests) \
+	((getenv("SHMRING_TEST_FILTER") ? cmocka_set_test_filter(getenv("SHMRING_TEST_FILTER")) : (void)0), \
+	 cmocka_run_group_tests(tests, NULL, NULL))
 
 /* Read the whole file; every line must parse as JSON. Returns an array of json_t*, or
  * NULL with *bad set to the first line that did not parse. live: the writer may be
@@ -244,6 +413,34 @@ static inline json_t *tu_read_jsonl(const char *path, long *bad)
 	return tu_read_jsonl_ex(path, bad, 0);
 }
 
+/* Test records (tu_pack_record) in the file, counted per producer p < P into per[].
+ * Returns how many lines, or -1 if one is not JSON or not a record of a producer < P,
+ * if in_order and a producer's "i" do not run 0, 1, ..., or if pad >= 0 and an "s" is
+ * not pad bytes long. */
+static inline long tu_count_records(const char *path, int P, long *per, int in_order, long pad)
+{
+	long bad;
+	json_t *arr = tu_read_jsonl(path, &bad);
+	if (!arr)
+		return -1;
+	memset(per, 0, sizeof(long) * (size_t)P);
+	long n = (long)json_array_size(arr);
+	size_t k;
+	json_t *v;
+	json_array_foreach(arr, k, v) {
+		json_t *jp = json_object_get(v, "p"), *js = json_object_get(v, "s");
+		long p = json_is_integer(jp) ? (long)json_integer_value(jp) : -1;
+		if (p < 0 || p >= P || (in_order && json_integer_value(json_object_get(v, "i")) != per[p]) ||
+		    (pad >= 0 && (!json_is_string(js) || json_string_length(js) != (size_t)pad))) {
+			n = -1;
+			break;
+		}
+		per[p]++;
+	}
+	json_decref(arr);
+	return n;
+}
+
 /* The test record: {"p":P,"i":I,"s":"<pad>"} packed with msgpack-c. */
 static inline size_t tu_pack_record(msgpack_sbuffer *sb, int p, long i, size_t pad)
 {
@@ -262,6 +459,60 @@ static inline size_t tu_pack_record(msgpack_sbuffer *sb, int p, long i, size_t p
 		buf[k] = (char)('a' + (k + (size_t)i) % 26);
 	msgpack_pack_str_with_body(&pk, buf, n);
 	return sb->size;
+}
+
+/* A forked producer's own handle on ring name; it exits 1 if it cannot open one. */
+static inline shmring *tu_child_open(const char *name)
+{
+	shmring *r;
+	if (shmring_open(name, NULL, &r))
+		_exit(1);
+	return r;
+}
+
+/* A forked producer's end: flush (tu_flush), close, exit 0, or code if the flush failed. */
+static inline void tu_child_exit(shmring *r, int code)
+{
+	int rc = tu_flush(r);
+	shmring_close(r);
+	_exit(rc ? code : 0);
+}
+
+/* Send test records i = from .. to-1 of producer p with pad bytes each: every send must
+ * return 0 (the ring has room, or a writer drains it). */
+static inline void tu_send_records(shmring *r, int p, long from, long to, size_t pad)
+{
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	for (long i = from; i < to; i++) {
+		tu_pack_record(&sb, p, i, pad);
+		assert_int_equal(shmring_send(r, sb.data, sb.size), 0);
+	}
+	msgpack_sbuffer_destroy(&sb);
+}
+
+/* Send sb, retrying at once while the ring is full (never blocks, and the count of
+ * records stays exact): 0, or the first other answer of shmring_send. */
+static inline int tu_send_all(shmring *r, const msgpack_sbuffer *sb)
+{
+	int rc;
+	while ((rc = shmring_send(r, sb->data, sb->size)) == -EAGAIN)
+		sched_yield();
+	return rc;
+}
+
+/* Send test records i = from .. to-1 of producer 0, 100 bytes of pad each, each retried
+ * while the ring is full. */
+static inline void tu_send_range(shmring *r, long from, long to)
+{
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	for (long i = from; i < to; i++) {
+		tu_pack_record(&sb, 0, i, 100);
+		while (shmring_send(r, sb.data, sb.size) == -EAGAIN)
+			tu_sleep_ms(1);
+	}
+	msgpack_sbuffer_destroy(&sb);
 }
 
 /* Wait for child processes; returns how many exited non-zero. */
