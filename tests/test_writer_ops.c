@@ -346,7 +346,7 @@ static void test_sd_notify(void **state)
 	kill(w, SIGTERM);
 	assert_true(recv_within(fd, msg, sizeof(msg), 10000) > 0);
 	assert_true(strncmp(msg, "STOPPING=1\n", 11) == 0);
-	assert_int_equal(tu_writer_stop(t), 0);
+	assert_int_equal(tu_writer_wait(t), 0);
 	close(fd);
 	unlink(sa.sun_path);
 }

@@ -245,16 +245,25 @@ static inline int tu_flush(shmring *r)
 }
 
 /* SIGTERM the writer (it drains, then exits 0); returns its exit status. */
-static inline int tu_writer_stop(struct tu_ring *t)
+/* Reap a writer already told to stop: its exit status, or 128 + the signal. No second
+ * signal: one arriving while LeakSanitizer suspends the exiting writer hung it (ASan). */
+static inline int tu_writer_wait(struct tu_ring *t)
 {
 	int st = -1;
 	if (t->writer <= 0)
 		return -1;
-	kill(t->writer, SIGCONT);
-	kill(t->writer, SIGTERM);
 	waitpid(t->writer, &st, 0);
 	t->writer = 0;
 	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+static inline int tu_writer_stop(struct tu_ring *t)
+{
+	if (t->writer <= 0)
+		return -1;
+	kill(t->writer, SIGCONT);
+	kill(t->writer, SIGTERM);
+	return tu_writer_wait(t);
 }
 
 static inline void tu_ring_cleanup(struct tu_ring *t)
