@@ -561,22 +561,20 @@ static inline char *put_text(char *o, char *oend, const char *t, size_t tl)
 	return o + tl;
 }
 
-static inline char *put_f32(char *o, char *oend, uint32_t bits)
+/* bits: an f32 (width 4) or an f64. Formatted in place when the longest text fits, else
+ * through a buffer so that running out of space is still exact. */
+static inline char *put_float(char *o, char *oend, uint64_t bits, unsigned width)
 {
-	char tmp[FPFMT_MAX];
-	float f;
-
-	memcpy(&f, &bits, 4);
-	return put_text(o, oend, tmp, fpfmt_f32(tmp, f));
-}
-
-static inline char *put_f64(char *o, char *oend, uint64_t bits)
-{
+	uint32_t u = (uint32_t)bits;
 	char tmp[FPFMT_MAX];
 	double d;
+	float f;
 
+	memcpy(&f, &u, 4);
 	memcpy(&d, &bits, 8);
-	return put_text(o, oend, tmp, fpfmt_f64(tmp, d));
+	if (room(o, oend, FPFMT_MAX))
+		return o + (width == 4 ? fpfmt_f32(o, f) : fpfmt_f64(o, d));
+	return put_text(o, oend, tmp, width == 4 ? fpfmt_f32(tmp, f) : fpfmt_f64(tmp, d));
 }
 
 /* which: 0 nil, 1 false, 2 true */
@@ -746,10 +744,10 @@ dispatch:
 		o = put_int(o, oend, n, op.width);
 		goto put;
 	case A_F32:
-		o = put_f32(o, oend, (uint32_t)n);
+		o = put_float(o, oend, n, 4);
 		goto put;
 	case A_F64:
-		o = put_f64(o, oend, n);
+		o = put_float(o, oend, n, 8);
 		goto put;
 	case A_LIT:
 		o = put_lit(o, oend, n);
