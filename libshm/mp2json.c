@@ -141,23 +141,32 @@ static inline unsigned ndigits(uint64_t v)
 	return t + 1 - ((v | 1) < p10[t]);
 }
 
-/* Writes exactly nd digits of v ending at o + nd, two at a time from the back. */
+/* Writes exactly nd digits of v ending at o + nd, from the back: four per 64-bit division,
+ * then the last pairs in 32-bit arithmetic (cheaper than a 64-bit division per pair). */
 static inline void put_digits(char *o, uint64_t v, unsigned nd)
 {
 	char *q = o + nd;
+	uint32_t w;
 
-	while (v >= 100) {
-		unsigned r = (unsigned)(v % 100);
+	while (v >= 10000) {
+		uint32_t r = (uint32_t)(v % 10000);
 
-		v /= 100;
-		q -= 2;
-		memcpy(q, digit_pairs + 2 * r, 2);
+		v /= 10000;
+		q -= 4;
+		memcpy(q, digit_pairs + 2 * (r / 100), 2);
+		memcpy(q + 2, digit_pairs + 2 * (r % 100), 2);
 	}
-	if (v >= 10) {
+	w = (uint32_t)v;
+	if (w >= 100) {
 		q -= 2;
-		memcpy(q, digit_pairs + 2 * v, 2);
+		memcpy(q, digit_pairs + 2 * (w % 100), 2);
+		w /= 100;
+	}
+	if (w >= 10) {
+		q -= 2;
+		memcpy(q, digit_pairs + 2 * w, 2);
 	} else {
-		*--q = (char)('0' + v);
+		*--q = (char)('0' + w);
 	}
 }
 
