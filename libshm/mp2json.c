@@ -3,7 +3,8 @@
  * One forward pass over the input with an explicit, fixed stack: no object tree, no
  * allocation, no recursion. Records are maps of short ASCII keys to short strings and small
  * integers, so the hot path is: fixstr keys and their simple values handled without going
- * through the dispatch, a 256-entry table for the type byte otherwise, strings up to 32 bytes
+ * through the dispatch; otherwise a 256-entry table that gives, per type byte, the header's
+ * length, the width of the number in it and what to do with it; strings up to 32 bytes
  * tested and copied as one or two 16-byte vectors (longer ones a vector at a time, SWAR where
  * there is no SSE2), and a digit-pair table. Everything else (floats, timestamps, non-string
  * keys, escapes, UTF-8 checking) takes a slower but exact path. Output rules are in
@@ -38,29 +39,46 @@ static const char R_DEEP[] = "nesting deeper than 64";
 static const char R_KEYNEST[] = "non-string keys nested deeper than 2";
 static const char R_TRAIL[] = "trailing bytes";
 
-/* Type of an object by its first byte. */
-enum {
-	K_POSFIX, K_FIXMAP, K_FIXARR, K_FIXSTR, K_NIL, K_BAD, K_FALSE, K_TRUE,
-	K_BIN8, K_BIN16, K_BIN32, K_EXT8, K_EXT16, K_EXT32, K_F32, K_F64,
-	K_U8, K_U16, K_U32, K_U64, K_I8, K_I16, K_I32, K_I64,
-	K_FIXEXT1, K_FIXEXT2, K_FIXEXT4, K_FIXEXT8, K_FIXEXT16,
-	K_STR8, K_STR16, K_STR32, K_ARR16, K_ARR32, K_MAP16, K_MAP32, K_NEGFIX,
+/* What the converter does with an object, by its type byte. */
+enum { A_UINT, A_INT, A_F32, A_F64, A_LIT, A_STR, A_BIN, A_EXT, A_ARRAY, A_MAP, A_BAD };
+
+/* An object's header: its type byte, then `width` bytes of big-endian number (the value, a
+ * length or a count), then for ext its type: `hdr` bytes in all. With no width the number
+ * is `num`, which the type byte itself carries. */
+struct op {
+	uint8_t act, hdr, width, num;
 };
 
-#define X4(k) k, k, k, k
-#define X16(k) X4(k), X4(k), X4(k), X4(k)
-static const uint8_t kind_of[] = {
-	X16(K_POSFIX), X16(K_POSFIX), X16(K_POSFIX), X16(K_POSFIX),	/* 0x00 */
-	X16(K_POSFIX), X16(K_POSFIX), X16(K_POSFIX), X16(K_POSFIX),	/* 0x40 */
-	X16(K_FIXMAP), X16(K_FIXARR), X16(K_FIXSTR), X16(K_FIXSTR),	/* 0x80 */
-	K_NIL, K_BAD, K_FALSE, K_TRUE, K_BIN8, K_BIN16, K_BIN32,	/* 0xc0 */
-	K_EXT8, K_EXT16, K_EXT32, K_F32, K_F64,				/* 0xc7 */
-	K_U8, K_U16, K_U32, K_U64, K_I8, K_I16, K_I32, K_I64,		/* 0xcc */
-	K_FIXEXT1, K_FIXEXT2, K_FIXEXT4, K_FIXEXT8, K_FIXEXT16,		/* 0xd4 */
-	K_STR8, K_STR16, K_STR32, K_ARR16, K_ARR32, K_MAP16, K_MAP32,	/* 0xd9 */
-	X16(K_NEGFIX), X16(K_NEGFIX),					/* 0xe0 */
+#define OP(act, hdr, width) { act, hdr, width, 0 }
+#define FIX(act, hdr, num) { act, hdr, 0, num }
+#define POSFIX(i) FIX(A_UINT, 1, (i))
+#define NEGFIX(i) FIX(A_INT, 1, 0xe0 + (i))	/* a one-byte two's complement number */
+#define FIXMAP(i) FIX(A_MAP, 1, (i))
+#define FIXARR(i) FIX(A_ARRAY, 1, (i))
+#define FIXSTR(i) FIX(A_STR, 1, (i))
+#define R4(m, i) m(i), m((i) + 1), m((i) + 2), m((i) + 3)
+#define R16(m, i) R4(m, i), R4(m, (i) + 4), R4(m, (i) + 8), R4(m, (i) + 12)
+static const struct op head_of[] = {
+	R16(POSFIX, 0x00), R16(POSFIX, 0x10), R16(POSFIX, 0x20), R16(POSFIX, 0x30),
+	R16(POSFIX, 0x40), R16(POSFIX, 0x50), R16(POSFIX, 0x60), R16(POSFIX, 0x70),
+	R16(FIXMAP, 0), R16(FIXARR, 0), R16(FIXSTR, 0), R16(FIXSTR, 16),	/* 0x80 */
+	/* 0xc0: nil, never used, false, true */
+	FIX(A_LIT, 1, 0), FIX(A_BAD, 1, 0), FIX(A_LIT, 1, 1), FIX(A_LIT, 1, 2),
+	/* 0xc4: bin 8, 16, 32; ext 8, 16, 32; float 32, 64 */
+	OP(A_BIN, 2, 1), OP(A_BIN, 3, 2), OP(A_BIN, 5, 4),
+	OP(A_EXT, 3, 1), OP(A_EXT, 4, 2), OP(A_EXT, 6, 4),
+	OP(A_F32, 5, 4), OP(A_F64, 9, 8),
+	/* 0xcc: uint 8, 16, 32, 64; int 8, 16, 32, 64 */
+	OP(A_UINT, 2, 1), OP(A_UINT, 3, 2), OP(A_UINT, 5, 4), OP(A_UINT, 9, 8),
+	OP(A_INT, 2, 1), OP(A_INT, 3, 2), OP(A_INT, 5, 4), OP(A_INT, 9, 8),
+	/* 0xd4: fixext 1, 2, 4, 8, 16 */
+	FIX(A_EXT, 2, 1), FIX(A_EXT, 2, 2), FIX(A_EXT, 2, 4), FIX(A_EXT, 2, 8), FIX(A_EXT, 2, 16),
+	/* 0xd9: str 8, 16, 32; array 16, 32; map 16, 32 */
+	OP(A_STR, 2, 1), OP(A_STR, 3, 2), OP(A_STR, 5, 4),
+	OP(A_ARRAY, 3, 2), OP(A_ARRAY, 5, 4), OP(A_MAP, 3, 2), OP(A_MAP, 5, 4),
+	R16(NEGFIX, 0), R16(NEGFIX, 16),					/* 0xe0 */
 };
-_Static_assert(sizeof(kind_of) == 256, "one class per byte value");
+_Static_assert(sizeof(head_of) == 256 * sizeof(struct op), "one header per byte value");
 
 /* What a string byte below 0x80 turns into: 0 = itself, 'u' = \u00XX, else \<that char>.
  * Same set as serde_json: control bytes, '"' and '\\'; 0x7f and '/' pass as they are. */
@@ -123,23 +141,32 @@ static inline unsigned ndigits(uint64_t v)
 	return t + 1 - ((v | 1) < p10[t]);
 }
 
-/* Writes exactly nd digits of v ending at o + nd, two at a time from the back. */
+/* Writes exactly nd digits of v ending at o + nd, from the back: four per 64-bit division,
+ * then the last pairs in 32-bit arithmetic (cheaper than a 64-bit division per pair). */
 static inline void put_digits(char *o, uint64_t v, unsigned nd)
 {
 	char *q = o + nd;
+	uint32_t w;
 
-	while (v >= 100) {
-		unsigned r = (unsigned)(v % 100);
+	while (v >= 10000) {
+		uint32_t r = (uint32_t)(v % 10000);
 
-		v /= 100;
-		q -= 2;
-		memcpy(q, digit_pairs + 2 * r, 2);
+		v /= 10000;
+		q -= 4;
+		memcpy(q, digit_pairs + 2 * (r / 100), 2);
+		memcpy(q + 2, digit_pairs + 2 * (r % 100), 2);
 	}
-	if (v >= 10) {
+	w = (uint32_t)v;
+	if (w >= 100) {
 		q -= 2;
-		memcpy(q, digit_pairs + 2 * v, 2);
+		memcpy(q, digit_pairs + 2 * (w % 100), 2);
+		w /= 100;
+	}
+	if (w >= 10) {
+		q -= 2;
+		memcpy(q, digit_pairs + 2 * w, 2);
 	} else {
-		*--q = (char)('0' + v);
+		*--q = (char)('0' + w);
 	}
 }
 
@@ -483,6 +510,123 @@ static size_t fmt_timestamp(char *buf, const uint8_t *d, size_t n)
 	return (size_t)(o - buf);
 }
 
+static inline bool room(const char *o, const char *oend, uint64_t n)
+{
+	return (uint64_t)(oend - o) >= n;
+}
+
+/* The number in the header at p: in the type byte itself or the big-endian bytes after it. */
+static inline uint64_t head_num(const uint8_t *p, struct op op)
+{
+	switch (op.width) {
+	case 0:
+		return op.num;
+	case 1:
+		return p[1];
+	case 2:
+		return be16(p + 1);
+	case 4:
+		return be32(p + 1);
+	default:
+		return be64(p + 1);
+	}
+}
+
+/* The writers below return the new cursor, or NULL when out of space. */
+
+static inline char *put_uint(char *o, char *oend, uint64_t v)
+{
+	unsigned nd = ndigits(v);
+
+	if (!room(o, oend, nd))
+		return NULL;
+	put_digits(o, v, nd);
+	return o + nd;
+}
+
+/* n is a two's complement number of `width` bytes (a negative fixint: its one type byte). */
+static inline char *put_int(char *o, char *oend, uint64_t n, unsigned width)
+{
+	uint64_t sign = 1ull << (8 * (width ? width : 1) - 1);
+	uint64_t v = (n ^ sign) - sign;		/* sign-extended to 64 bits */
+	unsigned nd;
+
+	if (!(v >> 63))
+		return put_uint(o, oend, v);
+	v = 0 - v;				/* the magnitude, exact for INT64_MIN too */
+	nd = ndigits(v);
+	if (!room(o, oend, nd + 1))
+		return NULL;
+	*o++ = '-';
+	put_digits(o, v, nd);
+	return o + nd;
+}
+
+static inline char *put_text(char *o, char *oend, const char *t, size_t tl)
+{
+	if (!room(o, oend, tl))
+		return NULL;
+	memcpy(o, t, tl);
+	return o + tl;
+}
+
+/* bits: an f32 (width 4) or an f64. Formatted in place when the longest text fits, else
+ * through a buffer so that running out of space is still exact. */
+static inline char *put_float(char *o, char *oend, uint64_t bits, unsigned width)
+{
+	uint32_t u = (uint32_t)bits;
+	char tmp[FPFMT_MAX];
+	double d;
+	float f;
+
+	memcpy(&f, &u, 4);
+	memcpy(&d, &bits, 8);
+	if (room(o, oend, FPFMT_MAX))
+		return o + (width == 4 ? fpfmt_f32(o, f) : fpfmt_f64(o, d));
+	return put_text(o, oend, tmp, width == 4 ? fpfmt_f32(tmp, f) : fpfmt_f64(tmp, d));
+}
+
+/* which: 0 nil, 1 false, 2 true */
+static inline char *put_lit(char *o, char *oend, uint64_t which)
+{
+	if (which == 1)
+		return put_text(o, oend, "false", 5);
+	return put_text(o, oend, which ? "true" : "null", 4);
+}
+
+static char *put_bin(char *o, char *oend, const uint8_t *d, size_t n)
+{
+	if (!room(o, oend, b64_len(n) + 2))
+		return NULL;
+	*o++ = '"';
+	o = put_b64(o, d, n);
+	*o++ = '"';
+	return o;
+}
+
+/* A timestamp (type -1) as text when it is one fmt_timestamp() renders, any other ext as
+ * {"ext":TYPE,"base64":"..."}. */
+static char *put_ext(char *o, char *oend, int8_t type, const uint8_t *d, size_t n)
+{
+	unsigned mag = (unsigned)(type < 0 ? -type : type), nd = ndigits(mag);
+	char ts[40];
+	size_t tl;
+
+	if (type == -1 && (tl = fmt_timestamp(ts, d, n)) != 0)
+		return put_text(o, oend, ts, tl);
+	if (!room(o, oend, sizeof("{\"ext\":,\"base64\":\"\"}") - 1 + (type < 0) + nd + b64_len(n)))
+		return NULL;
+	memcpy(o, "{\"ext\":", 7);
+	o += 7;
+	if (type < 0)
+		*o++ = '-';
+	put_digits(o, mag, nd);
+	memcpy(o + nd, ",\"base64\":\"", 11);
+	o = put_b64(o + nd + 11, d, n);
+	memcpy(o, "\"}", 2);
+	return o + 2;
+}
+
 /* A saved enclosing frame; the innermost one lives in locals (left, kind) so the hot loop
  * keeps it in registers. */
 struct frame {
@@ -491,16 +635,20 @@ struct frame {
 };
 
 enum { F_TOP, F_ARRAY, F_MAP, F_KEY };
+_Static_assert(F_ARRAY >> 1 == 0 && F_MAP >> 1 == 1, "kind >> 1 tells a map from an array");
 
-#define NEED_IN(n)                                              \
-	do {                                                    \
-		if ((size_t)(end - p) < (size_t)(n))            \
-			goto truncated;                         \
-	} while (0)
 #define ROOM(n)                                                 \
 	do {                                                    \
 		if ((uint64_t)(oend - o) < (uint64_t)(n))       \
 			goto nospace;                           \
+	} while (0)
+#define PUSH(n, k)                                              \
+	do {                                                    \
+		stk[sp].left = left;                            \
+		stk[sp].kind = (uint8_t)kind;                   \
+		sp++;                                           \
+		left = (n);                                     \
+		kind = (k);                                     \
 	} while (0)
 
 SHMRING_EXPORT size_t shmring_json_bound(size_t len)
@@ -519,31 +667,21 @@ SHMRING_EXPORT size_t shmring_json_bound(size_t len)
 	return 18 * len + 1024;
 }
 
-SHMRING_EXPORT ssize_t shmring_msgpack_to_json(const void *in, size_t len, char *out,
-					       size_t cap, const char **why)
+/* The conversion proper: one object at [p, end) (p < end) into [out, oend). Returns the
+ * length written, -ENOSPC, or -EBADMSG with *err set.
+ * Longer than our ~100 lines on purpose: it is the state machine (fast paths, dispatch,
+ * containers, separators) as one function with gotos, so that the cursors and the innermost
+ * frame stay in registers from one object to the next; the work is in the writers above. */
+static ssize_t convert(const uint8_t *p, const uint8_t *end, char *out, char *oend,
+		       const char **err)
 {
 	struct frame stk[MAX_FRAMES];
-	size_t kstart[SHMRING_JSON_MAX_KEY_NEST];	/* where each open key's text starts */
-	unsigned sp = 0, depth = 0, klev = 0, kind = F_TOP;
-	uint64_t left = 0;
-	const uint8_t *p = in, *end;
-	const char *err;
-	char tmp[48], dummy, *o, *oend;
-	uint64_t v, n;
-	int64_t sv;
-	size_t tl, hdr;
-	unsigned nd;
+	char *kstart[SHMRING_JSON_MAX_KEY_NEST];	/* where each open key's text starts */
+	unsigned sp = 0, klev = 0, kind = F_TOP;	/* sp - klev: containers open */
+	uint64_t left = 0, n;
+	char *o = out;
+	struct op op;
 	uint8_t b;
-
-	if (len == 0)
-		goto truncated;
-	end = p + len;
-	if (!out) {
-		out = &dummy;
-		cap = 0;
-	}
-	o = out;
-	oend = out + cap;
 
 next:
 	if (p == end)
@@ -573,9 +711,9 @@ next:
 				goto str;
 			}
 			if (b < 0x80) {
-				v = b;
+				n = b;
 				p += 1;
-				goto emit_u;
+				goto uint;
 			}
 			goto dispatch;
 		}
@@ -585,311 +723,81 @@ next:
 			if (b == 0xc1)
 				goto bad_c1;
 			if (klev == SHMRING_JSON_MAX_KEY_NEST) {
-				err = R_KEYNEST;
-				goto bad;
+				*err = R_KEYNEST;
+				return -EBADMSG;
 			}
 			ROOM(1);
 			*o++ = '"';
-			kstart[klev++] = (size_t)(o - out);
-			stk[sp].left = left;
-			stk[sp].kind = (uint8_t)kind;
-			sp++;
-			left = 1;
-			kind = F_KEY;
+			kstart[klev++] = o;
+			PUSH(1, F_KEY);
 		}
 	}
 dispatch:
-	switch (kind_of[b]) {
-	case K_POSFIX:
-		v = b;
-		p += 1;
-		goto emit_u;
-	case K_NEGFIX:
-		sv = (int64_t)b - 256;
-		p += 1;
-		goto emit_s;
-	case K_U8:
-		NEED_IN(2);
-		v = p[1];
-		p += 2;
-		goto emit_u;
-	case K_U16:
-		NEED_IN(3);
-		v = be16(p + 1);
-		p += 3;
-		goto emit_u;
-	case K_U32:
-		NEED_IN(5);
-		v = be32(p + 1);
-		p += 5;
-		goto emit_u;
-	case K_U64:
-		NEED_IN(9);
-		v = be64(p + 1);
-		p += 9;
-		goto emit_u;
-	case K_I8:
-		NEED_IN(2);
-		sv = (int8_t)p[1];
-		p += 2;
-		goto emit_s;
-	case K_I16:
-		NEED_IN(3);
-		sv = (int16_t)be16(p + 1);
-		p += 3;
-		goto emit_s;
-	case K_I32:
-		NEED_IN(5);
-		sv = (int32_t)be32(p + 1);
-		p += 5;
-		goto emit_s;
-	case K_I64:
-		NEED_IN(9);
-		sv = (int64_t)be64(p + 1);
-		p += 9;
-		goto emit_s;
-	case K_NIL:
-		ROOM(4);
-		memcpy(o, "null", 4);
-		o += 4;
-		p += 1;
-		goto done;
-	case K_FALSE:
-		ROOM(5);
-		memcpy(o, "false", 5);
-		o += 5;
-		p += 1;
-		goto done;
-	case K_TRUE:
-		ROOM(4);
-		memcpy(o, "true", 4);
-		o += 4;
-		p += 1;
-		goto done;
-	case K_BAD:
+	/* Every other object: its header, then what its type byte says to do. */
+	op = head_of[b];
+	if ((size_t)(end - p) < op.hdr)
+		goto truncated;
+	n = head_num(p, op);
+	p += op.hdr;
+	switch (op.act) {
+	case A_UINT:
+		goto uint;
+	case A_STR:
+		goto str;
+	case A_ARRAY:
+	case A_MAP:
+		goto open;
+	case A_BAD:
 		goto bad_c1;
-	case K_F32: {
-		float f;
-		uint32_t u;
-
-		NEED_IN(5);
-		u = be32(p + 1);
-		memcpy(&f, &u, 4);
-		tl = fpfmt_f32(tmp, f);
-		p += 5;
-		goto emit_tmp;
+	case A_INT:
+		o = put_int(o, oend, n, op.width);
+		goto put;
+	case A_F32:
+		o = put_float(o, oend, n, 4);
+		goto put;
+	case A_F64:
+		o = put_float(o, oend, n, 8);
+		goto put;
+	case A_LIT:
+		o = put_lit(o, oend, n);
+		goto put;
 	}
-	case K_F64: {
-		double d;
-
-		NEED_IN(9);
-		v = be64(p + 1);
-		memcpy(&d, &v, 8);
-		tl = fpfmt_f64(tmp, d);
-		p += 9;
-		goto emit_tmp;
-	}
-	case K_FIXSTR:
-		n = b & 31;
-		p += 1;
-		goto str;
-	case K_STR8:
-		NEED_IN(2);
-		n = p[1];
-		p += 2;
-		goto str;
-	case K_STR16:
-		NEED_IN(3);
-		n = be16(p + 1);
-		p += 3;
-		goto str;
-	case K_STR32:
-		NEED_IN(5);
-		n = be32(p + 1);
-		p += 5;
-		goto str;
-	case K_BIN8:
-		NEED_IN(2);
-		n = p[1];
-		p += 2;
-		goto bin;
-	case K_BIN16:
-		NEED_IN(3);
-		n = be16(p + 1);
-		p += 3;
-		goto bin;
-	case K_BIN32:
-		NEED_IN(5);
-		n = be32(p + 1);
-		p += 5;
-		goto bin;
-	case K_FIXEXT1:
-	case K_FIXEXT2:
-	case K_FIXEXT4:
-	case K_FIXEXT8:
-	case K_FIXEXT16:
-		n = 1u << (kind_of[b] - K_FIXEXT1);
-		hdr = 2;
-		goto ext;
-	case K_EXT8:
-		NEED_IN(3);
-		n = p[1];
-		hdr = 3;
-		goto ext;
-	case K_EXT16:
-		NEED_IN(4);
-		n = be16(p + 1);
-		hdr = 4;
-		goto ext;
-	case K_EXT32:
-		NEED_IN(6);
-		n = be32(p + 1);
-		hdr = 6;
-		goto ext;
-	case K_FIXARR:
-		n = b & 15;
-		p += 1;
-		goto array;
-	case K_ARR16:
-		NEED_IN(3);
-		n = be16(p + 1);
-		p += 3;
-		goto array;
-	case K_ARR32:
-		NEED_IN(5);
-		n = be32(p + 1);
-		p += 5;
-		goto array;
-	case K_FIXMAP:
-		n = b & 15;
-		p += 1;
-		goto map;
-	case K_MAP16:
-		NEED_IN(3);
-		n = be16(p + 1);
-		p += 3;
-		goto map;
-	case K_MAP32:
-		NEED_IN(5);
-		n = be32(p + 1);
-		p += 5;
-		goto map;
-	}
-	__builtin_unreachable();
-
-emit_s:
-	if (sv >= 0) {
-		v = (uint64_t)sv;
-		goto emit_u;
-	}
-	v = 0 - (uint64_t)sv;	/* exact for INT64_MIN too */
-	nd = ndigits(v);
-	ROOM(nd + 1);
-	*o++ = '-';
-	put_digits(o, v, nd);
-	o += nd;
-	goto done;
-emit_u:
-	nd = ndigits(v);
-	ROOM(nd);
-	put_digits(o, v, nd);
-	o += nd;
-	goto done;
-emit_tmp:
-	ROOM(tl);
-	memcpy(o, tmp, tl);
-	o += tl;
-	goto done;
+	/* bin and ext: a payload of n bytes, the ext's type just before it */
+	if ((uint64_t)(end - p) < n)
+		goto truncated;
+	o = op.act == A_BIN ? put_bin(o, oend, p, (size_t)n)
+			    : put_ext(o, oend, (int8_t)p[-1], p, (size_t)n);
+	p += n;
+	goto put;
+uint:
+	o = put_uint(o, oend, n);
+	goto put;
 str:
 	if ((uint64_t)(end - p) < n)
 		goto truncated;
 	o = put_str(o, oend, p, (size_t)n, end);
+	p += n;
+put:
 	if (!o)
 		goto nospace;
-	p += n;
 	goto done;
-bin:
-	if ((uint64_t)(end - p) < n)
-		goto truncated;
-	ROOM(b64_len(n) + 2);
-	*o++ = '"';
-	o = put_b64(o, p, (size_t)n);
-	*o++ = '"';
-	p += n;
-	goto done;
-ext: {
-	int8_t type;
-
-	NEED_IN(hdr);
-	type = (int8_t)p[hdr - 1];
-	p += hdr;
-	if ((uint64_t)(end - p) < n)
-		goto truncated;
-	if (type == -1 && (tl = fmt_timestamp(tmp, p, (size_t)n)) != 0) {
-		p += n;
-		goto emit_tmp;
+open:
+	if (sp - klev == SHMRING_JSON_MAX_DEPTH) {
+		*err = R_DEEP;
+		return -EBADMSG;
 	}
-	sv = type;
-	nd = sv < 0 ? ndigits((uint64_t)-sv) + 1 : ndigits((uint64_t)sv);
-	ROOM(sizeof("{\"ext\":,\"base64\":\"\"}") - 1 + nd + b64_len(n));
-	memcpy(o, "{\"ext\":", 7);
-	o += 7;
-	if (sv < 0) {
-		*o++ = '-';
-		put_digits(o, (uint64_t)-sv, nd - 1);
-		o += nd - 1;
-	} else {
-		put_digits(o, (uint64_t)sv, nd);
-		o += nd;
-	}
-	memcpy(o, ",\"base64\":\"", 11);
-	o = put_b64(o + 11, p, (size_t)n);
-	memcpy(o, "\"}", 2);
-	o += 2;
-	p += n;
-	goto done;
-}
-array:
-	if (depth == SHMRING_JSON_MAX_DEPTH)
-		goto deep;
-	/* Each element takes at least one byte: refuse a count the input cannot hold now,
-	 * rather than discover it one element at a time. */
+	/* Each element takes at least one byte, each pair two: refuse a count the input
+	 * cannot hold now, rather than discover it one element at a time. */
+	n <<= op.act == A_MAP;
 	if (n > (uint64_t)(end - p))
 		goto truncated;
+	ROOM(1 + !n);
+	*o++ = op.act == A_MAP ? '{' : '[';
 	if (n == 0) {
-		ROOM(2);
-		memcpy(o, "[]", 2);
-		o += 2;
+		*o++ = op.act == A_MAP ? '}' : ']';
 		goto done;
 	}
-	ROOM(1);
-	*o++ = '[';
-	stk[sp].left = left;
-	stk[sp].kind = (uint8_t)kind;
-	sp++;
-	left = n;
-	kind = F_ARRAY;
-	depth++;
-	goto next;
-map:
-	if (depth == SHMRING_JSON_MAX_DEPTH)
-		goto deep;
-	if (n > (uint64_t)(end - p) / 2)
-		goto truncated;
-	if (n == 0) {
-		ROOM(2);
-		memcpy(o, "{}", 2);
-		o += 2;
-		goto done;
-	}
-	ROOM(1);
-	*o++ = '{';
-	stk[sp].left = left;
-	stk[sp].kind = (uint8_t)kind;
-	sp++;
-	left = 2 * n;
-	kind = F_MAP;
-	depth++;
+	PUSH(n, op.act == A_MAP ? F_MAP : F_ARRAY);
 	goto next;
 
 done:
@@ -897,43 +805,56 @@ done:
 	while (kind != F_TOP) {
 		if (--left) {
 			ROOM(1);
-			/* In a map an odd count left means a value comes next. */
-			*o++ = kind == F_MAP && (left & 1) ? ':' : ',';
+			/* In a map an odd count left means a value comes next. Only arrays
+			 * and maps get here (a key frame holds one item), so kind >> 1 tells
+			 * a map, without a branch. */
+			*o++ = (char)(',' + (':' - ',') * ((kind >> 1) & left & 1));
 			goto next;
 		}
 		if (kind == F_KEY) {
-			o = close_key(out + kstart[--klev], o, oend);
+			o = close_key(kstart[--klev], o, oend);
 			if (!o)
 				goto nospace;
 		} else {
 			ROOM(1);
-			*o++ = kind == F_MAP ? '}' : ']';
-			depth--;
+			*o++ = (char)(']' + ('}' - ']') * (kind >> 1));
 		}
 		sp--;
 		left = stk[sp].left;
 		kind = stk[sp].kind;
 	}
 	if (p != end) {
-		err = R_TRAIL;
-		goto bad;
+		*err = R_TRAIL;
+		return -EBADMSG;
 	}
 	return (ssize_t)(o - out);
 
 truncated:
-	err = R_TRUNC;
-	goto bad;
+	*err = R_TRUNC;
+	return -EBADMSG;
 bad_c1:
-	err = R_C1;
-	goto bad;
-deep:
-	err = R_DEEP;
-bad:
-	if (why)
-		*why = err;
+	*err = R_C1;
 	return -EBADMSG;
 nospace:
 	return -ENOSPC;
+}
+
+SHMRING_EXPORT ssize_t shmring_msgpack_to_json(const void *in, size_t len, char *out,
+					       size_t cap, const char **why)
+{
+	const char *err = R_TRUNC;
+	ssize_t r = -EBADMSG;
+	char dummy;
+
+	if (!out) {
+		out = &dummy;
+		cap = 0;
+	}
+	if (len)
+		r = convert(in, (const uint8_t *)in + len, out, out + cap, &err);
+	if (r == -EBADMSG && why)
+		*why = err;
+	return r;
 }
 
 SHMRING_EXPORT ssize_t shmring_json_error_record(const char *why, uint64_t seq, const void *raw,
