@@ -58,6 +58,7 @@ static void drain_image(struct shm_map *m, unsigned max_steps)
 	shm_drain_commit(&d, d.freed, d.head, &t);
 }
 
+int LLVMFuzzerTestOneInput(const uint8_t *in, size_t len);
 int LLVMFuzzerTestOneInput(const uint8_t *in, size_t len)
 {
 	static struct shm_map m;
