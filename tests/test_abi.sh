@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # test_abi: libshmring.so exports exactly the symbols libshm/shmring.map lists, each under
 # its version node, each declared in a public header; nothing internal (shm_*) leaks,
-# and the static library carries no test hook.
+# the static library defines those names only, and it carries no test hook.
 #   test_abi.sh SHARED_LIB STATIC_LIB SOURCE_DIR
 set -euo pipefail
 so=$1 ar=$2 src=$3
@@ -20,6 +20,14 @@ for f in $listed; do
 done
 if nm -D --defined-only "$so" | awk '{print $3}' | grep -q '^shm_'; then
 	echo "test_abi: internal shm_* symbols exported"; fail=1
+fi
+# The static library defines the same names and nothing else (ld -r + objcopy
+# --localize-hidden): a program linking it cannot reach or collide with shm_* internals.
+static_defs=$(nm -g --defined-only "$ar" | awk 'NF == 3 { print $3 }' | sort -u)
+if [ "$static_defs" != "$exported" ]; then
+	echo "test_abi: libshmring.a defines other global symbols than libshmring.so exports:"
+	diff <(echo "$exported") <(echo "$static_defs") || true
+	fail=1
 fi
 if nm "$ar" 2>/dev/null | grep -q 'shm_test_hook'; then
 	echo "test_abi: the installed static library carries the test hook"; fail=1

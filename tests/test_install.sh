@@ -56,7 +56,7 @@ fi
 # build tree would start a developer's writer), not even in their debug information.
 # A sanitized build is exempt: the sanitizers' own metadata names the source files (gcc
 # 12's ASan does not apply -ffile-prefix-map to it), and such a build is never shipped.
-checked="lib/libshmring.so lib/libshmring.a bin/shmring-writer"
+checked="lib/libshmring.so lib/libshmring.a bin/shmring-writer bin/shmring"
 [ -z "$sanitize" ] || checked=""
 for f in $checked; do
 	if strings -a "$tmp/a/$f" | grep -F -e "$build" -e "$src"; then
