@@ -64,6 +64,54 @@ static void test_rotation(void **state)
 	free(seen);
 }
 
+/* Bytes of blocks a file holds past its size (0 if none): what reserve_ahead left. */
+static long long blocks_past_size(const char *path)
+{
+	struct stat st;
+	assert_int_equal(stat(path, &st), 0);
+	long long past = (long long)st.st_blocks * 512 - (long long)st.st_size;
+	return past > 0 ? past : 0;
+}
+
+/* The writer reserves blocks ahead of the file's end (fallocate KEEP_SIZE) and gives them
+ * back: a rotated file keeps none, a stopped writer leaves none, and a writer that finds
+ * a killed one's reservation returns it at open. The size never counts them. */
+static void test_reserve_released(void **state)
+{
+	struct tu_ring *t = *state;
+	static const char *args[] = { "--max-bytes", "3000000", "--keep", "2", NULL };
+	shmring *r = tu_serve(t, NULL, NULL, args);
+	tu_send_range(r, 0, 200);
+	assert_int_equal(tu_flush(r), 0);
+	if (blocks_past_size(t->out) < (1 << 20)) {
+		print_message("no blocks reserved ahead on this file system: nothing to give back\n");
+		skip();
+	}
+	const long N = 30000; /* ~3.9 MB of lines: one rotation at 3 MB */
+	for (long i = 200; i < N; i += 1000) {
+		tu_send_range(r, i, i + 1000 < N ? i + 1000 : N);
+		assert_int_equal(tu_flush(r), 0);
+	}
+	char rotated[300];
+	snprintf(rotated, sizeof(rotated), "%s.1", t->out);
+	assert_int_equal(access(rotated, F_OK), 0);
+	assert_true(blocks_past_size(rotated) < 65536); /* a block's rounding, not 8 MiB */
+	assert_true(blocks_past_size(t->out) >= (1 << 20)); /* still writing: reserved */
+	/* Killed while holding a reservation: the next writer gives it back at open. */
+	kill(t->writer, SIGKILL);
+	waitpid(t->writer, NULL, 0);
+	t->writer = 0;
+	assert_true(blocks_past_size(t->out) >= (1 << 20));
+	assert_true(tu_writer_start_with(t, NULL, NULL, args) > 0);
+	assert_true(blocks_past_size(t->out) < 65536);
+	/* A clean stop after more lines leaves nothing reserved either. */
+	tu_send_range(r, N, N + 100);
+	assert_int_equal(tu_flush(r), 0);
+	assert_int_equal(tu_writer_stop(t), 0);
+	assert_true(blocks_past_size(t->out) < 65536);
+	unlink(rotated);
+}
+
 /* --seq: an object gets "shmring_seq":POS first, any other value is wrapped, an invalid
  * record's error object is keyed too; positions count from the ring's first record. */
 static void test_seq(void **state)
@@ -427,6 +475,7 @@ int main(void)
 		TU_TEST(test_partial_write_retry),
 		TU_TEST(test_idle_poll_then_block),
 		TU_TEST(test_seq),
+		TU_TEST(test_reserve_released),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
