@@ -567,13 +567,19 @@ int micro_run(struct micro_env *e)
 /* Fixed-count loops for `valgrind --tool=callgrind`: Ir per call of each function is its
  * inclusive cost divided by n (printed). The ring has no writer: n <= 60000 fit. */
 /* Each kind of record through its own symbol, so that callgrind's inclusive costs keep
- * them apart (the wrapper adds a call and a return). */
-__attribute__((noipa)) static ssize_t convert_generic(const uint8_t *p, size_t len, char *out, size_t cap)
+ * them apart (the wrapper adds a call and a return). gcc's noipa also keeps it from
+ * folding the two identical bodies into one; clang has no noipa and does not fold them. */
+#ifdef __clang__
+#define BENCH_OWN_SYMBOL __attribute__((noinline))
+#else
+#define BENCH_OWN_SYMBOL __attribute__((noipa))
+#endif
+BENCH_OWN_SYMBOL static ssize_t convert_generic(const uint8_t *p, size_t len, char *out, size_t cap)
 {
 	return shmring_msgpack_to_json(p, len, out, cap, NULL);
 }
 
-__attribute__((noipa)) static ssize_t convert_floats(const uint8_t *p, size_t len, char *out, size_t cap)
+BENCH_OWN_SYMBOL static ssize_t convert_floats(const uint8_t *p, size_t len, char *out, size_t cap)
 {
 	return shmring_msgpack_to_json(p, len, out, cap, NULL);
 }
