@@ -17,6 +17,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "digits.h"
 #include "fpfmt.h"
 #include "fpfmt_tables.h"
 
@@ -130,70 +131,64 @@ scale(uint64_t m2, int32_t e2, bool mm_shift, bool even)
 	return s;
 }
 
+/* One digit off all three, remembering it (last) and whether those before it were all
+ * zero (vr_tz): what the tie rule of trim_exact needs. */
+static inline void drop_exact(struct scaled *s, uint8_t *last)
+{
+	s->vr_tz &= *last == 0;
+	*last = (uint8_t)(s->vr % 10);
+	s->vr /= 10;
+	s->vp /= 10;
+	s->vm /= 10;
+}
+
 /* Rare: an end of the interval or the value itself may be exact at 10^e10, so every
  * dropped digit is looked at one by one. */
 static __attribute__((noinline, cold)) struct decimal trim_exact(struct scaled s, bool even)
 {
-	uint64_t vr = s.vr, vp = s.vp, vm = s.vm;
-	bool vm_tz = s.vm_tz, vr_tz = s.vr_tz;
 	int32_t removed = 0;
 	uint8_t last = 0;
 
-	while (vp / 10 > vm / 10) {
-		vm_tz &= vm % 10 == 0;
-		vr_tz &= last == 0;
-		last = (uint8_t)(vr % 10);
-		vr /= 10;
-		vp /= 10;
-		vm /= 10;
-		removed++;
+	for (; s.vp / 10 > s.vm / 10; removed++) {
+		s.vm_tz &= s.vm % 10 == 0;
+		drop_exact(&s, &last);
 	}
-	if (vm_tz) {
-		while (vm % 10 == 0) {
-			vr_tz &= last == 0;
-			last = (uint8_t)(vr % 10);
-			vr /= 10;
-			vp /= 10;
-			vm /= 10;
-			removed++;
-		}
-	}
+	if (s.vm_tz)
+		for (; s.vm % 10 == 0; removed++)
+			drop_exact(&s, &last);
 	/* Exactly halfway between two candidates: round to even. */
-	if (vr_tz && last == 5 && vr % 2 == 0)
+	if (s.vr_tz && last == 5 && s.vr % 2 == 0)
 		last = 4;
-	return (struct decimal){ vr + ((vr == vm && (!even || !vm_tz)) || last >= 5), s.e10 + removed };
+	return (struct decimal){ s.vr + ((s.vr == s.vm && (!even || !s.vm_tz)) || last >= 5),
+				 s.e10 + removed };
 }
 
-/* The usual case: four, then two digits at a time while all can go; up says whether the
- * highest of them, the last one dropped, was 5 or more. */
+/* Drop the lowest k digits (div = 10^k) of all three if vp and vm still differ above
+ * them; *up says whether the highest digit dropped was 5 or more. */
+static inline __attribute__((always_inline)) bool drop(struct scaled *s, uint64_t div, bool *up)
+{
+	if (s->vp / div <= s->vm / div)
+		return false;
+	*up = s->vr % div >= div / 2;
+	s->vr /= div;
+	s->vp /= div;
+	s->vm /= div;
+	return true;
+}
+
+/* The usual case: four, then two digits at a time while all can go, then one. */
 static inline __attribute__((always_inline)) struct decimal trim_fast(struct scaled s)
 {
-	uint64_t vr = s.vr, vp = s.vp, vm = s.vm;
 	int32_t removed = 0;
 	bool up = false;
 
-	while (vp / 10000 > vm / 10000) {
-		up = vr % 10000 >= 5000;
-		vr /= 10000;
-		vp /= 10000;
-		vm /= 10000;
+	while (drop(&s, 10000, &up))
 		removed += 4;
-	}
-	if (vp / 100 > vm / 100) {
-		up = vr % 100 >= 50;
-		vr /= 100;
-		vp /= 100;
-		vm /= 100;
+	if (drop(&s, 100, &up))
 		removed += 2;
-	}
-	while (vp / 10 > vm / 10) {
-		up = vr % 10 >= 5;
-		vr /= 10;
-		vp /= 10;
-		vm /= 10;
+	while (drop(&s, 10, &up))
 		removed++;
-	}
-	return (struct decimal){ vr + (vr == vm || up), s.e10 + removed };
+	return (struct decimal){ s.vr + (s.vr == s.vm || up), s.e10 + removed };
 }
 
 /* The shortest decimal in the rounding interval of m2 * 2^e2 (m2 the full significand with
@@ -207,26 +202,6 @@ static struct decimal shortest(uint64_t m2, int32_t e2, bool mm_shift)
 	if (s.vm_tz || s.vr_tz)
 		return trim_exact(s, even);
 	return trim_fast(s);
-}
-
-static const char pairs[200] = "00010203040506070809101112131415161718192021222324252627282930"
-			       "31323334353637383940414243444546474849505152535455565758596061"
-			       "62636465666768697071727374757677787980818283848586878889909192"
-			       "93949596979899";
-
-static const uint64_t pow10[20] = {
-	1ull, 10ull, 100ull, 1000ull, 10000ull, 100000ull, 1000000ull, 10000000ull,
-	100000000ull, 1000000000ull, 10000000000ull, 100000000000ull, 1000000000000ull,
-	10000000000000ull, 100000000000000ull, 1000000000000000ull, 10000000000000000ull,
-	100000000000000000ull, 1000000000000000000ull, 10000000000000000000ull,
-};
-
-/* Digits of v > 0: log10 from the bit length (1233/4096 ~ log10 2), then one compare. */
-static inline int decimal_length(uint64_t v)
-{
-	const int t = ((64 - __builtin_clzll(v)) * 1233) >> 12;
-
-	return t + (v >= pow10[t]);
 }
 
 /* The 8 digits of v < 10^8 as ASCII, the first in the lowest byte (SWAR: split into
@@ -269,7 +244,7 @@ static inline void put_digits(char *p, uint64_t v, int n)
 static size_t layout(char *buf, bool neg, struct decimal d, int max_kk, int min_kk)
 {
 	char *p = buf;
-	const int n = decimal_length(d.digits);
+	const int n = (int)ndigits(d.digits);
 	const int k = d.exp, kk = n + k; /* 10^(kk-1) <= value < 10^kk */
 
 	if (neg)
@@ -317,10 +292,10 @@ static size_t layout(char *buf, bool neg, struct decimal d, int max_kk, int min_
 	}
 	if (e >= 100) {
 		*p++ = (char)('0' + e / 100);
-		memcpy(p, pairs + 2 * (e % 100), 2);
+		memcpy(p, digit_pairs + 2 * (e % 100), 2);
 		p += 2;
 	} else if (e >= 10) {
-		memcpy(p, pairs + 2 * e, 2);
+		memcpy(p, digit_pairs + 2 * e, 2);
 		p += 2;
 	} else {
 		*p++ = (char)('0' + e);

@@ -14,6 +14,7 @@
  * a wrong answer; a buffer of shmring_json_bound() bytes can never run out (see there).
  */
 #include "shmring/json.h"
+#include "digits.h"
 #include "fpfmt.h"
 
 #include <errno.h>
@@ -95,11 +96,6 @@ static const char hexdig[] = "0123456789abcdef";
 static const char b64dig[] =
 	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
-static const char digit_pairs[201] =
-	"00010203040506070809101112131415161718192021222324252627282930313233343536373839"
-	"40414243444546474849505152535455565758596061626364656667686970717273747576777879"
-	"8081828384858687888990919293949596979899";
-
 static inline uint16_t be16(const uint8_t *p)
 {
 	return (uint16_t)(p[0] << 8 | p[1]);
@@ -124,21 +120,6 @@ static inline uint64_t be64(const uint8_t *p)
 static inline bool is_str_byte(uint8_t b)
 {
 	return (b & 0xe0) == 0xa0 || (b >= 0xd9 && b <= 0xdb);
-}
-
-static inline unsigned ndigits(uint64_t v)
-{
-	static const uint64_t p10[20] = {
-		1ull, 10ull, 100ull, 1000ull, 10000ull, 100000ull, 1000000ull, 10000000ull,
-		100000000ull, 1000000000ull, 10000000000ull, 100000000000ull,
-		1000000000000ull, 10000000000000ull, 100000000000000ull,
-		1000000000000000ull, 10000000000000000ull, 100000000000000000ull,
-		1000000000000000000ull, 10000000000000000000ull,
-	};
-	/* log10 from the bit length (1233/4096 ~ log10(2)), then one correction. */
-	unsigned t = (unsigned)(64 - __builtin_clzll(v | 1)) * 1233 >> 12;
-
-	return t + 1 - ((v | 1) < p10[t]);
 }
 
 /* Writes exactly nd digits of v ending at o + nd, from the back: four per 64-bit division,
