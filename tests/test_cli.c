@@ -335,7 +335,7 @@ static void test_stat(void **state)
 	msgpack_sbuffer_init(&sb);
 	tu_pack_record(&sb, 1, 99, 5000); /* larger than max_record (4088) */
 	assert_int_equal(shmring_send(h, sb.data, sb.size), -EMSGSIZE);
-	assert_int_equal(shmring_flush(h), 0);
+	assert_int_equal(tu_flush(h), 0);
 	msgpack_sbuffer_destroy(&sb);
 	char real[PATH_MAX];
 	assert_non_null(realpath(t->out, real));

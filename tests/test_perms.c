@@ -179,7 +179,7 @@ static void test_flush_other_user_writer(void **state)
 	for (int i = 0; i < 10; i++) {
 		assert_int_equal(shmring_send(r, rec, 1), 0);
 		uint64_t t0 = shm_now_ns();
-		assert_int_equal(shmring_flush(r), 0);
+		assert_int_equal(tu_flush(r), 0);
 		fast += shm_now_ns() - t0 < 50000000ull;
 	}
 	assert_true(fast >= 7);
@@ -250,7 +250,7 @@ static void __attribute__((noreturn)) producer_as_nobody(const char *ring, gid_t
 	uint64_t best = UINT64_MAX;
 	for (int k = 0; k < 5; k++) {
 		uint64_t t0 = tu_now_ms();
-		if (shmring_flush(r))
+		if (tu_flush(r))
 			_exit(13);
 		if (tu_now_ms() - t0 < best)
 			best = tu_now_ms() - t0;
