@@ -90,15 +90,20 @@ static inline void tu_ring_init(struct tu_ring *t, const char *tag)
 	tu_track(0, t->name);
 }
 
-/* Writers and rings a failed assertion would leave behind: removed at exit. */
+/* Writers and rings a failed assertion would leave behind: removed at exit. Every tracked
+ * pid is a child of the test: one already reaped is no longer ours (waitpid: ECHILD) and
+ * its number may belong to another process by now, so only unreaped children are killed. */
 static pid_t tu_pids[256];
 static char tu_names[256][96];
 static int tu_npids, tu_nnames;
 static void tu_atexit(void)
 {
-	for (int i = 0; i < tu_npids; i++)
-		if (tu_pids[i] > 0 && kill(tu_pids[i], SIGKILL) == 0)
-			waitpid(tu_pids[i], NULL, 0);
+	for (int i = 0; i < tu_npids; i++) {
+		if (tu_pids[i] <= 0 || waitpid(tu_pids[i], NULL, WNOHANG) != 0)
+			continue; /* reaped before (ECHILD) or just now (a zombie) */
+		kill(tu_pids[i], SIGKILL);
+		waitpid(tu_pids[i], NULL, 0);
+	}
 	for (int i = 0; i < tu_nnames; i++)
 		shmring_unlink(tu_names[i]);
 }
