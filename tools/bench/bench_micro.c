@@ -285,10 +285,14 @@ static int write_test(struct micro_env *e, const struct lines *L, enum wmethod m
 	return rc;
 }
 
+/* Output room for one record as the writer gives it, shmring_json_bound() of the record
+ * (records up to 1763 bytes): the converter then runs its instance without room checks. */
+#define CONV_BUF 32768
+
 int micro_run(struct micro_env *e)
 {
 	static struct pool pl;
-	char buf[4096];
+	char buf[CONV_BUF];
 	int rc = pool_build(&pl, 0), failed = 0;
 	if (rc)
 		return rc;
@@ -587,7 +591,7 @@ BENCH_OWN_SYMBOL static ssize_t convert_floats(const uint8_t *p, size_t len, cha
 int micro_ir(long n)
 {
 	static struct pool pl;
-	char buf[4096], name[64];
+	char buf[CONV_BUF], name[64];
 	struct fixbuf fb = { (uint8_t *)buf, 0, sizeof(buf) };
 	shmring *r;
 	if (n > 60000)
