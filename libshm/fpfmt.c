@@ -131,31 +131,57 @@ scale(uint64_t m2, int32_t e2, bool mm_shift, bool even)
 	return s;
 }
 
-/* One digit off all three, remembering it (last) and whether those before it were all
- * zero (vr_tz): what the tie rule of trim_exact needs. */
-static inline void drop_exact(struct scaled *s, uint8_t *last)
+/* The lowest k digits (div = 10^k, k >= 1) off all three, remembering the highest of them
+ * (last) and whether every digit dropped before it was zero (vr_tz), and whether vm's were
+ * (vm_tz): what the tie rule of trim_exact needs. Dropping k at once is k single drops:
+ * vr_tz takes in the old last and the k - 1 digits under the new one. */
+static inline __attribute__((always_inline)) void
+drop_exact(struct scaled *s, uint64_t div, uint8_t *last)
 {
-	s->vr_tz &= *last == 0;
-	*last = (uint8_t)(s->vr % 10);
-	s->vr /= 10;
-	s->vp /= 10;
-	s->vm /= 10;
+	const uint64_t sub = div / 10;
+
+	s->vm_tz &= s->vm % div == 0;
+	s->vr_tz &= *last == 0 && s->vr % sub == 0;
+	*last = (uint8_t)(s->vr % div / sub);
+	s->vr /= div;
+	s->vp /= div;
+	s->vm /= div;
 }
 
-/* Rare: an end of the interval or the value itself may be exact at 10^e10, so every
- * dropped digit is looked at one by one. */
-static __attribute__((noinline, cold)) struct decimal trim_exact(struct scaled s, bool even)
+/* While vp and vm differ above the lowest k digits, drop them; then, while vm's lowest k
+ * are zero and vm is an exact end, drop those too (if vp / div > vm / div then the same
+ * holds at every smaller div, so the chunks take exactly the single steps' path). */
+#define TRIM_EXACT_BY(div, k)                                                   \
+	do {                                                                    \
+		while (s.vp / (div) > s.vm / (div)) {                           \
+			drop_exact(&s, (div), &last);                           \
+			removed += (k);                                         \
+		}                                                               \
+	} while (0)
+#define TRIM_EXACT_ZEROS_BY(div, k)                                             \
+	do {                                                                    \
+		while (s.vm % (div) == 0) {                                     \
+			drop_exact(&s, (div), &last);                           \
+			removed += (k);                                         \
+		}                                                               \
+	} while (0)
+
+/* Rare for random bits, common for short decimals such as 0.25 or 97.5: an end of the
+ * interval or the value itself may be exact at 10^e10, so the dropped digits are looked
+ * at, four, then two, then one at a time. */
+static __attribute__((noinline)) struct decimal trim_exact(struct scaled s, bool even)
 {
 	int32_t removed = 0;
 	uint8_t last = 0;
 
-	for (; s.vp / 10 > s.vm / 10; removed++) {
-		s.vm_tz &= s.vm % 10 == 0;
-		drop_exact(&s, &last);
+	TRIM_EXACT_BY(10000, 4);
+	TRIM_EXACT_BY(100, 2);
+	TRIM_EXACT_BY(10, 1);
+	if (s.vm_tz) {
+		TRIM_EXACT_ZEROS_BY(10000, 4);
+		TRIM_EXACT_ZEROS_BY(100, 2);
+		TRIM_EXACT_ZEROS_BY(10, 1);
 	}
-	if (s.vm_tz)
-		for (; s.vm % 10 == 0; removed++)
-			drop_exact(&s, &last);
 	/* Exactly halfway between two candidates: round to even. */
 	if (s.vr_tz && last == 5 && s.vr % 2 == 0)
 		last = 4;
@@ -240,6 +266,8 @@ static inline void put_digits(char *p, uint64_t v, int n)
 	}
 }
 
+static const char zeros[8] = { '0', '0', '0', '0', '0', '0', '0', '0' };
+
 /* ryu's layout: max_kk is 16 for a double, 13 for a float; min_kk -5 and -6. */
 static size_t layout(char *buf, bool neg, struct decimal d, int max_kk, int min_kk)
 {
@@ -250,9 +278,12 @@ static size_t layout(char *buf, bool neg, struct decimal d, int max_kk, int min_
 	if (neg)
 		*p++ = '-';
 	if (k >= 0 && kk <= max_kk) {
-		/* 1234e7 -> 12340000000.0 */
+		/* 1234e7 -> 12340000000.0; k > 0 leaves n <= 15, so 16 zeros fit in the room. */
 		put_digits(p, d.digits, n);
-		memset(p + n, '0', (size_t)k);
+		if (k > 0) {
+			memcpy(p + n, zeros, 8);
+			memcpy(p + n + 8, zeros, 8);
+		}
 		p += kk;
 		memcpy(p, ".0", 2);
 		return (size_t)(p + 2 - buf);
@@ -268,7 +299,7 @@ static size_t layout(char *buf, bool neg, struct decimal d, int max_kk, int min_
 		/* 1234e-6 -> 0.001234 */
 		p[0] = '0';
 		p[1] = '.';
-		memset(p + 2, '0', (size_t)-kk);
+		memcpy(p + 2, zeros, 8); /* -kk <= 5 */
 		p += 2 - kk;
 		put_digits(p, d.digits, n);
 		return (size_t)(p + n - buf);

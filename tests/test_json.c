@@ -224,6 +224,8 @@ static void test_floats(void **state)
 	f64_case(123.0, "123.0");
 	f64_case(100.0, "100.0");	/* serde_json (ryu) layout: fixed up to 16 integer digits */
 	f64_case(1e15, "1000000000000000.0");
+	f64_case(-1234567890123450.0, "-1234567890123450.0"); /* zeros stored to FPFMT_MAX */
+	f64_case(-0.000012345, "-0.000012345");
 	f64_case(1e16, "1e16");
 	f64_case(12.34, "12.34");
 	f64_case(0.00001, "0.00001");

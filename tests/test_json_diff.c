@@ -218,8 +218,21 @@ static void gen_float(struct buf *b)
 	};
 
 	if (below(2)) {
+		uint64_t u = below(2) ? f64[below(sizeof(f64) / sizeof(f64[0]))] : rnd();
+
+		if (below(3) == 0) {
+			/* A short decimal (97.5, 0.0625, 3e-7, 12345e20): the value or an end of
+			 * its interval is exact at the digit search's scale, the other path. */
+			char t[40];
+			double d;
+
+			snprintf(t, sizeof(t), "%s%u%s%ue%d", below(2) ? "-" : "", below(100000),
+				 below(2) ? "." : "", below(10000), (int)below(640) - 330);
+			d = below(2) ? strtod(t, NULL) : (double)(int)below(2000000) / (1 << below(24));
+			memcpy(&u, &d, 8);
+		}
 		put1(b, 0xcb);
-		put_be(b, below(2) ? f64[below(sizeof(f64) / sizeof(f64[0]))] : rnd(), 8);
+		put_be(b, u, 8);
 	} else {
 		put1(b, 0xca);
 		put_be(b, below(2) ? f32[below(sizeof(f32) / sizeof(f32[0]))] : (uint32_t)rnd(), 4);
