@@ -21,6 +21,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #include "digits.h"
 #include "fpfmt.h"
@@ -130,43 +133,76 @@ static inline uint64_t digits8(uint32_t v)
 	return (u | (z - u * 10) << 8) | 0x3030303030303030ull;
 }
 
-/* The n digits of v at p[0..n), 0 < n <= 24, in 8-byte stores: p[n .. max(n, 8)) gets
- * garbage, so the buffer has room for it (FPFMT_MAX) and what follows is written after.
- * The leading chunk is stored first: its wide store would overwrite the next one's. */
-static inline void put_digits(char *p, uint64_t v, int n)
+/* The n <= 17 digits of v as ASCII, ending at db[24) (db: 48 bytes); returns where they
+ * start. Any 16-byte window from one byte before the start lies inside db. */
+static inline const char *digits_of(char db[48], uint64_t v, int n)
 {
-	uint32_t chunk[2];
-	int k = 0;
+	uint64_t w;
 
-	while (n > 8) {
-		chunk[k++] = (uint32_t)(v % 100000000);
-		v /= 100000000;
-		n -= 8;
+	memset(db, '0', 48);
+	if (n > 8) {
+		const uint64_t hi = v / 100000000;
+
+		w = digits8((uint32_t)(v - hi * 100000000));
+		memcpy(db + 16, &w, 8);
+		if (n > 16) {
+			w = digits8((uint32_t)(hi % 100000000));
+			memcpy(db + 8, &w, 8);
+			w = digits8((uint32_t)(hi / 100000000));
+			memcpy(db, &w, 8);
+		} else {
+			w = digits8((uint32_t)hi);
+			memcpy(db + 8, &w, 8);
+		}
+	} else {
+		w = digits8((uint32_t)v);
+		memcpy(db + 16, &w, 8);
 	}
-	uint64_t w = digits8((uint32_t)v) >> (8 * (8 - n));
-	memcpy(p, &w, 8);
-	p += n;
-	while (k) {
-		w = digits8(chunk[--k]);
-		memcpy(p, &w, 8);
-		p += 8;
-	}
+	return db + 24 - n;
+}
+
+/* p[0 .. n + 1) = D[0 .. kk) '.' D[kk .. n) for the n <= 17 digits D at d, 0 < kk <= 16:
+ * each byte of p[0 .. 16) is D[i] left of the dot and D[i - 1] right of it, one blend of
+ * two 16-byte loads; p[16 .. 24) is D[15 .. 23); then the dot. No memmove. */
+static inline void put_with_dot(char *p, const char *d, int kk)
+{
+#ifdef __SSE2__
+	/* 16 bytes of 0xff, then 16 of 0: read from 16 - kk, the first kk bytes are 0xff. */
+	static const uint8_t lead[32] = {
+		0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+		0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+	};
+	const __m128i m = _mm_loadu_si128((const __m128i *)(const void *)(lead + 16 - kk));
+	const __m128i here = _mm_loadu_si128((const __m128i *)(const void *)d);
+	const __m128i right = _mm_loadu_si128((const __m128i *)(const void *)(d - 1));
+
+	_mm_storeu_si128((__m128i *)(void *)p,
+			 _mm_or_si128(_mm_and_si128(m, here), _mm_andnot_si128(m, right)));
+	memcpy(p + 16, d + 15, 8);
+#else
+	memcpy(p + 1, d, 16);
+	memcpy(p + 17, d + 16, 8);
+	memmove(p, p + 1, (size_t)kk);
+#endif
+	p[kk] = '.';
 }
 
 static const char zeros[8] = { '0', '0', '0', '0', '0', '0', '0', '0' };
 
-/* ryu's layout: max_kk is 16 for a double, 13 for a float; min_kk -5 and -6. */
+/* ryu's layout: max_kk is 16 for a double, 13 for a float; min_kk -5 and -6. Every store
+ * is fixed-width (16 or 8 bytes): what lies past the text is garbage inside FPFMT_MAX. */
 static size_t layout(char *buf, bool neg, struct decimal d, int max_kk, int min_kk)
 {
-	char *p = buf;
+	char *p = buf, db[48];
 	const int n = (int)ndigits(d.digits);
 	const int k = d.exp, kk = n + k; /* 10^(kk-1) <= value < 10^kk */
+	const char *D = digits_of(db, d.digits, n);
 
 	if (neg)
 		*p++ = '-';
 	if (k >= 0 && kk <= max_kk) {
-		/* 1234e7 -> 12340000000.0; k > 0 leaves n <= 15, so 16 zeros fit in the room. */
-		put_digits(p, d.digits, n);
+		/* 1234e7 -> 12340000000.0 (n <= 16); k > 0 leaves n <= 15, so 16 zeros fit. */
+		memcpy(p, D, 16);
 		if (k > 0) {
 			memcpy(p + n, zeros, 8);
 			memcpy(p + n + 8, zeros, 8);
@@ -176,30 +212,28 @@ static size_t layout(char *buf, bool neg, struct decimal d, int max_kk, int min_
 		return (size_t)(p + 2 - buf);
 	}
 	if (kk > 0 && kk <= max_kk) {
-		/* 1234e-2 -> 12.34: write all digits one place right, then pull the head left. */
-		put_digits(p + 1, d.digits, n);
-		memmove(p, p + 1, (size_t)kk);
-		p[kk] = '.';
+		/* 1234e-2 -> 12.34 (kk < n <= 17) */
+		put_with_dot(p, D, kk);
 		return (size_t)(p + n + 1 - buf);
 	}
 	if (kk > min_kk && kk <= 0) {
-		/* 1234e-6 -> 0.001234 */
+		/* 1234e-6 -> 0.001234 (-kk <= 5, so p + 24 stays inside FPFMT_MAX) */
 		p[0] = '0';
 		p[1] = '.';
-		memcpy(p + 2, zeros, 8); /* -kk <= 5 */
+		memcpy(p + 2, zeros, 8);
 		p += 2 - kk;
-		put_digits(p, d.digits, n);
+		memcpy(p, D, 16);
+		memcpy(p + 16, D + 16, 8);
 		return (size_t)(p + n - buf);
 	}
-	if (n == 1) {
-		/* 1e30 */
-		*p++ = (char)('0' + d.digits);
-	} else {
-		/* 1234e30 -> 1.234e33 */
-		put_digits(p + 1, d.digits, n);
-		p[0] = p[1];
+	/* 1e30, 1234e30 -> 1.234e33 */
+	p[0] = D[0];
+	if (n > 1) {
 		p[1] = '.';
+		memcpy(p + 2, D + 1, 16);
 		p += n + 1;
+	} else {
+		p++;
 	}
 	*p++ = 'e';
 	int e = kk - 1;
