@@ -11,7 +11,7 @@
 #include <stddef.h>
 
 /* The room buf must have: the longest text is 24 bytes ("-2.2250738585072014e-308"), and
- * digits and padding zeros are stored 8 bytes at a time past the text's end, never past
+ * digits and padding zeros are stored 8 or 16 bytes at a time past the text's end, never past
  * buf[32) (the farthest: "-1234567890123450.0", zeros stored from buf[16) to buf[32)). */
 #define FPFMT_MAX 32
 
