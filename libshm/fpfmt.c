@@ -133,8 +133,9 @@ static inline uint64_t digits8(uint32_t v)
 	return (u | (z - u * 10) << 8) | 0x3030303030303030ull;
 }
 
-/* The n <= 17 digits of v as ASCII, ending at db[24) (db: 48 bytes); returns where they
- * start. Any 16-byte window from one byte before the start lies inside db. */
+/* The n <= 17 digits of v as ASCII, ending at db[24) (db: 48 bytes), and '0's in the rest
+ * of db; returns where they start. Any 16-byte window from one byte before the start lies
+ * inside db, and the 24 bytes from the end of the digits are '0's (the layout's padding). */
 static inline const char *digits_of(char db[48], uint64_t v, int n)
 {
 	uint64_t w;
@@ -187,8 +188,6 @@ static inline void put_with_dot(char *p, const char *d, int kk)
 	p[kk] = '.';
 }
 
-static const char zeros[8] = { '0', '0', '0', '0', '0', '0', '0', '0' };
-
 /* ryu's layout: max_kk is 16 for a double, 13 for a float; min_kk -5 and -6. Every store
  * is fixed-width (16 or 8 bytes): what lies past the text is garbage inside FPFMT_MAX. */
 static size_t layout(char *buf, bool neg, struct decimal d, int max_kk, int min_kk)
@@ -201,12 +200,8 @@ static size_t layout(char *buf, bool neg, struct decimal d, int max_kk, int min_
 	if (neg)
 		*p++ = '-';
 	if (k >= 0 && kk <= max_kk) {
-		/* 1234e7 -> 12340000000.0 (n <= 16); k > 0 leaves n <= 15, so 16 zeros fit. */
+		/* 1234e7 -> 12340000000.0: kk <= 16, and the window's '0's are the padding. */
 		memcpy(p, D, 16);
-		if (k > 0) {
-			memcpy(p + n, zeros, 8);
-			memcpy(p + n + 8, zeros, 8);
-		}
 		p += kk;
 		memcpy(p, ".0", 2);
 		return (size_t)(p + 2 - buf);
@@ -220,7 +215,7 @@ static size_t layout(char *buf, bool neg, struct decimal d, int max_kk, int min_
 		/* 1234e-6 -> 0.001234 (-kk <= 5, so p + 24 stays inside FPFMT_MAX) */
 		p[0] = '0';
 		p[1] = '.';
-		memcpy(p + 2, zeros, 8);
+		memcpy(p + 2, D + n, 8); /* '0's */
 		p += 2 - kk;
 		memcpy(p, D, 16);
 		memcpy(p + 16, D + 16, 8);

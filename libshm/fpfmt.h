@@ -11,8 +11,8 @@
 #include <stddef.h>
 
 /* The room buf must have: the longest text is 24 bytes ("-2.2250738585072014e-308"), and
- * digits and padding zeros are stored 8 or 16 bytes at a time past the text's end, never past
- * buf[32) (the farthest: "-1234567890123450.0", zeros stored from buf[16) to buf[32)). */
+ * the digits are stored 8 or 16 bytes at a time past the text's end, never past buf[32)
+ * (the farthest: a float's "-0.0000012345678", whose digits are stored from buf[8)). */
 #define FPFMT_MAX 32
 
 /* Write v's text to buf (at least FPFMT_MAX bytes, no NUL added); returns its length. */

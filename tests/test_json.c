@@ -224,7 +224,7 @@ static void test_floats(void **state)
 	f64_case(123.0, "123.0");
 	f64_case(100.0, "100.0");	/* serde_json (ryu) layout: fixed up to 16 integer digits */
 	f64_case(1e15, "1000000000000000.0");
-	f64_case(-1234567890123450.0, "-1234567890123450.0"); /* zeros stored to FPFMT_MAX */
+	f64_case(-1234567890123450.0, "-1234567890123450.0");
 	f64_case(-0.000012345, "-0.000012345");
 	f64_case(1e16, "1e16");
 	f64_case(12.34, "12.34");
@@ -260,6 +260,7 @@ static void test_floats(void **state)
 	f32_case(1e13f, "1e13");
 	f32_case(1e-6f, "0.000001");
 	f32_case(1e-7f, "1e-7");
+	f32_case(-1.2345678e-6f, "-0.0000012345678");	/* stores reach buf[FPFMT_MAX) */
 	f32_case(0x1p-130f, "7.34684e-40");	/* subnormal */
 	f32_case(FLT_MIN, "1.1754944e-38");
 	f32_case(1.4e-45f, "1e-45");

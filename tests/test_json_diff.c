@@ -221,8 +221,8 @@ static void gen_float(struct buf *b)
 		uint64_t u = below(2) ? f64[below(sizeof(f64) / sizeof(f64[0]))] : rnd();
 
 		if (below(3) == 0) {
-			/* A short decimal (97.5, 0.0625, 3e-7, 12345e20): the value or an end of
-			 * its interval is exact at the digit search's scale, the other path. */
+			/* A short decimal (97.5, 0.0625, 3e-7, 12345e20): exact values, ends of
+			 * intervals on a decimal, long runs of trailing zeros to strip. */
 			char t[40];
 			double d;
 
