@@ -109,6 +109,21 @@ fi
 
 # ---- the benchmark -------------------------------------------------------------------
 cmd="tools/bench/run.sh${*:+ $*}"
+# ---- how fast the CPUs are at the moment: one converter loop on each, before and after --
+# The host shares its cores with other machines, and nothing in the guest shows it (steal
+# time reads 0, the load average is ours): mp2json_bench's typical record, best of five
+# 20 000-record loops, has read ~100 ns and ~190 ns on the same CPU minutes apart. Each run
+# states the probe so that its figures can be read against the host's speed of the moment.
+probe() {
+	local c r=""
+	for c in $(seq 0 $((cpus - 1))); do
+		r="$r${r:+, }CPU $c $(taskset -c "$c" "$build/tools/mp2json_bench" 20000 200 2>/dev/null |
+			awk '/^fast/ { printf "%.0f ns", $2; exit }')"
+	done
+	echo "$r"
+}
+probe0=$(probe)
+
 echo "run.sh: $bench $*  (tables in $out/results.md)" >&2
 t0=$(date +%s)
 status=0
@@ -116,6 +131,7 @@ status=0
 t1=$(date +%s)
 load1=$(cut -d' ' -f1-3 /proc/loadavg)
 psi1=$(psi)
+probe1=$(probe)
 
 # ---- ring size: the same P=1 transport runs on a ring that fits in L2 -----------------
 cap_md="$tmp/cap.md"
@@ -253,6 +269,7 @@ cat >"$out/machine.md" <<EOF
 | output file system | $(findmnt -n -o FSTYPE,SOURCE -T "${TMPDIR:-/var/tmp}" 2>/dev/null | tr -s ' ') |
 | load average (1, 5, 15 min) | $load0 before, $load1 after (other users' jobs share the machine) |
 | CPU pressure (PSI some, avg60) | $psi0 before, $psi1 after: the share of time some runnable task waited for a CPU |
+| CPU speed probe (\`mp2json_bench\`'s typical record, best of 5, per CPU) | $probe0 before, $probe1 after (~100 ns when the host's cores were ours, ~190 ns when shared) |
 | limits | pipe-max-size $(sysval /proc/sys/fs/pipe-max-size), fs.mqueue.msg_max $(sysval /proc/sys/fs/mqueue/msg_max), net.unix.max_dgram_qlen $(sysval /proc/sys/net/unix/max_dgram_qlen), vm.dirty_ratio $(sysval /proc/sys/vm/dirty_ratio), THP $(sed 's/.*\[\(.*\)\].*/\1/' /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null) |
 | perf | hardware counters: $perf_instr |
 | commit | $commit |
@@ -263,7 +280,9 @@ EOF
 	echo
 	echo "Produced by \`$cmd\` on $when in $((t1 - t0)) s (commit $commit). Machine: $model, $cpus CPUs,"
 	echo "Linux $kernel; load average $load0 before and $load1 after — a shared machine, so the"
-	echo "figures carry other users' load ([machine.md](machine.md)). Raw rows: [results.csv](results.csv);"
+	echo "figures carry other users' load ([machine.md](machine.md)); the CPU speed probe (one converter loop"
+	echo "per CPU: ~100 ns a record when the host's cores were ours, ~190 ns when shared) read $probe0"
+	echo "before and $probe1 after. Raw rows: [results.csv](results.csv);"
 	echo "plot: [plot.png](plot.png); analysis of what bounds each target: [README.md](README.md)."
 	echo
 	echo "![throughput and p99 against P](plot.png)"
