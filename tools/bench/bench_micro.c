@@ -7,7 +7,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,6 +53,75 @@ static void mrow(struct micro_env *e, const char *name, const char *variant, siz
 		}                                                                       \
 		best_;                                                                  \
 	})
+
+/*
+ * One cache line handed back and forth between a thread on CPU 0 and one on CPU 1: half a
+ * round trip is what a line written on one CPU costs the other to take (a producer's first
+ * store into a slot the writer read, a claim on a word its free pass wrote). 0 when there
+ * is one CPU or pinning fails.
+ */
+static _Alignas(64) _Atomic long pp_ball;
+static long pp_n;
+
+static void cpu_only(cpu_set_t *s, int cpu)
+{
+	CPU_ZERO(s);
+	CPU_SET(cpu, s);
+}
+
+/* Each side waits for its turn (acquire: the other's store), then passes the ball. */
+static void pp_play(long first)
+{
+	for (long i = first; i < 2 * pp_n; i += 2) {
+		while (atomic_load_explicit(&pp_ball, memory_order_acquire) != i)
+			;
+		atomic_store_explicit(&pp_ball, i + 1, memory_order_release);
+	}
+}
+
+static void *pp_other(void *arg)
+{
+	(void)arg;
+	pp_play(1);
+	return NULL;
+}
+
+/* Best of reps; 0 if either thread cannot be placed (the other starts pinned to CPU 1
+ * or not at all, so neither side can wait for a partner that never plays). */
+static double line_handoff_ns(long n, int reps)
+{
+	double best = 0;
+	cpu_set_t old, c0, c1;
+	pthread_attr_t a;
+	if (pthread_getaffinity_np(pthread_self(), sizeof(old), &old))
+		return 0;
+	cpu_only(&c0, 0);
+	cpu_only(&c1, 1);
+	pp_n = n;
+	for (int r = 0; r < reps; r++) {
+		pthread_t t;
+		int bad = pthread_attr_init(&a);
+		if (!bad)
+			bad = pthread_attr_setaffinity_np(&a, sizeof(c1), &c1) ||
+			      pthread_setaffinity_np(pthread_self(), sizeof(c0), &c0);
+		atomic_store(&pp_ball, 0);
+		if (!bad)
+			bad = pthread_create(&t, &a, pp_other, NULL);
+		pthread_attr_destroy(&a);
+		if (bad)
+			break;
+		uint64_t t0 = bench_now_ns();
+		pp_play(0);
+		while (atomic_load_explicit(&pp_ball, memory_order_acquire) != 2 * n)
+			;
+		double d = (double)(bench_now_ns() - t0) / (double)(2 * n);
+		pthread_join(t, NULL);
+		if (best == 0 || d < best)
+			best = d;
+	}
+	pthread_setaffinity_np(pthread_self(), sizeof(old), &old);
+	return best;
+}
 
 /* A fixbuf that counts how often msgpack-c calls it. */
 struct cfixbuf {
@@ -441,6 +512,13 @@ int micro_run(struct micro_env *e)
 
 	double ns = BEST_NS(reps, n, (void)syscall(SYS_getppid));
 	mrow(e, "null syscall", "getppid", 0, ns, -1, "");
+
+	if (sysconf(_SC_NPROCESSORS_ONLN) >= 2) {
+		ns = line_handoff_ns(e->quick ? 20000 : 100000, 5);
+		if (ns > 0)
+			mrow(e, "cache line", "handed from CPU 0 to CPU 1 and back: one way", 0, ns, -1,
+			     "what a store into a line the other CPU wrote last waits for");
+	}
 
 	volatile ssize_t sink = 0;
 	ns = BEST_NS(reps, n, sink += shmring_msgpack_to_json(pl.mp[i % POOL_SIZE], pl.mp_len[i % POOL_SIZE],
