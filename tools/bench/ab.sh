@@ -33,8 +33,10 @@ shift 2
 args=("$@")
 [ ${#args[@]} -gt 0 ] || args=(-P 1 -m 1000000 --modes transport --blocking no --reps 3)
 for d in "$A" "$B"; do
-	[ -x "$d/tools/shmring-bench" ] && [ -x "$d/shmring-writer" ] ||
-		{ echo "ab.sh: $d has no tools/shmring-bench or shmring-writer (build it first)" >&2; exit 1; }
+	if [ ! -x "$d/tools/shmring-bench" ] || [ ! -x "$d/shmring-writer" ]; then
+		echo "ab.sh: $d has no tools/shmring-bench or shmring-writer (build it first)" >&2
+		exit 1
+	fi
 done
 probe_bin=$B/tools/mp2json_bench
 [ -x "$probe_bin" ] || probe_bin=$A/tools/mp2json_bench

@@ -14,7 +14,6 @@
 # and OUT_DIR (default docs/bench) may be set in the environment.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-root=$PWD
 build=${BUILD_DIR:-build}
 out=${OUT_DIR:-docs/bench}
 quick=0
