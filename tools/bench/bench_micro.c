@@ -513,12 +513,10 @@ int micro_run(struct micro_env *e)
 	double ns = BEST_NS(reps, n, (void)syscall(SYS_getppid));
 	mrow(e, "null syscall", "getppid", 0, ns, -1, "");
 
-	if (sysconf(_SC_NPROCESSORS_ONLN) >= 2) {
-		ns = line_handoff_ns(e->quick ? 20000 : 100000, 5);
-		if (ns > 0)
-			mrow(e, "cache line", "handed from CPU 0 to CPU 1 and back: one way", 0, ns, -1,
-			     "what a store into a line the other CPU wrote last waits for");
-	}
+	ns = line_handoff_ns(e->quick ? 20000 : 100000, 5);
+	if (ns > 0)
+		mrow(e, "cache line", "handed from CPU 0 to CPU 1 and back: one way", 0, ns, -1,
+		     "what a store into a line the other CPU wrote last waits for");
 
 	volatile ssize_t sink = 0;
 	ns = BEST_NS(reps, n, sink += shmring_msgpack_to_json(pl.mp[i % POOL_SIZE], pl.mp_len[i % POOL_SIZE],

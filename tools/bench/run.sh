@@ -106,8 +106,6 @@ if command -v valgrind >/dev/null; then
 	fi
 fi
 
-# ---- the benchmark -------------------------------------------------------------------
-cmd="tools/bench/run.sh${*:+ $*}"
 # ---- how fast the CPUs are at the moment: one converter loop on each, before and after --
 # The host shares its cores with other machines, and nothing in the guest shows it (steal
 # time reads 0, the load average is ours): mp2json_bench's typical record, best of five
@@ -123,6 +121,8 @@ probe() {
 }
 probe0=$(probe)
 
+# ---- the benchmark -------------------------------------------------------------------
+cmd="tools/bench/run.sh${*:+ $*}"
 echo "run.sh: $bench $*  (tables in $out/results.md)" >&2
 t0=$(date +%s)
 status=0
